@@ -1,0 +1,1 @@
+"""Developer tooling that never ships to Lambda: the local stack, template helpers, the CLI."""

@@ -1,0 +1,364 @@
+"""template.yaml as the single source of the local resources: tests and the local stack build from it.
+
+`create_resources` creates the template's DynamoDB tables, SQS queues and S3 bucket on an AWS endpoint
+(moto, in process or in server mode), each named after its logical id, and `LocalResources.environment`
+resolves the functions' environment (Globals.Function.Environment.Variables) against them. Nothing is
+copied from the template by hand, so the tests and the deployment cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import boto3
+import yaml
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+DEFAULT_BUCKET_NAME = "segment-bridge-archive"
+
+# SQS queue properties that map one to one onto queue attributes of the same name.
+_QUEUE_ATTRIBUTES: tuple[QueueAttributeNameType, ...] = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "SqsManagedSseEnabled",
+)
+_SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
+
+
+class TemplateError(ValueError):
+    """The template uses something these helpers cannot create or resolve locally."""
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation's short-form tags into their long form (`!Ref X` -> {"Ref": X}).
+
+    Dates stay strings (AWSTemplateFormatVersion), as CloudFormation reads them.
+    """
+
+
+def _construct_node(loader: CfnLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    raise yaml.constructor.ConstructorError(None, None, f"unexpected node {node.tag}", node.start_mark)
+
+
+def _intrinsic(key: str) -> Any:
+    def construct(loader: CfnLoader, node: yaml.Node) -> dict[str, Any]:
+        return {key: _construct_node(loader, node)}
+
+    return construct
+
+
+def _get_att(loader: CfnLoader, node: yaml.Node) -> dict[str, Any]:
+    value = _construct_node(loader, node)
+    if isinstance(value, str):
+        resource, _, attribute = value.partition(".")
+        value = [resource, attribute]
+    return {"Fn::GetAtt": value}
+
+
+CfnLoader.add_constructor("!Ref", _intrinsic("Ref"))
+CfnLoader.add_constructor("!Condition", _intrinsic("Condition"))
+CfnLoader.add_constructor("!GetAtt", _get_att)
+for _name in (
+    "Sub",
+    "FindInMap",
+    "If",
+    "Equals",
+    "Join",
+    "Select",
+    "Split",
+    "Not",
+    "And",
+    "Or",
+    "Base64",
+    "ImportValue",
+    "GetAZs",
+):
+    CfnLoader.add_constructor(f"!{_name}", _intrinsic(f"Fn::{_name}"))
+
+
+def _timestamp_as_string(loader: CfnLoader, node: yaml.Node) -> Any:
+    return _construct_node(loader, node)
+
+
+CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_string)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as plain dicts, with intrinsic functions in their long (JSON) form."""
+    with path.open(encoding="utf-8") as stream:
+        template = yaml.load(stream, Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(template, dict):
+        raise TemplateError(f"{path} is not a CloudFormation template")
+    return template
+
+
+def _resources_of_type(template: Mapping[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource.get("Type") == type_
+    }
+
+
+# ---------------------------------------------------------------------------------------------- resolving
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """What `create_resources` made, by logical id, and the functions' environment resolved against it."""
+
+    tables: Mapping[str, str]
+    queue_urls: Mapping[str, str]
+    queue_arns: Mapping[str, str]
+    buckets: Mapping[str, str]
+    template: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def environment(self) -> dict[str, str]:
+        """Globals.Function.Environment.Variables of the template, resolved for these resources."""
+        variables = (
+            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
+        return {name: _as_string(self.resolve(value)) for name, value in variables.items()}
+
+    def resolve(self, value: Any) -> Any:
+        """Resolve Ref, Fn::GetAtt, Fn::FindInMap and Fn::Sub over the local resources and the defaults."""
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) != 1:
+            return {key: self.resolve(item) for key, item in value.items()}
+        [(key, argument)] = value.items()
+        if key == "Ref":
+            return self._ref(argument)
+        if key == "Fn::GetAtt":
+            resource, attribute = argument
+            return self._get_att(resource, attribute)
+        if key == "Fn::FindInMap":
+            mapping, first, second = (self.resolve(part) for part in argument)
+            try:
+                return self.template["Mappings"][mapping][first][second]
+            except KeyError as error:
+                raise TemplateError(f"no mapping {mapping}.{first}.{second} in the template") from error
+        if key == "Fn::Sub" and isinstance(argument, str):
+            return _SUB_VARIABLE.sub(lambda match: _as_string(self._sub_variable(match.group(1))), argument)
+        if key.startswith("Fn::") or key == "Condition":
+            raise TemplateError(f"{key} is not resolved locally")
+        return {key: self.resolve(argument)}
+
+    def _ref(self, name: str) -> Any:
+        for names in (self.tables, self.queue_urls, self.buckets):
+            if name in names:
+                return names[name]
+        parameter = self.template.get("Parameters", {}).get(name)
+        if parameter is not None:
+            if "Default" not in parameter:
+                raise TemplateError(f"parameter {name} has no default")
+            return parameter["Default"]
+        raise TemplateError(f"Ref {name} is not a local resource or a parameter")
+
+    def _get_att(self, resource: str, attribute: str) -> str:
+        if resource in self.queue_arns and attribute == "Arn":
+            return self.queue_arns[resource]
+        if resource in self.queue_urls and attribute == "QueueName":
+            return resource
+        if resource in self.queue_urls and attribute == "QueueUrl":
+            return self.queue_urls[resource]
+        raise TemplateError(f"Fn::GetAtt {resource}.{attribute} is not resolved locally")
+
+    def _sub_variable(self, name: str) -> Any:
+        resource, dot, attribute = name.partition(".")
+        return self._get_att(resource, attribute) if dot else self._ref(name)
+
+
+def _as_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise TemplateError(f"{value!r} does not resolve to a string")
+
+
+# ---------------------------------------------------------------------------------------------- creating
+
+
+def create_resources(
+    session: boto3.session.Session | None = None,
+    template: dict[str, Any] | None = None,
+    *,
+    endpoint_url: str | None = None,
+    bucket_name: str = DEFAULT_BUCKET_NAME,
+) -> LocalResources:
+    """Create the template's tables, queues and bucket (reusing any that exist) named by logical id.
+
+    The bucket is named `bucket_name` (with `-<logical id>` appended if the template ever has several).
+    """
+    session = session or boto3.session.Session()
+    template = template if template is not None else load_template()
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    s3 = session.client("s3", endpoint_url=endpoint_url)
+
+    tables = {
+        logical_id: _create_table(dynamodb, logical_id, resource.get("Properties", {}))
+        for logical_id, resource in _resources_of_type(template, "AWS::DynamoDB::Table").items()
+    }
+    bucket_resources = _resources_of_type(template, "AWS::S3::Bucket")
+    buckets = {
+        logical_id: _create_bucket(
+            s3,
+            bucket_name if len(bucket_resources) == 1 else f"{bucket_name}-{logical_id.lower()}",
+            session.region_name,
+        )
+        for logical_id in bucket_resources
+    }
+    resources = LocalResources(
+        tables=tables, queue_urls={}, queue_arns={}, buckets=buckets, template=template
+    )
+    return _create_queues(sqs, resources, _resources_of_type(template, "AWS::SQS::Queue"))
+
+
+def _create_table(client: DynamoDBClient, name: str, properties: Mapping[str, Any]) -> str:
+    request: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": properties["KeySchema"],
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+    }
+    if "ProvisionedThroughput" in properties:
+        request["ProvisionedThroughput"] = properties["ProvisionedThroughput"]
+    if "GlobalSecondaryIndexes" in properties:
+        request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in properties:
+        request["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": properties["StreamSpecification"]["StreamViewType"],
+        }
+    try:
+        client.create_table(**request)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        current = client.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+        if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+    return name
+
+
+def _create_bucket(client: S3Client, name: str, region: str | None) -> str:
+    try:
+        client.head_bucket(Bucket=name)
+    except ClientError:
+        if region in (None, "us-east-1"):
+            client.create_bucket(Bucket=name)
+        else:
+            constraint = cast("BucketLocationConstraintType", region)
+            client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": constraint})
+    return name
+
+
+def _create_queues(
+    client: SQSClient, resources: LocalResources, queues: Mapping[str, Mapping[str, Any]]
+) -> LocalResources:
+    """Create queues in dependency order: a dead-letter queue before the queues that redrive to it."""
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    pending = dict(queues)
+    while pending:
+        current = LocalResources(
+            tables=resources.tables,
+            queue_urls=urls,
+            queue_arns=arns,
+            buckets=resources.buckets,
+            template=resources.template,
+        )
+        ready = {
+            name: queue
+            for name, queue in pending.items()
+            if _redrive_target(queue.get("Properties", {})) in (None, *arns)
+        }
+        if not ready:
+            raise TemplateError(f"queues redrive to queues that are not in the template: {sorted(pending)}")
+        for name, queue in ready.items():
+            attributes = _queue_attributes(current, queue.get("Properties", {}))
+            urls[name], arns[name] = _create_queue(client, name, attributes)
+            del pending[name]
+    return LocalResources(
+        tables=resources.tables,
+        queue_urls=urls,
+        queue_arns=arns,
+        buckets=resources.buckets,
+        template=resources.template,
+    )
+
+
+def _redrive_target(properties: Mapping[str, Any]) -> str | None:
+    target = properties.get("RedrivePolicy", {}).get("deadLetterTargetArn")
+    if target is None:
+        return None
+    if isinstance(target, dict) and "Fn::GetAtt" in target:
+        return str(target["Fn::GetAtt"][0])
+    raise TemplateError(f"deadLetterTargetArn {target!r} is not a Fn::GetAtt of a queue")
+
+
+def _queue_attributes(
+    resources: LocalResources, properties: Mapping[str, Any]
+) -> dict[QueueAttributeNameType, str]:
+    attributes: dict[QueueAttributeNameType, str] = {
+        name: _as_string(resources.resolve(properties[name]))
+        for name in _QUEUE_ATTRIBUTES
+        if name in properties
+    }
+    if "RedrivePolicy" in properties:
+        attributes["RedrivePolicy"] = json.dumps(resources.resolve(properties["RedrivePolicy"]))
+    return attributes
+
+
+def _create_queue(
+    client: SQSClient, name: str, attributes: dict[QueueAttributeNameType, str]
+) -> tuple[str, str]:
+    try:
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in (
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "QueueDoesNotExist",
+        ):
+            raise
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    else:
+        client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn

@@ -1,0 +1,149 @@
+"""Authentication: which workspace a request belongs to, and whether Segment really signed it.
+
+Keys are random, high-entropy tokens. We store only their SHA-256 (a slow hash adds nothing for 256
+bits of entropy), look them up by that hash in O(1) and compare digests in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from segment_bridge.errors import InvalidSignature, Unauthorized
+
+KEY_PREFIX = "sbk_"
+KEY_BYTES = 32
+MAX_KEY_LENGTH = 256
+SIGNATURE_HEADER = "x-signature"
+
+_UNAUTHORIZED = "Missing or invalid credentials."
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceAuth:
+    """What authentication needs to know about a workspace."""
+
+    workspace_id: str
+    shared_secret: str | None = None
+
+
+def new_api_key() -> str:
+    """A new API key: 256 random bits, URL-safe, recognisable by its prefix."""
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def key_id(key_hash: str) -> str:
+    """A short, non-secret name for a key (for listing and revoking), derived from its hash."""
+    return key_hash[:12]
+
+
+def hashes_match(key_hash: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(key_hash, stored_hash)
+
+
+def credential_from_request(
+    headers: Mapping[str, str], query: Mapping[str, str], body_write_key: object = None
+) -> str | None:
+    """The key a request carries, by the first of: Authorization (Bearer or Basic), ?writeKey=, body writeKey.
+
+    Headers must be lower-cased (API Gateway HTTP APIs deliver them so). A malformed Authorization
+    header is an error, not a fall-through: the caller meant to authenticate with it.
+    """
+    authorization = headers.get("authorization")
+    if authorization:
+        return _from_authorization(authorization)
+    write_key = query.get("writeKey")
+    if write_key:
+        return _checked(write_key)
+    if isinstance(body_write_key, str) and body_write_key:
+        return _checked(body_write_key)
+    return None
+
+
+def needs_body_for_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    return not headers.get("authorization") and not query.get("writeKey")
+
+
+def _from_authorization(value: str) -> str:
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if not token:
+        raise Unauthorized(_UNAUTHORIZED)
+    if scheme.lower() == "bearer":
+        return _checked(token)
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(token, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized(_UNAUTHORIZED) from None
+        user, _, _password = decoded.partition(":")
+        return _checked(user)
+    raise Unauthorized(_UNAUTHORIZED)
+
+
+def _checked(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise Unauthorized(_UNAUTHORIZED)
+    return key
+
+
+def unauthorized() -> Unauthorized:
+    """The one answer for every credential failure: it never tells which workspaces or keys exist."""
+    return Unauthorized(_UNAUTHORIZED)
+
+
+def sign(secret: str, signed_bytes: bytes) -> str:
+    """What Segment puts in X-Signature: lowercase hex HMAC-SHA1."""
+    return hmac.new(secret.encode("utf-8"), signed_bytes, hashlib.sha1).hexdigest()
+
+
+def verify_signature(secret: str, signed_bytes: bytes, signature: str | None) -> None:
+    """Check X-Signature against the bytes Segment signed (for a batch: the first element's raw bytes)."""
+    if not signature:
+        raise InvalidSignature("X-Signature is required for this workspace.")
+    expected = sign(secret, signed_bytes)
+    if not hmac.compare_digest(expected, signature.strip().lower()):
+        raise InvalidSignature("X-Signature does not match the body.")
+
+
+class CachedKeyDirectory:
+    """Key -> workspace, remembered for `ttl` seconds per container so most requests cost no lookup.
+
+    A revoked key stops working everywhere within `ttl` seconds. Unknown keys are not remembered.
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[str], WorkspaceAuth | None],
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._clock = clock
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, WorkspaceAuth]] = {}
+
+    def workspace_for_key(self, key: str) -> WorkspaceAuth | None:
+        key_hash = hash_key(key)
+        now = self._clock()
+        entry = self._entries.get(key_hash)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        workspace = self._lookup(key_hash)
+        if workspace is not None and self._ttl > 0:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[key_hash] = (now + self._ttl, workspace)
+        return workspace

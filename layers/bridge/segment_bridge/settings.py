@@ -1,0 +1,26 @@
+"""Settings: the environment the template declares, validated once per container."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Every variable here is declared in template.yaml (Globals.Function.Environment)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    workspaces_table: str = Field(alias="WORKSPACES_TABLE", min_length=1)
+    archive_bucket: str = Field(alias="ARCHIVE_BUCKET", min_length=1)
+    ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", min_length=1)
+    queue_message_bytes: int = Field(alias="QUEUE_MESSAGE_BYTES", ge=1024, le=1_048_576)
+    auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The validated settings; tests call `get_settings.cache_clear()` after changing the environment."""
+    return Settings.model_validate(dict(os.environ))

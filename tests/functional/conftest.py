@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from bridge_dev.events import (
+    DEMO_API_KEY,
+    DEMO_WORKSPACE_ID,
+    SIGNED_API_KEY,
+    SIGNED_SHARED_SECRET,
+    SIGNED_WORKSPACE_ID,
+)
+from tests.conftest import ROOT, load_handler
+
+EVENTS = ROOT / "events"
+
+
+def sample(name: str) -> dict[str, Any]:
+    """A committed sample event (a fresh copy: tests may change it)."""
+    return copy.deepcopy(json.loads(Path(EVENTS / name).read_text(encoding="utf-8")))
+
+
+class FakeContext:
+    function_name = "IngestFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:IngestFunction"
+    aws_request_id = "3f1c2b9e-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@pytest.fixture
+def workspaces(aws):
+    """The two workspaces the sample events authenticate as: one plain, one with a shared secret."""
+    from segment_bridge.store import get_store
+
+    store = get_store()
+    store.create_workspace("Demo", workspace_id=DEMO_WORKSPACE_ID)
+    store.issue_key(DEMO_WORKSPACE_ID, DEMO_API_KEY)
+    store.create_workspace("Signed", workspace_id=SIGNED_WORKSPACE_ID)
+    store.issue_key(SIGNED_WORKSPACE_ID, SIGNED_API_KEY)
+    store.set_shared_secret(SIGNED_WORKSPACE_ID, SIGNED_SHARED_SECRET)
+    return store
+
+
+@pytest.fixture
+def ingest(workspaces):
+    """Calls the IngestFunction's lambda_handler as Lambda would, and reads its answer."""
+    module = load_handler("ingest")
+
+    def call(event: dict[str, Any]) -> Answer:
+        response = module.lambda_handler(event, FakeContext())
+        return Answer(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
+
+    return call
+
+
+@pytest.fixture
+def queue(aws):
+    """Reads what reached the ingest queue (and deletes it), decoded."""
+    from segment_bridge.envelope import unpack
+
+    sqs = boto3.client("sqs")
+
+    class Queue:
+        def messages(self) -> list[str]:
+            bodies = []
+            while True:
+                got = sqs.receive_message(
+                    QueueUrl=aws.queue_urls["IngestQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=0
+                ).get("Messages", [])
+                if not got:
+                    return bodies
+                for message in got:
+                    bodies.append(message["Body"])
+                    sqs.delete_message(
+                        QueueUrl=aws.queue_urls["IngestQueue"], ReceiptHandle=message["ReceiptHandle"]
+                    )
+
+        def events(self) -> list[dict[str, Any]]:
+            return [event for body in self.messages() for event in unpack(body)[1]]
+
+    return Queue()
