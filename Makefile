@@ -6,6 +6,7 @@ PY          := $(VENV)/bin/python
 REGION      ?= us-east-1
 # sam build needs a python3.13 on PATH (the Lambda runtime); pyenv provides one here.
 SAM_PYENV   ?= 3.11.7:3.13.0
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup tools dev test lint format typecheck validate build bench deploy clean
 

@@ -95,3 +95,40 @@ def queue(aws):
             return [event for body in self.messages() for event in unpack(body)[1]]
 
     return Queue()
+
+
+def sqs_lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Messages received from moto, in the shape Lambda's SQS event source hands them to a function."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for message in messages
+        ]
+    }
+
+
+def stream_lambda_event(table_name: str) -> dict[str, Any]:
+    """Every record of a table's stream, read from moto, in the shape Lambda's stream event source uses."""
+    dynamodb = boto3.client("dynamodb")
+    streams = boto3.client("dynamodbstreams")
+    stream_arn = dynamodb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+    records = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for record in streams.get_records(ShardIterator=iterator)["Records"]:
+            record = json.loads(json.dumps(record, default=str))
+            record["eventSourceARN"] = stream_arn
+            records.append(record)
+    return {"Records": records}

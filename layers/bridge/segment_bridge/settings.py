@@ -16,6 +16,7 @@ class Settings(BaseModel):
     workspaces_table: str = Field(alias="WORKSPACES_TABLE", min_length=1)
     archive_bucket: str = Field(alias="ARCHIVE_BUCKET", min_length=1)
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", min_length=1)
+    emitter_dlq_url: str = Field(alias="EMITTER_DLQ_URL", min_length=1)
     queue_message_bytes: int = Field(alias="QUEUE_MESSAGE_BYTES", ge=1024, le=1_048_576)
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
 

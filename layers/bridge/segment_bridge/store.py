@@ -7,8 +7,11 @@ WorkspacesTable items
     pk=WS#<workspace_id>  sk=WORKSPACE  workspace_id, name, created_at, keys {key_id: {hash, created_at}},
                                         shared_secret?
     pk=KEY#<sha256(key)>  sk=KEY        workspace_id, key_id, created_at
-Archive bucket objects
-    rejected/workspace=<id>/date=<YYYY-MM-DD>/<HHMMSS>-<request_id>.jsonl.gz   one rejected event a line
+Archive bucket objects (gzip JSON lines)
+    raw/workspace=<id>/date=<YYYY-MM-DD>/<request_id>-<message_id>.jsonl.gz   accepted events, one a line
+    rejected/workspace=<id>/date=<YYYY-MM-DD>/<HHMMSS>-<request_id>.jsonl.gz  rejected events with reasons
+EmitterDLQ messages
+    {"reason", "record"}: an outbox item that could not be sent, with its full payload
 """
 
 from __future__ import annotations
@@ -302,16 +305,18 @@ class Store:
                 return
         raise ServiceUnavailable("The queue did not take every event; retry the request.")
 
-    # --- rejected events -----------------------------------------------------------------------
+    # --- the raw archive -----------------------------------------------------------------------
 
-    def keep_rejected(
-        self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
-    ) -> None:
-        """Keep the events intake refused, with their reasons, where the CLI can list them."""
-        key = (
-            f"rejected/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/"
-            f"{received_at.astimezone(UTC):%H%M%S}-{request_id}.jsonl.gz"
-        )
+    def archive_raw(
+        self, workspace_id: str, received_at: datetime, name: str, events: list[dict[str, Any]]
+    ) -> str:
+        """Keep accepted events as they were queued, so they can be replayed. The same `name` overwrites
+        (a redelivered queue message archives once)."""
+        key = f"raw/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/{name}.jsonl.gz"
+        self._put_jsonl(key, events, "Events could not be archived.")
+        return key
+
+    def _put_jsonl(self, key: str, records: list[dict[str, Any]], failure: str) -> None:
         lines = "".join(json.dumps(record, separators=(",", ":"), default=str) + "\n" for record in records)
         try:
             self._s3.put_object(
@@ -322,11 +327,9 @@ class Store:
                 ContentEncoding="gzip",
             )
         except (ClientError, BotoCoreError) as error:
-            raise ServiceUnavailable("Rejected events could not be kept; retry the request.") from error
+            raise ServiceUnavailable(failure) from error
 
-    def list_rejected(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
-        """The rejected events of a workspace on a day (UTC), oldest first."""
-        prefix = f"rejected/workspace={workspace_id}/date={day:%Y-%m-%d}/"
+    def _read_jsonl(self, prefix: str) -> Iterator[dict[str, Any]]:
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.settings.archive_bucket, Prefix=prefix):
             for summary in page.get("Contents", []):
@@ -335,6 +338,36 @@ class Store:
                 ].read()
                 for line in gzip.decompress(body).decode("utf-8").splitlines():
                     yield json.loads(line)
+
+    def list_archived(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        """The archived (accepted) events of a workspace received on a day (UTC)."""
+        return self._read_jsonl(f"raw/workspace={workspace_id}/date={day:%Y-%m-%d}/")
+
+    # --- parked outbound events ----------------------------------------------------------------
+
+    def park_outbound(self, reason: str, record: dict[str, Any]) -> None:
+        """Keep an outbox item that was not sent, whole, in the emitter's dead-letter queue."""
+        body = json.dumps({"reason": reason, "record": record}, separators=(",", ":"), default=str)
+        try:
+            self._sqs.send_message(QueueUrl=self.settings.emitter_dlq_url, MessageBody=body)
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The outbound event could not be parked.") from error
+
+    # --- rejected events -----------------------------------------------------------------------
+
+    def keep_rejected(
+        self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
+    ) -> None:
+        """Keep the events intake refused, with their reasons, where the CLI can list them."""
+        key = (
+            f"rejected/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/"
+            f"{received_at.astimezone(UTC):%H%M%S}-{request_id}.jsonl.gz"
+        )
+        self._put_jsonl(key, records, "Rejected events could not be kept; retry the request.")
+
+    def list_rejected(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        """The rejected events of a workspace on a day (UTC), oldest first."""
+        return self._read_jsonl(f"rejected/workspace={workspace_id}/date={day:%Y-%m-%d}/")
 
 
 def _sqs_batches(bodies: list[str]) -> Iterator[list[str]]:
