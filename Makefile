@@ -28,7 +28,7 @@ setup: $(VENV)/.installed            ## create the app venv (.venv)
 tools: $(TOOLS)/.installed           ## create the template tools venv (.venv-tools)
 
 dev: setup                           ## run the pipeline locally (embedded AWS + API on 127.0.0.1:3000)
-	$(PY) -m bridge_dev.local
+	$(PY) -m bridge_dev.local $(ARGS)
 
 test: setup                          ## run every test
 	$(PY) -m pytest

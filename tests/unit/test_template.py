@@ -233,3 +233,24 @@ def test_env_json_gives_every_function_the_template_variables_of_the_local_stack
                 assert expected[name].endswith(f"/{queue}"), (function, name)
             else:
                 assert value == expected[name], (function, name)
+
+
+def test_the_ingest_handler_serves_exactly_the_template_routes():
+    from tests.conftest import load_handler
+
+    events = load_template()["Resources"]["IngestFunction"]["Properties"]["Events"]
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"])
+        for e in events.values()
+        if e["Type"] == "HttpApi"
+    }
+    served = {("POST", f"/v1/{route}") for route in load_handler("ingest").ROUTES}
+    assert routes == served
+
+
+def test_settings_read_only_variables_the_template_declares():
+    from segment_bridge.settings import Settings
+
+    declared = set(load_template()["Globals"]["Function"]["Environment"]["Variables"])
+    read = {field.alias for field in Settings.model_fields.values()}
+    assert read <= declared

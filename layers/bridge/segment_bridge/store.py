@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 MAX_LIVE_KEYS = 2
 """Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
+MIN_KEY_LENGTH = 32
+"""Keys are looked up by an unsalted hash, which is only safe for high-entropy keys."""
 SQS_BATCH_ENTRIES = 10
 SQS_BATCH_BYTES = 1_048_576
 SEND_ATTEMPTS = 4
@@ -186,6 +188,8 @@ class Store:
 
     def issue_key(self, workspace_id: str, api_key: str) -> IssuedKey:
         """Make `api_key` a live key of the workspace; refused once it has MAX_LIVE_KEYS keys."""
+        if len(api_key) < MIN_KEY_LENGTH:
+            raise ValueError(f"an API key needs at least {MIN_KEY_LENGTH} characters (use auth.new_api_key)")
         key_hash = hash_key(api_key)
         kid = key_id(key_hash)
         created_at = _now()
