@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,10 +20,11 @@ import pytest
 import requests
 
 from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID, SIGNED_WORKSPACE_ID
-from bridge_dev.local import LocalStack, seed_demo_workspaces, start
+from bridge_dev.local import LocalStack, sample_curl, seed_demo_workspaces, start
 from bridge_dev.template import create_resources
 from segment_bridge.envelope import unpack
 from segment_bridge.store import get_store
+from tests.conftest import ROOT
 from tests.functional.conftest import sample
 
 pytestmark = pytest.mark.e2e
@@ -309,3 +316,59 @@ def test_starting_again_against_the_same_aws_reuses_resources_and_workspaces(sta
 
     assert len(queue.events()) == 4
     assert post_sample(stack, "ingest_webhook_batch.json").status_code == 200
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+BASH = shutil.which("bash")
+
+
+@pytest.mark.skipif(BASH is None or shutil.which("curl") is None, reason="needs bash and curl")
+def test_the_printed_curl_line_posts_the_sample_batch(stack, queue):
+    line = sample_curl(stack.api_url)
+
+    done = subprocess.run(  # noqa: S603 - the line the command prints, as a user would paste it
+        [str(BASH), "-c", line], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accepted"] == 4
+    assert len(queue.events()) == 4
+
+
+def test_the_command_prints_where_to_send_and_stops_cleanly_on_sigint():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge_dev.local", "--port", "0", "--aws-port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(TIMEOUT, process.kill)
+    watchdog.start()
+    try:
+        printed = []
+        for line in process.stdout or []:
+            printed.append(line)
+            if "Ctrl-C" in line:
+                break
+        banner = "".join(printed)
+        api_url = re.search(r"API \(SDK host\)\s+(\S+)", banner)
+        assert api_url, banner
+        assert f"Webhook URL      {api_url[1]}/v1/segment" in banner
+        assert DEMO_WORKSPACE_ID in banner
+        assert DEMO_API_KEY in banner
+        answer = requests.post(api_url[1] + "/v1/unknown", data=b"{}", timeout=TIMEOUT)
+        assert answer.status_code == 404
+
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, err
+    assert "POST /v1/unknown 404" in out
