@@ -138,9 +138,7 @@ def measure(size: int, repeat: int) -> dict[str, float]:
 def handler_wall_ms(size: int, repeat: int) -> float:
     """Median wall time of the IngestFunction's lambda_handler for one delivery, on in-process moto
     (so it includes moto's own cost of storing the messages: an upper bound for SQS's part)."""
-    import importlib.util
     import os
-    from pathlib import Path
 
     os.environ.update(
         {
@@ -153,7 +151,8 @@ def handler_wall_ms(size: int, repeat: int) -> float:
     from moto import mock_aws
 
     from bridge_dev.events import http_event
-    from bridge_dev.template import create_resources
+    from bridge_dev.local import load_function
+    from bridge_dev.template import create_resources, load_template
     from segment_bridge.settings import get_settings
     from segment_bridge.store import get_store
 
@@ -167,22 +166,13 @@ def handler_wall_ms(size: int, repeat: int) -> float:
         store = get_store()
         store.create_workspace("bench", workspace_id="ws_bench")
         store.issue_key("ws_bench", KEY)
-        path = Path(__file__).resolve().parent.parent / "functions" / "ingest" / "app.py"
-        spec = importlib.util.spec_from_file_location("ingest_app", path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        function = load_function(load_template(), "IngestFunction")
         event = http_event("/v1/segment", body, headers={"authorization": f"Bearer {KEY}"})
-
-        class Context:
-            function_name, memory_limit_in_mb, aws_request_id = "IngestFunction", 1024, "bench"
-            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:IngestFunction"
 
         samples = []
         for _ in range(repeat):
             start = time.perf_counter()
-            response = module.lambda_handler(event, Context())
+            response = function.invoke(event, "bench")
             samples.append(time.perf_counter() - start)
             assert response["statusCode"] == 200, response["body"]
     return statistics.median(samples) * 1e3
