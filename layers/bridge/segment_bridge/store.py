@@ -245,9 +245,15 @@ class Store:
         if live is None:
             raise NotFound(f"Workspace {workspace_id} has no live key {kid}.")
         table = self.settings.workspaces_table
+        try:
+            self._revoke(table, workspace_id, kid, live["hash"])
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The key could not be revoked; try again.") from error
+
+    def _revoke(self, table: str, workspace_id: str, kid: str, key_hash: str) -> None:
         self._dynamodb.transact_write_items(
             TransactItems=[
-                {"Delete": {"TableName": table, "Key": _key_key(live["hash"])}},
+                {"Delete": {"TableName": table, "Key": _key_key(key_hash)}},
                 {
                     "Update": {
                         "TableName": table,
