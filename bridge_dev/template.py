@@ -254,6 +254,8 @@ def _create_table(client: DynamoDBClient, name: str, properties: Mapping[str, An
         request["ProvisionedThroughput"] = properties["ProvisionedThroughput"]
     if "GlobalSecondaryIndexes" in properties:
         request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    if "LocalSecondaryIndexes" in properties:
+        request["LocalSecondaryIndexes"] = properties["LocalSecondaryIndexes"]
     if "StreamSpecification" in properties:
         request["StreamSpecification"] = {
             "StreamEnabled": True,

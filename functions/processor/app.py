@@ -1,4 +1,4 @@
-"""ProcessorFunction: SQS batch of packed Segment events -> raw archive (mapping into DynamoDB: issue #3).
+"""ProcessorFunction: SQS batch of packed Segment events -> raw archive -> mapping -> DynamoDB profiles.
 
 Each queue message is judged on its own (partial batch response): one bad message never blocks the rest,
 and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven.
@@ -6,7 +6,7 @@ and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to
 
 from __future__ import annotations
 
-from datetime import datetime
+from functools import lru_cache
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -15,18 +15,28 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_bridge.envelope import unpack
+from segment_bridge.cache import TtlCache
+from segment_bridge.mapping import Mapping
+from segment_bridge.profiles import receive_message
+from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
 logger, metrics = Logger(), Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+@lru_cache(maxsize=1)
+def mappings() -> TtlCache[str, Mapping]:
+    return TtlCache(get_store().get_mapping, ttl=get_settings().auth_cache_seconds)
+
+
 def handle(record: SQSRecord) -> None:
-    envelope, events = unpack(record.body)
-    name = f"{envelope.requestId}-{record.message_id}"
-    get_store().archive_raw(envelope.workspaceId, datetime.fromisoformat(envelope.receivedAt), name, events)
-    metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=len(events))
+    applied = receive_message(record.body, record.message_id, store=get_store(), mappings=mappings())
+    logger.info("message applied", extra=applied.figures())
+    metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=applied.history_written)
+    metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=applied.duplicates)
+    metrics.add_metric(name="EventsUnapplied", unit=MetricUnit.Count, value=len(applied.unapplied))
+    metrics.add_metric(name="PreferencesIgnored", unit=MetricUnit.Count, value=applied.ignored_preferences)
 
 
 @logger.inject_lambda_context(clear_state=True)

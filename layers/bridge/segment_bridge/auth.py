@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from segment_bridge.cache import TtlCache
 from segment_bridge.errors import InvalidSignature, Unauthorized
 
 KEY_PREFIX = "sbk_"
@@ -127,23 +128,8 @@ class CachedKeyDirectory:
         lookup: Callable[[str], WorkspaceAuth | None],
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
-        max_entries: int = 10_000,
     ) -> None:
-        self._lookup = lookup
-        self._ttl = ttl
-        self._clock = clock
-        self._max_entries = max_entries
-        self._entries: dict[str, tuple[float, WorkspaceAuth]] = {}
+        self._cache: TtlCache[str, WorkspaceAuth] = TtlCache(lookup, ttl, clock)
 
     def workspace_for_key(self, key: str) -> WorkspaceAuth | None:
-        key_hash = hash_key(key)
-        now = self._clock()
-        entry = self._entries.get(key_hash)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        workspace = self._lookup(key_hash)
-        if workspace is not None and self._ttl > 0:
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()
-            self._entries[key_hash] = (now + self._ttl, workspace)
-        return workspace
+        return self._cache.get(hash_key(key))

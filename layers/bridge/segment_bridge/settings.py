@@ -14,6 +14,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     workspaces_table: str = Field(alias="WORKSPACES_TABLE", min_length=1)
+    profiles_table: str = Field(alias="PROFILES_TABLE", min_length=1)
+    events_table: str = Field(alias="EVENTS_TABLE", min_length=1)
     archive_bucket: str = Field(alias="ARCHIVE_BUCKET", min_length=1)
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", min_length=1)
     emitter_dlq_url: str = Field(alias="EMITTER_DLQ_URL", min_length=1)

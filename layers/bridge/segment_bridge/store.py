@@ -3,6 +3,18 @@
 Clients are created lazily (never at import) and AWS errors become our own exceptions. Item shapes are
 declared once, below.
 
+WorkspacesTable items (continued below)
+    pk=WS#<workspace_id>  sk=MAPPING    version, config (the Mapping as JSON), updated_at
+ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
+    pk=WS#<ws>#<entity>   sk=PROFILE    kind, id, traits, trait_stamps, channels, preferences,
+                                        preference_stamps, groups, anonymous_ids, counts, first_seen,
+                                        last_seen, mapping_version, version, updated_at
+    pk=WS#<ws>#<entity>   sk=DELETED    deleted_at (a privacy delete; older events are not applied)
+    pk=WS#<ws>#G#<gid>    sk=MEMBER#<entity>   gsi1pk=WS#<ws>#<entity>  gsi1sk=GROUP#<gid>
+    pk=WS#<ws>#LINK#<previousId>  sk=LINK  user_id, stamp  gsi1pk=WS#<ws>#U#<userId> gsi1sk=LINK#<previousId>
+EventsTable items
+    pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at, by_time
+                                        (LSI sort key <timestamp>#<messageId>), mapping_version, expires_at
 WorkspacesTable items
     pk=WS#<workspace_id>  sk=WORKSPACE  workspace_id, name, created_at, keys {key_id: {hash, created_at}},
                                         shared_secret?
@@ -21,9 +33,11 @@ import json
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +48,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
 from segment_bridge.errors import BridgeError, Conflict, NotFound, ServiceUnavailable
+from segment_bridge.mapping import Mapping
+from segment_bridge.profiles import (
+    Applied,
+    Contribution,
+    EntityPlan,
+    HistoryRecord,
+    Link,
+    Plan,
+    Profile,
+    merge,
+)
 from segment_bridge.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -92,8 +117,483 @@ def _key_key(key_hash: str) -> dict[str, Any]:
     return _item({"pk": f"KEY#{key_hash}", "sk": "KEY"})
 
 
+# --- profiles (the processor) ---------------------------------------------------------------------
+
+TRANSACTION_ITEMS = 100
+HISTORY_PER_TRANSACTION = 90
+WRITE_ATTEMPTS = 6
+
+
+def _dynamo_value(value: Any) -> Any:
+    """JSON-like data as DynamoDB takes it: numbers as Decimal, no empty map keys."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {key: _dynamo_value(item) for key, item in value.items() if key != ""}
+    if isinstance(value, list | tuple):
+        return [_dynamo_value(item) for item in value]
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    """DynamoDB data back as JSON-like data: Decimals as int or float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def _profile(item: dict[str, Any] | None) -> Profile | None:
+    if item is None:
+        return None
+    plain = _json_value(item)
+    return Profile(
+        traits=plain.get("traits", {}),
+        trait_stamps={name: (stamp[0], stamp[1]) for name, stamp in plain.get("trait_stamps", {}).items()},
+        channels=plain.get("channels", {}),
+        preferences=plain.get("preferences", {}),
+        preference_stamps={name: (s[0], s[1]) for name, s in plain.get("preference_stamps", {}).items()},
+        groups=plain.get("groups", {}),
+        anonymous_ids=plain.get("anonymous_ids", {}),
+        counts=plain.get("counts", {}),
+        first_seen=plain.get("first_seen"),
+        last_seen=plain.get("last_seen"),
+    )
+
+
+def _profile_item(
+    workspace_id: str, entity: EntityPlan, profile: Profile, version: int, mapping: Mapping
+) -> dict[str, Any]:
+    return _item(
+        _dynamo_value(
+            {
+                "pk": f"WS#{workspace_id}#{entity.key}",
+                "sk": "PROFILE",
+                "workspace_id": workspace_id,
+                "kind": entity.kind,
+                "id": entity.id,
+                "traits": profile.traits,
+                "trait_stamps": {name: list(stamp) for name, stamp in profile.trait_stamps.items()},
+                "channels": profile.channels,
+                "preferences": profile.preferences,
+                "preference_stamps": {name: list(stamp) for name, stamp in profile.preference_stamps.items()},
+                "groups": profile.groups,
+                "anonymous_ids": profile.anonymous_ids,
+                "counts": profile.counts,
+                "first_seen": profile.first_seen,
+                "last_seen": profile.last_seen,
+                "mapping_version": mapping.version,
+                "version": version,
+                "updated_at": _now(),
+            }
+        )
+    )
+
+
+def _history_item(
+    workspace_id: str, entity: EntityPlan, record: HistoryRecord, mapping: Mapping
+) -> dict[str, Any]:
+    return _item(
+        _dynamo_value(
+            {
+                "pk": f"WS#{workspace_id}#{entity.key}",
+                "sk": f"MSG#{record.message_id}",
+                "by_time": f"{record.timestamp}#{record.message_id}",
+                "message_id": record.message_id,
+                "name": record.name,
+                "type": record.type,
+                "properties": record.properties,
+                "timestamp": record.timestamp,
+                "received_at": record.received_at,
+                "mapping_version": mapping.version,
+                "expires_at": record.expires_at,
+            }
+        )
+    )
+
+
+def _member_item(workspace_id: str, entity: EntityPlan, group_id: str, mapping: Mapping) -> dict[str, Any]:
+    return _item(
+        {
+            "pk": f"WS#{workspace_id}#G#{group_id}",
+            "sk": f"MEMBER#{entity.key}",
+            "gsi1pk": f"WS#{workspace_id}#{entity.key}",
+            "gsi1sk": f"GROUP#{group_id}",
+            "mapping_version": mapping.version,
+        }
+    )
+
+
+class ProfileRepository:
+    """Reads and writes of the processor. Mixed into Store; kept apart for reading."""
+
+    settings: Settings
+    sleep: Any
+
+    @property
+    def _dynamodb(self) -> DynamoDBClient:  # provided by Store
+        raise NotImplementedError
+
+    # mapping ---------------------------------------------------------------------------------------
+
+    def get_mapping(self, workspace_id: str) -> Mapping:
+        """The workspace's mapping; the defaults (version 0) if it never set one."""
+        try:
+            item = self._dynamodb.get_item(
+                TableName=self.settings.workspaces_table,
+                Key=_item({"pk": f"WS#{workspace_id}", "sk": "MAPPING"}),
+                ConsistentRead=True,
+            ).get("Item")
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The mapping cannot be read right now.") from error
+        if item is None:
+            return Mapping()
+        plain = _plain(item)
+        return Mapping.model_validate_json(plain["config"]).model_copy(
+            update={"version": int(plain["version"])}
+        )
+
+    def set_mapping(self, workspace_id: str, mapping: Mapping) -> Mapping:
+        """Store a validated mapping as the next version, whole (one write: never half-applied)."""
+        current = self.get_mapping(workspace_id)
+        stored = mapping.model_copy(update={"version": current.version + 1})
+        condition = "attribute_not_exists(pk)" if current.version == 0 else "version = :current"
+        values = (
+            {}
+            if current.version == 0
+            else {"ExpressionAttributeValues": _item({":current": current.version})}
+        )
+        try:
+            self._dynamodb.put_item(
+                TableName=self.settings.workspaces_table,
+                Item=_item(
+                    {
+                        "pk": f"WS#{workspace_id}",
+                        "sk": "MAPPING",
+                        "version": stored.version,
+                        "config": stored.model_dump_json(exclude={"version"}),
+                        "updated_at": _now(),
+                    }
+                ),
+                ConditionExpression=condition,
+                **values,  # type: ignore[arg-type]
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                raise Conflict("The mapping changed meanwhile; read it again and retry.") from None
+            raise ServiceUnavailable("The mapping could not be stored.") from error
+        return stored
+
+    # applying a plan -------------------------------------------------------------------------------
+
+    def apply_plan(self, workspace_id: str, plan: Plan, mapping: Mapping) -> Applied:
+        applied = Applied()
+        for deletion in plan.deletions:
+            self.delete_identity(workspace_id, deletion.key, deletion.timestamp)
+            applied.deletions += 1
+        for link in plan.links:
+            self._put_link(workspace_id, link)
+            applied.links += 1
+        current = self._read_entities(workspace_id, list(plan.entities))
+        for key, entity in plan.entities.items():
+            profile, version, deleted_at = current.get(key, (None, 0, None))
+            change, history, dropped = entity.changes(deleted_at)
+            applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {deleted_at}"))
+            if not dropped or change.first_seen is not None:
+                try:
+                    written, duplicates = self._write_entity(
+                        workspace_id, entity, profile, version, change, history, mapping
+                    )
+                except _Unstorable as error:
+                    applied.unapplied.extend(_unapplied(entity.contributions, error.reason))
+                    continue
+                applied.entities += 1
+                applied.history_written += written
+                applied.duplicates += duplicates
+        return applied
+
+    def _read_entities(
+        self, workspace_id: str, keys: list[str]
+    ) -> dict[str, tuple[Profile | None, int, str | None]]:
+        """Each entity's profile, version and deletion time, in as few BatchGetItem calls as fit."""
+        table = self.settings.profiles_table
+        wanted = [
+            _item({"pk": f"WS#{workspace_id}#{key}", "sk": sk})
+            for key in keys
+            for sk in ("PROFILE", "DELETED")
+        ]
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for start in range(0, len(wanted), 100):
+            request: dict[str, Any] = {table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
+            while request:
+                try:
+                    response = self._dynamodb.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as error:
+                    raise ServiceUnavailable("Profiles cannot be read right now.") from error
+                for item in response.get("Responses", {}).get(table, []):
+                    plain = _plain(item)
+                    entity_key = plain["pk"].split("#", 2)[2]
+                    found.setdefault(entity_key, {})[plain["sk"]] = item
+                request = dict(response.get("UnprocessedKeys") or {})
+                if request:
+                    self.sleep(0.05)
+        out: dict[str, tuple[Profile | None, int, str | None]] = {}
+        for key, items in found.items():
+            profile_item = items.get("PROFILE")
+            version = int(_plain(profile_item)["version"]) if profile_item else 0
+            deleted = items.get("DELETED")
+            out[key] = (
+                _profile(_plain(profile_item) if profile_item else None),
+                version,
+                _plain(deleted)["deleted_at"] if deleted else None,
+            )
+        return out
+
+    def _read_entity(self, workspace_id: str, key: str) -> tuple[Profile | None, int]:
+        profile, version, _ = self._read_entities(workspace_id, [key]).get(key, (None, 0, None))
+        return profile, version
+
+    def _write_entity(
+        self,
+        workspace_id: str,
+        entity: EntityPlan,
+        profile: Profile | None,
+        version: int,
+        change: Profile,
+        history: list[HistoryRecord],
+        mapping: Mapping,
+    ) -> tuple[int, int]:
+        """Merge `change` and the new history into the entity in one transaction per chunk of history.
+
+        The profile write is conditional on the version read (optimistic locking) and each history item
+        on not existing yet: a redelivered event fails its condition, is dropped, and adds no count.
+        Returns (history records written, duplicates found)."""
+        pending = list(history)
+        members = [_member_item(workspace_id, entity, group, mapping) for group in change.groups]
+        written = duplicates = 0
+        for attempt in range(WRITE_ATTEMPTS * (1 + len(history) // HISTORY_PER_TRANSACTION)):
+            chunk = pending[:HISTORY_PER_TRANSACTION]
+            updated = merge(profile or Profile(), change)
+            updated.counts = dict(updated.counts)
+            for name, count in Counter(record.name for record in chunk).items():
+                updated.counts[name] = updated.counts.get(name, 0) + count
+            if profile is not None and updated == profile and not chunk and not members:
+                return written, duplicates  # nothing new: a redelivery costs no write
+            put: dict[str, Any] = {
+                "TableName": self.settings.profiles_table,
+                "Item": _profile_item(workspace_id, entity, updated, version + 1, mapping),
+                "ConditionExpression": "attribute_not_exists(pk) OR version = :version",
+                "ExpressionAttributeValues": _item({":version": version}),
+            }
+            try:
+                if not chunk and not members:
+                    self._dynamodb.put_item(**put)
+                else:
+                    items: list[Any] = [{"Put": put}]
+                    items += [
+                        {
+                            "Put": {
+                                "TableName": self.settings.events_table,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                                "Item": _history_item(workspace_id, entity, record, mapping),
+                            }
+                        }
+                        for record in chunk
+                    ]
+                    items += [
+                        {"Put": {"TableName": self.settings.profiles_table, "Item": member}}
+                        for member in members
+                    ]
+                    self._dynamodb.transact_write_items(TransactItems=items)
+            except ClientError as error:
+                code = _code(error)
+                if code == "ConditionalCheckFailedException":
+                    profile, version = self._read_entity(workspace_id, entity.key)
+                    continue
+                if code == "TransactionCanceledException":
+                    reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+                    if reasons and reasons[0] == "ConditionalCheckFailed":
+                        profile, version = self._read_entity(workspace_id, entity.key)
+                    repeated = {
+                        chunk[i - 1].message_id
+                        for i, reason in enumerate(reasons)
+                        if 1 <= i <= len(chunk) and reason == "ConditionalCheckFailed"
+                    }
+                    pending = [record for record in pending if record.message_id not in repeated]
+                    duplicates += len(repeated)
+                    if "ValidationError" in reasons:
+                        raise _Unstorable(
+                            "an item of this entity is larger or deeper than DynamoDB allows"
+                        ) from None
+                    self.sleep(0.02 * (attempt + 1))
+                    continue
+                if code == "ValidationException":
+                    raise _Unstorable(
+                        "an item of this entity is larger or deeper than DynamoDB allows"
+                    ) from None
+                raise ServiceUnavailable("Profiles cannot be written right now.") from error
+            except BotoCoreError as error:
+                raise ServiceUnavailable("Profiles cannot be written right now.") from error
+            profile, version = updated, version + 1
+            written += len(chunk)
+            pending = pending[len(chunk) :]
+            members = []
+            if not pending:
+                return written, duplicates
+        raise ServiceUnavailable(f"{entity.kind} profile kept changing while being written; retry later.")
+
+    def _put_link(self, workspace_id: str, link: Link) -> None:
+        """previousId -> userId; a later alias (by timestamp) wins, an older or repeated one does nothing."""
+        try:
+            self._dynamodb.put_item(
+                TableName=self.settings.profiles_table,
+                Item=_item(
+                    {
+                        "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
+                        "sk": "LINK",
+                        "user_id": link.user_id,
+                        "stamp": list(link.stamp),
+                        "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
+                        "gsi1sk": f"LINK#{link.previous_id}",
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR stamp < :stamp",
+                ExpressionAttributeValues=_item({":stamp": list(link.stamp)}),
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise ServiceUnavailable("An identity link could not be written.") from error
+
+    # privacy deletes -------------------------------------------------------------------------------
+
+    def delete_identity(self, workspace_id: str, key: str, deleted_at: str) -> None:
+        """Remove a user's profile, history, counts, memberships and links, and the identities linked to
+        it; leave a tombstone so that older events arriving later are not applied."""
+        profiles, events = self.settings.profiles_table, self.settings.events_table
+        pk = f"WS#{workspace_id}#{key}"
+        try:
+            self._dynamodb.put_item(
+                TableName=profiles,
+                Item=_item({"pk": pk, "sk": "DELETED", "deleted_at": deleted_at}),
+                ConditionExpression="attribute_not_exists(pk) OR deleted_at < :at",
+                ExpressionAttributeValues=_item({":at": deleted_at}),
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise ServiceUnavailable("The deletion could not be recorded.") from error
+        doomed: list[tuple[str, dict[str, Any]]] = []
+        identities = [key]
+        if key.startswith("U#"):
+            links = self._query(
+                profiles,
+                "gsi1",
+                "gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+                {":pk": pk, ":prefix": "LINK#"},
+            )
+            for link in links:
+                previous = link["gsi1sk"].removeprefix("LINK#")
+                doomed.append((profiles, {"pk": link["pk"], "sk": "LINK"}))
+                identities += [f"A#{previous}", f"U#{previous}"]
+        for identity in identities:
+            identity_pk = f"WS#{workspace_id}#{identity}"
+            memberships = self._query(
+                profiles,
+                "gsi1",
+                "gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+                {":pk": identity_pk, ":prefix": "GROUP#"},
+            )
+            doomed += [(profiles, {"pk": m["pk"], "sk": m["sk"]}) for m in memberships]
+            doomed.append((profiles, {"pk": identity_pk, "sk": "PROFILE"}))
+            doomed += [
+                (events, {"pk": h["pk"], "sk": h["sk"]})
+                for h in self._query(events, None, "pk = :pk", {":pk": identity_pk})
+            ]
+        doomed.append((profiles, {"pk": f"WS#{workspace_id}#LINK#{key.split('#', 1)[1]}", "sk": "LINK"}))
+        self._delete_all(doomed)
+
+    def _query(
+        self, table: str, index: str | None, condition: str, values: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        paginator = self._dynamodb.get_paginator("query")
+        arguments: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": _item(values),
+        }
+        if index:
+            arguments["IndexName"] = index
+        try:
+            return [
+                _plain(item) for page in paginator.paginate(**arguments) for item in page.get("Items", [])
+            ]
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("Profiles cannot be read right now.") from error
+
+    def _delete_all(self, keys: list[tuple[str, dict[str, Any]]]) -> None:
+        for start in range(0, len(keys), 25):
+            request: dict[str, Any] = {}
+            for table, key in keys[start : start + 25]:
+                request.setdefault(table, []).append({"DeleteRequest": {"Key": _item(key)}})
+            while request:
+                try:
+                    response = self._dynamodb.batch_write_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as error:
+                    raise ServiceUnavailable("The deletion could not be completed.") from error
+                request = dict(response.get("UnprocessedItems") or {})
+                if request:
+                    self.sleep(0.05)
+
+    # reading ---------------------------------------------------------------------------------------
+
+    def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None:
+        profile, _ = self._read_entity(workspace_id, f"{kind}#{entity_id}")
+        return profile
+
+    def read_history(self, workspace_id: str, kind: str, entity_id: str) -> list[dict[str, Any]]:
+        """The entity's event history, oldest first."""
+        items = self._query(
+            self.settings.events_table,
+            "by_time",
+            "pk = :pk",
+            {":pk": f"WS#{workspace_id}#{kind}#{entity_id}"},
+        )
+        return [_json_value(item) for item in items]
+
+    def linked_ids(self, workspace_id: str, user_id: str) -> list[str]:
+        """The ids (anonymous or older user ids) linked to a user by alias or identify."""
+        links = self._query(
+            self.settings.profiles_table,
+            "gsi1",
+            "gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+            {":pk": f"WS#{workspace_id}#U#{user_id}", ":prefix": "LINK#"},
+        )
+        return sorted(link["gsi1sk"].removeprefix("LINK#") for link in links)
+
+    def group_members(self, workspace_id: str, group_id: str) -> list[str]:
+        items = self._query(
+            self.settings.profiles_table,
+            None,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            {":pk": f"WS#{workspace_id}#G#{group_id}", ":prefix": "MEMBER#"},
+        )
+        return sorted(item["sk"].removeprefix("MEMBER#") for item in items)
+
+
+class _Unstorable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str, Any]]:
+    return [{"reason": reason, "event": c.event} for c in contributions if c.event is not None]
+
+
 @dataclass
-class Store:
+class Store(ProfileRepository):
     settings: Settings
     endpoint_url: str | None = None
     sleep: Any = field(default=time.sleep, repr=False)
@@ -348,6 +848,18 @@ class Store:
                 ].read()
                 for line in gzip.decompress(body).decode("utf-8").splitlines():
                     yield json.loads(line)
+
+    def keep_unapplied(
+        self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
+    ) -> None:
+        """Keep events the mapping could not apply, with their reasons (unapplied/, like rejected/)."""
+        key = (
+            f"unapplied/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/{name}.jsonl.gz"
+        )
+        self._put_jsonl(key, records, "Unapplied events could not be kept.")
+
+    def list_unapplied(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        return self._read_jsonl(f"unapplied/workspace={workspace_id}/date={day:%Y-%m-%d}/")
 
     def list_archived(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
         """The archived (accepted) events of a workspace received on a day (UTC)."""
