@@ -132,3 +132,46 @@ def stream_lambda_event(table_name: str) -> dict[str, Any]:
             record["eventSourceARN"] = stream_arn
             records.append(record)
     return {"Records": records}
+
+
+@pytest.fixture
+def processor(aws, workspaces):
+    """Delivers events to the ProcessorFunction as queue messages packed the way intake packs them."""
+    from segment_bridge.envelope import pack
+    from segment_bridge.intake import serialise
+
+    module = load_handler("processor")
+    module.mappings.cache_clear()
+
+    def deliver(
+        events: list[dict[str, Any]], workspace_id: str = DEMO_WORKSPACE_ID, message_id: str = "msg-1"
+    ):
+        bodies = pack(
+            [serialise(event) for event in events],
+            workspace_id=workspace_id,
+            request_id="req-1",
+            received_at="2026-01-01T00:00:00.000Z",
+            max_bytes=262_144,
+        )
+        messages = [
+            {"MessageId": f"{message_id}-{n}", "ReceiptHandle": f"rh-{n}", "Body": body, "MD5OfBody": "x"}
+            for n, body in enumerate(bodies)
+        ]
+        return module.lambda_handler(sqs_lambda_event(aws.queue_arns["IngestQueue"], messages), FakeContext())
+
+    return deliver
+
+
+def event(
+    kind: str, message_id: str, timestamp: str, user: str | None = "user-1", **fields: Any
+) -> dict[str, Any]:
+    """An event as intake queues it (messageId, timestamp and receivedAt set)."""
+    out: dict[str, Any] = {
+        "type": kind,
+        "messageId": message_id,
+        "timestamp": timestamp,
+        "receivedAt": timestamp,
+    }
+    if user:
+        out["userId"] = user
+    return out | fields
