@@ -455,13 +455,13 @@ class ProfileRepository:
                         "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
                         "sk": "LINK",
                         "user_id": link.user_id,
-                        "stamp": list(link.stamp),
+                        "stamp": "#".join(link.stamp),  # fixed-width timestamp first: compares as the tuple
                         "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
                         "gsi1sk": f"LINK#{link.previous_id}",
                     }
                 ),
                 ConditionExpression="attribute_not_exists(pk) OR stamp < :stamp",
-                ExpressionAttributeValues=_item({":stamp": list(link.stamp)}),
+                ExpressionAttributeValues=_item({":stamp": "#".join(link.stamp)}),
             )
         except ClientError as error:
             if _code(error) != "ConditionalCheckFailedException":

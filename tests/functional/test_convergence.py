@@ -1,0 +1,110 @@
+"""Any permutation of a set of events, with any of them duplicated and split into any messages, converges
+to the same state as applying them once in order (property-based, on moto)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import boto3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segment_bridge.mapping import Mapping
+from segment_bridge.profiles import apply_batch
+
+TIMES = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]
+USERS = ["u1", "u2"]
+ANONYMOUS = ["a1", "a2"]
+GROUPS = ["g1", "g2"]
+TRAIT_VALUES = st.sampled_from(
+    ["free", "pro", "ada@example.com", "grace@example.com", "de", "xx", 3, 4.5, None]
+)
+TRAITS = st.dictionaries(
+    st.sampled_from(["plan", "email", "language", "phone", "seats"]), TRAIT_VALUES, max_size=3
+)
+
+
+@st.composite
+def identity(draw: st.DrawFn) -> dict[str, str]:
+    choice = draw(st.sampled_from(["user", "anonymous", "both"]))
+    ids: dict[str, str] = {}
+    if choice in ("user", "both"):
+        ids["userId"] = draw(st.sampled_from(USERS))
+    if choice in ("anonymous", "both"):
+        ids["anonymousId"] = draw(st.sampled_from(ANONYMOUS))
+    return ids
+
+
+@st.composite
+def segment_event(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["identify", "identify", "track", "track", "page", "group", "alias"]))
+    timestamp = draw(st.sampled_from(TIMES))
+    event: dict[str, Any] = {"type": kind, "timestamp": timestamp, "receivedAt": timestamp}
+    if kind == "alias":
+        event |= {"userId": draw(st.sampled_from(USERS)), "previousId": draw(st.sampled_from(ANONYMOUS))}
+    else:
+        event |= draw(identity())
+    if kind in ("identify", "group"):
+        event["traits"] = draw(TRAITS)
+    if kind == "track":
+        event |= {
+            "event": draw(st.sampled_from(["Signed Up", "Invited"])),
+            "properties": {"n": draw(st.integers(0, 3))},
+        }
+    if kind == "page":
+        event["name"] = draw(st.sampled_from(["Home", "Pricing"]))
+    if kind == "group":
+        event["groupId"] = draw(st.sampled_from(GROUPS))
+    return event
+
+
+def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [event | {"messageId": f"m{n}"} for n, event in enumerate(events)]
+
+
+def state(workspace_id: str, tables: list[str]) -> list[str]:
+    """Every item of the workspace (maps in key order), without what only counts writes (version, updated_at)."""
+    dynamodb = boto3.resource("dynamodb")
+    prefix = f"WS#{workspace_id}#"
+    items = []
+    for table in tables:
+        for item in dynamodb.Table(table).scan()["Items"]:
+            if not str(item["pk"]).startswith(prefix):
+                continue
+            kept = {k: v for k, v in item.items() if k not in ("version", "updated_at", "workspace_id")}
+            items.append(json.dumps(kept, sort_keys=True, default=str).replace(prefix, "WS#_#"))
+    return sorted(items)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(events=st.lists(segment_event(), min_size=1, max_size=10), data=st.data())
+def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):
+    from segment_bridge.store import get_store
+
+    store = get_store()
+    mapping = Mapping()
+    tables = [aws.tables["ProfilesTable"], aws.tables["EventsTable"]]
+    events = numbered(events)
+
+    reference = f"ref{uuid.uuid4().hex[:8]}"
+    apply_batch(reference, [dict(e) for e in events], mapping, store)
+
+    shuffled = data.draw(st.permutations(events))
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=6))
+    delivery = data.draw(st.permutations(shuffled + repeats))
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(delivery) - 1)), max_size=4)))
+    messages = [
+        delivery[a:b] for a, b in zip([0, *cuts], [*cuts, len(delivery)], strict=True) if delivery[a:b]
+    ]
+
+    candidate = f"run{uuid.uuid4().hex[:8]}"
+    for message in messages:
+        apply_batch(candidate, [dict(e) for e in message], mapping, store)
+
+    assert state(candidate, tables) == state(reference, tables)
