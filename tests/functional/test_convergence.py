@@ -65,7 +65,7 @@ def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def state(workspace_id: str, tables: list[str]) -> list[str]:
-    """Every item of the workspace (maps in key order), without what only counts writes (version, updated_at)."""
+    """Every item of the workspace (maps in key order), less what only counts writes (version, updated_at)."""
     dynamodb = boto3.resource("dynamodb")
     prefix = f"WS#{workspace_id}#"
     items = []
