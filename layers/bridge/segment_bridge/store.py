@@ -840,14 +840,20 @@ class Store(ProfileRepository):
             raise ServiceUnavailable(failure) from error
 
     def _read_jsonl(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for records in self._objects_jsonl(prefix):
+            yield from records
+
+    def _objects_jsonl(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
+        """Each object under `prefix` (gzip JSON lines) as a list of records, in key order."""
+        bucket = self.settings.archive_bucket
         paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.settings.archive_bucket, Prefix=prefix):
-            for summary in page.get("Contents", []):
-                body = self._s3.get_object(Bucket=self.settings.archive_bucket, Key=summary["Key"])[
-                    "Body"
-                ].read()
-                for line in gzip.decompress(body).decode("utf-8").splitlines():
-                    yield json.loads(line)
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for summary in page.get("Contents", []):
+                    body = self._s3.get_object(Bucket=bucket, Key=summary["Key"])["Body"].read()
+                    yield [json.loads(line) for line in gzip.decompress(body).decode("utf-8").splitlines()]
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The archive cannot be read right now.") from error
 
     def keep_unapplied(
         self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
@@ -864,6 +870,10 @@ class Store(ProfileRepository):
     def list_archived(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
         """The archived (accepted) events of a workspace received on a day (UTC)."""
         return self._read_jsonl(f"raw/workspace={workspace_id}/date={day:%Y-%m-%d}/")
+
+    def archived_batches(self, workspace_id: str, day: date) -> Iterator[list[dict[str, Any]]]:
+        """The archived events of a day, one list per archived queue message (as they were applied)."""
+        return self._objects_jsonl(f"raw/workspace={workspace_id}/date={day:%Y-%m-%d}/")
 
     # --- parked outbound events ----------------------------------------------------------------
 
