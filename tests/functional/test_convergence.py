@@ -64,6 +64,10 @@ def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event | {"messageId": f"m{n}"} for n, event in enumerate(events)]
 
 
+BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending")
+"""What records how the state was written, not what it is: write count, time, and the write-ahead list."""
+
+
 def state(workspace_id: str, tables: list[str]) -> list[str]:
     """Every item of the workspace (maps in key order), less what only counts writes (version, updated_at)."""
     dynamodb = boto3.resource("dynamodb")
@@ -73,7 +77,7 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
         for item in dynamodb.Table(table).scan()["Items"]:
             if not str(item["pk"]).startswith(prefix):
                 continue
-            kept = {k: v for k, v in item.items() if k not in ("version", "updated_at", "workspace_id")}
+            kept = {k: v for k, v in item.items() if k not in BOOKKEEPING}
             items.append(json.dumps(kept, sort_keys=True, default=str).replace(prefix, "WS#_#"))
     return sorted(items)
 

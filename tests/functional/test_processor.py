@@ -174,9 +174,10 @@ def test_one_message_of_many_users_costs_one_read_and_about_one_write_per_user(p
     ]
     events += [event("identify", f"u{u}-id", T1, user=f"user-{u}", traits={"plan": "pro"}) for u in range(5)]
     processor(events)
-    assert calls.count("batch_get_item") == 1
-    assert calls.count("transact_write_items") == 5
-    assert len(calls) == 6
+    assert calls.count("batch_get_item") == 2  # the profiles, then which history already exists
+    assert calls.count("put_item") == 5  # one profile write per user, not one per event
+    assert calls.count("batch_write_item") == 4  # 100 history items, 25 per call
+    assert len(calls) == 11
     assert all(workspaces.read_profile(WS, "U", f"user-{u}").counts == {"Viewed": 20} for u in range(5))
 
 
@@ -249,3 +250,30 @@ def test_replay_runs_archived_events_through_the_current_mapping(processor, work
 
     replay(WS, day, day, current, workspaces)
     assert workspaces.read_profile(WS, "U", "user-1") == after
+
+
+def test_a_crash_between_profile_and_history_writes_counts_once_on_redelivery(processor, workspaces):
+    from segment_bridge.errors import ServiceUnavailable
+
+    events = [event("track", f"m{n}", T1, event="Signed Up") for n in range(4)]
+    real = workspaces._batch_write
+
+    def crash(requests):
+        raise ServiceUnavailable("the process died here")
+
+    workspaces._batch_write = crash
+    with pytest.raises(BatchProcessingError):
+        processor(events)
+    assert workspaces.read_profile(WS, "U", "user-1").counts == {"Signed Up": 4}  # counted, history pending
+    assert workspaces.read_history(WS, "U", "user-1") == []
+
+    workspaces._batch_write = real
+    assert processor(events) == {"batchItemFailures": []}  # the queue redelivers the message
+    assert workspaces.read_profile(WS, "U", "user-1").counts == {"Signed Up": 4}
+    assert len(workspaces.read_history(WS, "U", "user-1")) == 4
+    processor([event("track", "m9", T2, event="Signed Up")])
+    item = boto3.client("dynamodb").get_item(
+        TableName=workspaces.settings.profiles_table,
+        Key={"pk": {"S": f"WS#{WS}#U#user-1"}, "sk": {"S": "PROFILE"}},
+    )["Item"]
+    assert set(item["pending"]["M"]) == {"m9"}  # confirmed entries are dropped on the next write

@@ -119,8 +119,6 @@ def _key_key(key_hash: str) -> dict[str, Any]:
 
 # --- profiles (the processor) ---------------------------------------------------------------------
 
-TRANSACTION_ITEMS = 100
-HISTORY_PER_TRANSACTION = 90
 WRITE_ATTEMPTS = 6
 
 
@@ -165,7 +163,12 @@ def _profile(item: dict[str, Any] | None) -> Profile | None:
 
 
 def _profile_item(
-    workspace_id: str, entity: EntityPlan, profile: Profile, version: int, mapping: Mapping
+    workspace_id: str,
+    entity: EntityPlan,
+    profile: Profile,
+    pending: dict[str, str],
+    version: int,
+    mapping: Mapping,
 ) -> dict[str, Any]:
     return _item(
         _dynamo_value(
@@ -183,6 +186,7 @@ def _profile_item(
                 "groups": profile.groups,
                 "anonymous_ids": profile.anonymous_ids,
                 "counts": profile.counts,
+                "pending": pending,
                 "first_seen": profile.first_seen,
                 "last_seen": profile.last_seen,
                 "mapping_version": mapping.version,
@@ -298,152 +302,164 @@ class ProfileRepository:
             self._put_link(workspace_id, link)
             applied.links += 1
         current = self._read_entities(workspace_id, list(plan.entities))
+        stored = {key: current.get(key, _Stored()) for key in plan.entities}
+        changes = {key: entity.changes(stored[key].deleted_at) for key, entity in plan.entities.items()}
+        wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
+        existing = self._existing_history(workspace_id, wanted)
+        items: list[tuple[str, dict[str, Any]]] = []
         for key, entity in plan.entities.items():
-            profile, version, deleted_at = current.get(key, (None, 0, None))
-            change, history, dropped = entity.changes(deleted_at)
-            applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {deleted_at}"))
-            if not dropped or change.first_seen is not None:
-                try:
-                    written, duplicates = self._write_entity(
-                        workspace_id, entity, profile, version, change, history, mapping
-                    )
-                except _Unstorable as error:
-                    applied.unapplied.extend(_unapplied(entity.contributions, error.reason))
-                    continue
-                applied.entities += 1
-                applied.history_written += written
-                applied.duplicates += duplicates
+            change, history, dropped = changes[key]
+            applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {stored[key].deleted_at}"))
+            if dropped and change.first_seen is None:
+                continue  # everything this entity got was older than its deletion
+            try:
+                counted, duplicates, to_write = self._write_profile(
+                    workspace_id, entity, stored[key], existing.get(key, set()), change, history, mapping
+                )
+            except _Unstorable as error:
+                applied.unapplied.extend(_unapplied(entity.contributions, error.reason))
+                continue
+            items += to_write
+            applied.entities += 1
+            applied.history_written += counted
+            applied.duplicates += duplicates
+        # Only after every profile write: their `pending` lists make this step safe to crash and redo.
+        self._batch_write([(table, {"PutRequest": {"Item": item}}) for table, item in items])
         return applied
 
-    def _read_entities(
-        self, workspace_id: str, keys: list[str]
-    ) -> dict[str, tuple[Profile | None, int, str | None]]:
-        """Each entity's profile, version and deletion time, in as few BatchGetItem calls as fit."""
-        table = self.settings.profiles_table
-        wanted = [
-            _item({"pk": f"WS#{workspace_id}#{key}", "sk": sk})
-            for key in keys
-            for sk in ("PROFILE", "DELETED")
+    def _existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
+        """For each entity, which of the given messageIds already have a history item."""
+        keys = [
+            {"pk": f"WS#{workspace_id}#{key}", "sk": f"MSG#{mid}"}
+            for key, mids in wanted.items()
+            for mid in mids
         ]
-        found: dict[str, dict[str, dict[str, Any]]] = {}
-        for start in range(0, len(wanted), 100):
-            request: dict[str, Any] = {table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
+        found: dict[str, set[str]] = {}
+        for item in self._batch_get(self.settings.events_table, keys, "pk, sk"):
+            found.setdefault(item["pk"].split("#", 2)[2], set()).add(item["sk"].removeprefix("MSG#"))
+        return found
+
+    def _read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, _Stored]:
+        """Each entity's profile, version, pending history and deletion time, in as few BatchGetItem
+        calls as fit."""
+        wanted = [
+            {"pk": f"WS#{workspace_id}#{key}", "sk": sk} for key in keys for sk in ("PROFILE", "DELETED")
+        ]
+        out: dict[str, _Stored] = {}
+        for item in self._batch_get(self.settings.profiles_table, wanted):
+            stored = out.setdefault(item["pk"].split("#", 2)[2], _Stored())
+            if item["sk"] == "DELETED":
+                stored.deleted_at = item["deleted_at"]
+            else:
+                stored.profile = _profile(item)
+                stored.version = int(item["version"])
+                stored.pending = dict(item.get("pending", {}))
+        return out
+
+    def _batch_get(
+        self, table: str, keys: list[dict[str, Any]], projection: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Strongly consistent BatchGetItem of any number of keys, unprocessed keys retried."""
+        for start in range(0, len(keys), 100):
+            wanted: dict[str, Any] = {
+                "Keys": [_item(key) for key in keys[start : start + 100]],
+                "ConsistentRead": True,
+            }
+            if projection:
+                wanted["ProjectionExpression"] = projection
+            request: dict[str, Any] = {table: wanted}
             while request:
                 try:
                     response = self._dynamodb.batch_get_item(RequestItems=request)
                 except (ClientError, BotoCoreError) as error:
                     raise ServiceUnavailable("Profiles cannot be read right now.") from error
                 for item in response.get("Responses", {}).get(table, []):
-                    plain = _plain(item)
-                    entity_key = plain["pk"].split("#", 2)[2]
-                    found.setdefault(entity_key, {})[plain["sk"]] = item
+                    yield _plain(item)
                 request = dict(response.get("UnprocessedKeys") or {})
                 if request:
                     self.sleep(0.05)
-        out: dict[str, tuple[Profile | None, int, str | None]] = {}
-        for key, items in found.items():
-            profile_item = items.get("PROFILE")
-            version = int(_plain(profile_item)["version"]) if profile_item else 0
-            deleted = items.get("DELETED")
-            out[key] = (
-                _profile(_plain(profile_item) if profile_item else None),
-                version,
-                _plain(deleted)["deleted_at"] if deleted else None,
-            )
-        return out
 
-    def _read_entity(self, workspace_id: str, key: str) -> tuple[Profile | None, int]:
-        profile, version, _ = self._read_entities(workspace_id, [key]).get(key, (None, 0, None))
-        return profile, version
-
-    def _write_entity(
+    def _write_profile(
         self,
         workspace_id: str,
         entity: EntityPlan,
-        profile: Profile | None,
-        version: int,
+        stored: _Stored,
+        existing: set[str],
         change: Profile,
         history: list[HistoryRecord],
         mapping: Mapping,
-    ) -> tuple[int, int]:
-        """Merge `change` and the new history into the entity in one transaction per chunk of history.
+    ) -> tuple[int, int, list[tuple[str, dict[str, Any]]]]:
+        """Merge `change` and the new history into the entity's profile in one conditional write, and
+        return the history and membership items to write after it. No transaction, and still exact:
 
-        The profile write is conditional on the version read (optimistic locking) and each history item
-        on not existing yet: a redelivered event fails its condition, is dropped, and adds no count.
-        Returns (history records written, duplicates found)."""
-        pending = list(history)
-        members = [_member_item(workspace_id, entity, group, mapping) for group in change.groups]
-        written = duplicates = 0
-        for attempt in range(WRITE_ATTEMPTS * (1 + len(history) // HISTORY_PER_TRANSACTION)):
-            chunk = pending[:HISTORY_PER_TRANSACTION]
-            updated = merge(profile or Profile(), change)
+        the profile write counts the new records and lists them as `pending` (a write-ahead log); their
+        history items are written after it. A record whose history item exists, or that is pending, is
+        never counted again, so a redelivery after a crash between the two steps finishes the history
+        without counting twice; pending entries are dropped once their items are seen. The write is
+        conditional on the version read (optimistic locking across concurrent invocations).
+        Returns (records counted, records already known, items to write)."""
+        records = {record.message_id: record for record in history}
+        for _ in range(WRITE_ATTEMPTS):
+            new = [
+                record for mid, record in records.items() if mid not in existing and mid not in stored.pending
+            ]
+            pending = {mid: name for mid, name in stored.pending.items() if mid not in existing}
+            pending |= {record.message_id: record.name for record in new}
+            updated = merge(stored.profile or Profile(), change)
             updated.counts = dict(updated.counts)
-            for name, count in Counter(record.name for record in chunk).items():
+            for name, count in Counter(record.name for record in new).items():
                 updated.counts[name] = updated.counts.get(name, 0) + count
-            if profile is not None and updated == profile and not chunk and not members:
-                return written, duplicates  # nothing new: a redelivery costs no write
-            put: dict[str, Any] = {
-                "TableName": self.settings.profiles_table,
-                "Item": _profile_item(workspace_id, entity, updated, version + 1, mapping),
-                "ConditionExpression": "attribute_not_exists(pk) OR version = :version",
-                "ExpressionAttributeValues": _item({":version": version}),
-            }
-            try:
-                if not chunk and not members:
-                    self._dynamodb.put_item(**put)
-                else:
-                    items: list[Any] = [{"Put": put}]
-                    items += [
-                        {
-                            "Put": {
-                                "TableName": self.settings.events_table,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                                "Item": _history_item(workspace_id, entity, record, mapping),
-                            }
-                        }
-                        for record in chunk
-                    ]
-                    items += [
-                        {"Put": {"TableName": self.settings.profiles_table, "Item": member}}
-                        for member in members
-                    ]
-                    self._dynamodb.transact_write_items(TransactItems=items)
-            except ClientError as error:
-                code = _code(error)
-                if code == "ConditionalCheckFailedException":
-                    profile, version = self._read_entity(workspace_id, entity.key)
-                    continue
-                if code == "TransactionCanceledException":
-                    reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
-                    if reasons and reasons[0] == "ConditionalCheckFailed":
-                        profile, version = self._read_entity(workspace_id, entity.key)
-                    repeated = {
-                        chunk[i - 1].message_id
-                        for i, reason in enumerate(reasons)
-                        if 1 <= i <= len(chunk) and reason == "ConditionalCheckFailed"
-                    }
-                    pending = [record for record in pending if record.message_id not in repeated]
-                    duplicates += len(repeated)
-                    if "ValidationError" in reasons:
-                        raise _Unstorable(
-                            "an item of this entity is larger or deeper than DynamoDB allows"
-                        ) from None
-                    self.sleep(0.02 * (attempt + 1))
-                    continue
-                if code == "ValidationException":
-                    raise _Unstorable(
-                        "an item of this entity is larger or deeper than DynamoDB allows"
-                    ) from None
-                raise ServiceUnavailable("Profiles cannot be written right now.") from error
-            except BotoCoreError as error:
-                raise ServiceUnavailable("Profiles cannot be written right now.") from error
-            profile, version = updated, version + 1
-            written += len(chunk)
-            pending = pending[len(chunk) :]
-            members = []
-            if not pending:
-                return written, duplicates
-        raise ServiceUnavailable(f"{entity.kind} profile kept changing while being written; retry later.")
+            if stored.profile is None or updated != stored.profile or pending != stored.pending:
+                try:
+                    self._dynamodb.put_item(
+                        TableName=self.settings.profiles_table,
+                        Item=_profile_item(
+                            workspace_id, entity, updated, pending, stored.version + 1, mapping
+                        ),
+                        ConditionExpression="attribute_not_exists(pk) OR version = :version",
+                        ExpressionAttributeValues=_item({":version": stored.version}),
+                    )
+                except ClientError as error:
+                    if _code(error) == "ConditionalCheckFailedException":  # another invocation wrote first
+                        stored = self._read_entities(workspace_id, [entity.key]).get(entity.key, _Stored())
+                        wanted = {entity.key: set(records) | set(stored.pending)}
+                        existing = self._existing_history(workspace_id, wanted).get(entity.key, set())
+                        continue
+                    if _code(error) == "ValidationException":
+                        raise _Unstorable("the profile is larger or deeper than DynamoDB allows") from None
+                    raise ServiceUnavailable("Profiles cannot be written right now.") from error
+                except BotoCoreError as error:
+                    raise ServiceUnavailable("Profiles cannot be written right now.") from error
+            events, profiles = self.settings.events_table, self.settings.profiles_table
+            items = [
+                (events, _history_item(workspace_id, entity, record, mapping))
+                for mid, record in records.items()
+                if mid not in existing
+            ]
+            items += [
+                (profiles, _member_item(workspace_id, entity, group, mapping)) for group in change.groups
+            ]
+            return len(new), len(records) - len(new), items
+        raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
+
+    def _batch_write(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
+        """BatchWriteItem of any number of put or delete requests, unprocessed items retried."""
+        for start in range(0, len(requests), 25):
+            request: dict[str, Any] = {}
+            for table, entry in requests[start : start + 25]:
+                request.setdefault(table, []).append(entry)
+            while request:
+                try:
+                    response = self._dynamodb.batch_write_item(RequestItems=request)
+                except ClientError as error:
+                    if _code(error) == "ValidationException":
+                        raise _Unstorable("an item is larger or deeper than DynamoDB allows") from None
+                    raise ServiceUnavailable("Profiles cannot be written right now.") from error
+                except BotoCoreError as error:
+                    raise ServiceUnavailable("Profiles cannot be written right now.") from error
+                request = dict(response.get("UnprocessedItems") or {})
+                if request:
+                    self.sleep(0.05)
 
     def _put_link(self, workspace_id: str, link: Link) -> None:
         """previousId -> userId; a later alias (by timestamp) wins, an older or repeated one does nothing."""
@@ -533,24 +549,13 @@ class ProfileRepository:
             raise ServiceUnavailable("Profiles cannot be read right now.") from error
 
     def _delete_all(self, keys: list[tuple[str, dict[str, Any]]]) -> None:
-        for start in range(0, len(keys), 25):
-            request: dict[str, Any] = {}
-            for table, key in keys[start : start + 25]:
-                request.setdefault(table, []).append({"DeleteRequest": {"Key": _item(key)}})
-            while request:
-                try:
-                    response = self._dynamodb.batch_write_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as error:
-                    raise ServiceUnavailable("The deletion could not be completed.") from error
-                request = dict(response.get("UnprocessedItems") or {})
-                if request:
-                    self.sleep(0.05)
+        self._batch_write([(table, {"DeleteRequest": {"Key": _item(key)}}) for table, key in keys])
 
     # reading ---------------------------------------------------------------------------------------
 
     def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None:
-        profile, _ = self._read_entity(workspace_id, f"{kind}#{entity_id}")
-        return profile
+        key = f"{kind}#{entity_id}"
+        return self._read_entities(workspace_id, [key]).get(key, _Stored()).profile
 
     def read_history(self, workspace_id: str, kind: str, entity_id: str) -> list[dict[str, Any]]:
         """The entity's event history, oldest first."""
@@ -580,6 +585,17 @@ class ProfileRepository:
             {":pk": f"WS#{workspace_id}#G#{group_id}", ":prefix": "MEMBER#"},
         )
         return sorted(item["sk"].removeprefix("MEMBER#") for item in items)
+
+
+@dataclass
+class _Stored:
+    """An entity as read: its profile, the version to write against, history counted but not yet
+    confirmed written (`pending`: messageId -> name), and when it was deleted (privacy), if ever."""
+
+    profile: Profile | None = None
+    version: int = 0
+    pending: dict[str, str] = field(default_factory=dict)
+    deleted_at: str | None = None
 
 
 class _Unstorable(Exception):
