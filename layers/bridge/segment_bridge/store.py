@@ -299,7 +299,7 @@ class ProfileRepository:
             self.delete_identity(workspace_id, deletion.key, deletion.timestamp)
             applied.deletions += 1
         for link in plan.links:
-            self._put_link(workspace_id, link)
+            self._put_link(workspace_id, link, mapping)
             applied.links += 1
         current = self._read_entities(workspace_id, list(plan.entities))
         stored = {key: current.get(key, _Stored()) for key in plan.entities}
@@ -461,7 +461,7 @@ class ProfileRepository:
                 if request:
                     self.sleep(0.05)
 
-    def _put_link(self, workspace_id: str, link: Link) -> None:
+    def _put_link(self, workspace_id: str, link: Link, mapping: Mapping) -> None:
         """previousId -> userId; a later alias (by timestamp) wins, an older or repeated one does nothing."""
         try:
             self._dynamodb.put_item(
@@ -474,6 +474,7 @@ class ProfileRepository:
                         "stamp": "#".join(link.stamp),  # fixed-width timestamp first: compares as the tuple
                         "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
                         "gsi1sk": f"LINK#{link.previous_id}",
+                        "mapping_version": mapping.version,
                     }
                 ),
                 ConditionExpression="attribute_not_exists(pk) OR stamp < :stamp",
