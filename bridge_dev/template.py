@@ -172,6 +172,8 @@ class LocalResources:
         return {key: self.resolve(argument)}
 
     def _ref(self, name: str) -> Any:
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
         for names in (self.tables, self.queue_urls, self.buckets):
             if name in names:
                 return names[name]
@@ -194,6 +196,16 @@ class LocalResources:
     def _sub_variable(self, name: str) -> Any:
         resource, dot, attribute = name.partition(".")
         return self._get_att(resource, attribute) if dot else self._ref(name)
+
+
+PSEUDO_PARAMETERS = {
+    "AWS::StackName": "segment-bridge-local",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+"""What CloudFormation's pseudo parameters are on the local stack (moto's default account and region)."""
 
 
 def _as_string(value: Any) -> str:

@@ -1,33 +1,72 @@
-"""EmitterFunction: outbox stream -> Segment track calls (delivery itself arrives with issue #4).
+"""EmitterFunction: outbox stream -> Segment track calls (/v1/batch), deterministic and never lost.
 
-Until then every new outbox item is parked whole in the EmitterDLQ with its reason, so nothing the
-product writes is lost: a stream's on-failure destination alone keeps only pointers that expire in 24 h.
+One batch of stream records becomes a few gzip'd /v1/batch requests per workspace, so Powertools'
+per-record BatchProcessor does not fit; the answer is the same partial batch response it would build.
 """
 
 from __future__ import annotations
 
+import time
+from functools import lru_cache
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from segment_bridge.cache import TtlCache
+from segment_bridge.delivery import Change, Destination, HttpSender, deliver
+from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
 logger, metrics = Logger(), Metrics()
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-NOT_SENT = "outbound delivery to Segment is not enabled in this version"
+SAFETY_SECONDS = 5.0
 
 
-def handle(record: DynamoDBRecord) -> None:
-    if record.dynamodb is None or record.dynamodb.new_image is None:
-        return  # a deletion (or TTL expiry) of an outbox item sends nothing
-    get_store().park_outbound(NOT_SENT, record.dynamodb.new_image)
-    metrics.add_metric(name="OutboundParked", unit=MetricUnit.Count, value=1)
+@lru_cache(maxsize=1)
+def destinations() -> TtlCache[str, Destination]:
+    return TtlCache(get_store().segment_destination, ttl=get_settings().auth_cache_seconds)
+
+
+@lru_cache(maxsize=1)
+def sender() -> HttpSender:
+    return HttpSender()
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    settings = get_settings()
+    changes = [
+        Change(
+            record_id=record.dynamodb.sequence_number or "",
+            event_name=str(record.event_name.name if record.event_name else ""),
+            table=(record.event_source_arn or "").split(":table/")[-1].split("/")[0],
+            keys=record.dynamodb.keys,
+            new_image=record.dynamodb.new_image or None,
+            created_at=float(record.dynamodb.approximate_creation_date_time or time.time()),
+        )
+        for record in DynamoDBStreamEvent(event).records
+        if record.dynamodb is not None
+    ]
+    report = deliver(
+        changes,
+        outbox_table=settings.outbox_table,
+        own_tables=frozenset({settings.profiles_table, settings.events_table}),
+        destination=destinations().get,
+        sender=sender(),
+        parking=get_store(),
+        deadline=time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS,
+        clock=time.time,  # wall clock: records' ages come from their stream timestamps
+        sleep=time.sleep,
+    )
+    logger.info("outbox batch delivered", extra=report.figures())
+    for name, value in (
+        ("EventsSent", report.sent),
+        ("EventsRetried", report.retried),
+        ("EventsParked", report.parked),
+        ("EchoesSuppressed", report.echoes),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    return {"batchItemFailures": [{"itemIdentifier": record_id} for record_id in report.failed]}

@@ -128,7 +128,10 @@ def stream_lambda_event(table_name: str) -> dict[str, Any]:
             StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         for record in streams.get_records(ShardIterator=iterator)["Records"]:
+            created = record["dynamodb"].get("ApproximateCreationDateTime")
             record = json.loads(json.dumps(record, default=str))
+            if created is not None:  # boto3 parses it; Lambda hands functions epoch seconds
+                record["dynamodb"]["ApproximateCreationDateTime"] = int(created.timestamp())
             record["eventSourceARN"] = stream_arn
             records.append(record)
     return {"Records": records}

@@ -20,6 +20,9 @@ class Settings(BaseModel):
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", min_length=1)
     emitter_dlq_url: str = Field(alias="EMITTER_DLQ_URL", min_length=1)
     queue_message_bytes: int = Field(alias="QUEUE_MESSAGE_BYTES", ge=1024, le=1_048_576)
+    secrets_prefix: str = Field(alias="SECRETS_PREFIX", min_length=1)
+    """Workspaces' Segment write keys are secrets named <prefix>/<workspace_id>/write-key."""
+    outbox_table: str = Field(alias="OUTBOX_TABLE", min_length=1)
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
 
 

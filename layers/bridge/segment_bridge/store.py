@@ -47,8 +47,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
+from segment_bridge.delivery import Destination
 from segment_bridge.errors import BridgeError, Conflict, NotFound, ServiceUnavailable
 from segment_bridge.mapping import Mapping
+from segment_bridge.outbound import endpoint_url
 from segment_bridge.profiles import (
     Applied,
     Contribution,
@@ -64,6 +66,7 @@ from segment_bridge.settings import Settings, get_settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 MAX_LIVE_KEYS = 2
@@ -624,6 +627,10 @@ class Store(ProfileRepository):
         return boto3.client("sqs", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
 
     @cached_property
+    def _secrets(self) -> SecretsManagerClient:
+        return boto3.client("secretsmanager", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+
+    @cached_property
     def _s3(self) -> S3Client:
         return boto3.client("s3", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
 
@@ -801,6 +808,51 @@ class Store(ProfileRepository):
                 raise NotFound(f"No workspace {workspace_id}.") from None
             raise
 
+    # --- the workspace's Segment destination (outbound) -----------------------------------------
+
+    def _write_key_secret(self, workspace_id: str) -> str:
+        return f"{self.settings.secrets_prefix}/{workspace_id}/write-key"
+
+    def set_segment_destination(self, workspace_id: str, write_key: str, endpoint: str = "us") -> None:
+        """Where the workspace's outbound events go: its Segment source's write key (kept as a secret)
+        and `us`, `eu` or an explicit URL."""
+        endpoint_url(endpoint)  # refuses anything else
+        self.get_workspace(workspace_id)
+        name = self._write_key_secret(workspace_id)
+        try:
+            try:
+                self._secrets.put_secret_value(SecretId=name, SecretString=write_key)
+            except ClientError as error:
+                if _code(error) != "ResourceNotFoundException":
+                    raise
+                self._secrets.create_secret(Name=name, SecretString=write_key)
+            self._dynamodb.update_item(
+                TableName=self.settings.workspaces_table,
+                Key=_workspace_key(workspace_id),
+                UpdateExpression="SET segment_endpoint = :endpoint",
+                ExpressionAttributeValues=_item({":endpoint": endpoint}),
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The Segment destination could not be stored.") from error
+
+    def segment_destination(self, workspace_id: str) -> Destination | None:
+        """The workspace's /v1/batch URL and write key; None if it has none."""
+        try:
+            item = self._dynamodb.get_item(
+                TableName=self.settings.workspaces_table, Key=_workspace_key(workspace_id)
+            ).get("Item")
+            endpoint = _plain(item).get("segment_endpoint") if item else None
+            if not endpoint:
+                return None
+            secret = self._secrets.get_secret_value(SecretId=self._write_key_secret(workspace_id))
+        except ClientError as error:
+            if _code(error) == "ResourceNotFoundException":
+                return None
+            raise ServiceUnavailable("The Segment destination cannot be read right now.") from error
+        except BotoCoreError as error:
+            raise ServiceUnavailable("The Segment destination cannot be read right now.") from error
+        return Destination(url=endpoint_url(endpoint), write_key=secret["SecretString"])
+
     # --- the ingest queue ----------------------------------------------------------------------
 
     def enqueue(self, bodies: list[str]) -> None:
@@ -894,9 +946,15 @@ class Store(ProfileRepository):
 
     # --- parked outbound events ----------------------------------------------------------------
 
-    def park_outbound(self, reason: str, record: dict[str, Any]) -> None:
-        """Keep an outbox item that was not sent, whole, in the emitter's dead-letter queue."""
-        body = json.dumps({"reason": reason, "record": record}, separators=(",", ":"), default=str)
+    def park_outbound(
+        self, reason: str, record: dict[str, Any], response: dict[str, Any] | None = None
+    ) -> None:
+        """Keep an outbound event that was not sent, whole, with the reason and Segment's answer, in the
+        emitter's dead-letter queue."""
+        parked: dict[str, Any] = {"reason": reason, "record": record}
+        if response is not None:
+            parked["response"] = response
+        body = json.dumps(parked, separators=(",", ":"), default=str)
         try:
             self._sqs.send_message(QueueUrl=self.settings.emitter_dlq_url, MessageBody=body)
         except (ClientError, BotoCoreError) as error:

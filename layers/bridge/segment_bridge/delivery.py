@@ -1,0 +1,219 @@
+"""Delivery: outbox stream records -> Segment, retried within the invocation's time, never lost.
+
+- 2xx: delivered. Segment dedupes on messageId (ours are deterministic), so re-sending is harmless.
+- 429 (its Retry-After honoured), 408, 5xx, timeouts, connection errors: retried with jittered backoff
+  while the invocation has time; then the records go back to the stream (partial batch response, which
+  keeps the shard's order) — unless they are older than PARK_AFTER_SECONDS, in which case they are parked.
+- Other 4xx, oversized or invalid items, a workspace without a write key: parked at once, whole, with
+  the reason and Segment's answer, in the EmitterDLQ (the CLI lists and re-drives it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from segment_bridge.outbound import (
+    Outbound,
+    Unsendable,
+    request_body,
+    requests_for,
+    retry_after_seconds,
+    track_call,
+    verdict,
+)
+
+PARK_AFTER_SECONDS = 900
+"""A record still not deliverable 15 minutes after it was written is parked, so one long Segment outage
+never blocks a shard for hours nor lets the stream's retries run out (its on-failure destination keeps
+only pointers that expire in 24 h)."""
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_RESPONSE_KEPT = 2048
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stream record, as the emitter needs it."""
+
+    record_id: str
+    event_name: str
+    table: str
+    keys: dict[str, Any]
+    new_image: dict[str, Any] | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Destination:
+    url: str
+    write_key: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+class Sender(Protocol):
+    def send(self, url: str, write_key: str, body: bytes) -> Answer: ...
+
+
+class Parking(Protocol):
+    def park_outbound(
+        self, reason: str, record: dict[str, Any], response: dict[str, Any] | None = None
+    ) -> None: ...
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    retried: int = 0
+    parked: int = 0
+    echoes: int = 0
+    requests: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "retried": self.retried,
+            "parked": self.parked,
+            "echoes": self.echoes,
+            "requests": self.requests,
+            "returned_to_stream": len(self.failed),
+        }
+
+
+class Unreachable(Exception):
+    """A request that could not be answered (timeout, connection error): worth retrying."""
+
+
+def deliver(
+    changes: Iterable[Change],
+    *,
+    outbox_table: str,
+    own_tables: frozenset[str],
+    destination: Callable[[str], Destination | None],
+    sender: Sender,
+    parking: Parking,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Report:
+    """Send every new outbox item of the batch; returns what happened and which records to retry."""
+    report = Report()
+    by_workspace: dict[str, list[Outbound]] = {}
+    for change in changes:
+        if change.table in own_tables:
+            report.echoes += 1  # written by the processor from Segment data: never sent back
+            continue
+        if change.table != outbox_table or change.event_name != "INSERT" or change.new_image is None:
+            continue
+        try:
+            event = track_call(
+                change.new_image,
+                table=change.table,
+                keys=change.keys,
+                record_id=change.record_id,
+                created_at=change.created_at,
+            )
+        except Unsendable as error:
+            parking.park_outbound(str(error), change.new_image)
+            report.parked += 1
+            continue
+        by_workspace.setdefault(event.workspace_id, []).append(event)
+
+    for workspace_id, events in by_workspace.items():
+        target = destination(workspace_id)
+        if target is None:
+            for event in events:
+                parking.park_outbound(f"workspace {workspace_id} has no Segment write key", event.payload)
+            report.parked += len(events)
+            continue
+        _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
+    return report
+
+
+def _send_workspace(
+    events: list[Outbound],
+    target: Destination,
+    sender: Sender,
+    parking: Parking,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    report: Report,
+) -> None:
+    batches = requests_for(events)
+    for index, batch in enumerate(batches):
+        attempt = 0
+        while True:
+            body = gzip.compress(request_body(batch, datetime.now(UTC)), compresslevel=6, mtime=0)
+            report.requests += 1
+            try:
+                answer = sender.send(target.url, target.write_key, body)
+                outcome = verdict(answer.status)
+            except Unreachable as error:
+                answer, outcome = Answer(0, {}, str(error)), "retry"
+            if outcome == "delivered":
+                report.sent += len(batch)
+                break
+            if outcome == "permanent":
+                _park(batch, f"Segment refused the request ({answer.status})", answer, parking, report)
+                break
+            wait = retry_after_seconds(answer.headers.get("retry-after"), datetime.now(UTC))
+            if wait is None:
+                wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)] * (0.5 + random.random())  # noqa: S311
+            if clock() + wait < deadline:
+                sleep(wait)
+                attempt += 1
+                report.retried += 1
+                continue
+            # Out of time: this workspace slows down; what is old enough is parked, the rest goes back.
+            for rest in batches[index:]:
+                old = [e for e in rest if clock() - e.created_at > PARK_AFTER_SECONDS]
+                _park(old, f"Segment kept answering {answer.status or 'nothing'}", answer, parking, report)
+                report.failed += [e.record_id for e in rest if e not in old]
+            return
+
+
+def _park(batch: list[Outbound], reason: str, answer: Answer, parking: Parking, report: Report) -> None:
+    response = {"status": answer.status, "body": answer.body[:MAX_RESPONSE_KEPT]}
+    for event in batch:
+        parking.park_outbound(reason, event.payload, response)
+    report.parked += len(batch)
+
+
+class HttpSender:
+    """POST /v1/batch with Basic auth (the write key as user), gzip, and bounded timeouts."""
+
+    def __init__(self, timeout: tuple[float, float] = (3.0, 10.0)) -> None:
+        import requests
+
+        self._requests = requests
+        self._session = requests.Session()
+        self._timeout = timeout
+
+    def send(self, url: str, write_key: str, body: bytes) -> Answer:
+        try:
+            response = self._session.post(
+                url,
+                data=body,
+                auth=(write_key, ""),
+                headers={
+                    "Content-Type": "application/json",
+                    "Content-Encoding": "gzip",
+                    "User-Agent": "segment-bridge",
+                },
+                timeout=self._timeout,
+            )
+        except self._requests.RequestException as error:
+            raise Unreachable(type(error).__name__) from None
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return Answer(response.status_code, headers, response.text)

@@ -1,0 +1,213 @@
+"""EmitterFunction on real stream records read from moto, against a local Segment stand-in."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from bridge_dev.events import http_event
+from bridge_dev.segment_api import FakeSegment, Scripted
+from tests.conftest import load_handler
+from tests.functional.conftest import FakeContext, stream_lambda_event
+from tests.functional.test_processor_and_emitter import receive_all
+
+WRITE_KEY = "segment-source-write-key-1"
+
+
+class ShortContext(FakeContext):
+    """An invocation with little time left (the emitter keeps 5 s in reserve)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 6_000
+
+
+@pytest.fixture
+def segment(workspaces):
+    with FakeSegment({WRITE_KEY}).start() as fake:
+        workspaces.set_segment_destination(WS, WRITE_KEY, fake.url)
+        yield fake
+
+
+@pytest.fixture
+def emitter(aws):
+    module = load_handler("emitter")
+    module.destinations.cache_clear()
+    module.sender.cache_clear()
+    return module
+
+
+def publish(aws, sk: str, **fields: Any) -> None:
+    item = {
+        "pk": f"WS#{WS}",
+        "sk": sk,
+        "event": "Flow Completed",
+        "userId": "user-42",
+        "properties": {"flowId": "onboarding", "step": 3},
+        "timestamp": "2026-01-01T10:00:00Z",
+    } | fields
+    boto3.resource("dynamodb").Table(aws.tables["OutboxTable"]).put_item(Item=item)
+
+
+def run(emitter, aws, context=None) -> dict:
+    return emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), context or FakeContext())
+
+
+def parked(aws) -> list[dict]:
+    return [json.loads(m["Body"]) for m in receive_all(aws.queue_urls["EmitterDLQ"])]
+
+
+def test_outbox_items_reach_segment_once_as_marked_track_calls(emitter, aws, segment):
+    publish(aws, "EVT#1")
+    publish(aws, "EVT#2", userId=None, anonymousId="anon-1", event="Checklist Viewed", properties={})
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert run(emitter, aws) == {"batchItemFailures": []}  # the stream retries the same records
+
+    assert len(segment.events) == 2
+    assert set(segment.deliveries.values()) == {2}  # sent twice, kept once: deterministic messageIds
+    first = next(e for e in segment.events.values() if e["event"] == "Flow Completed")
+    assert first["type"] == "track"
+    assert first["userId"] == "user-42"
+    assert first["properties"] == {"flowId": "onboarding", "step": 3}
+    assert first["timestamp"] == "2026-01-01T10:00:00.000Z"
+    assert first["context"]["integration"]["name"] == "segment-bridge"
+    assert first["messageId"].startswith("sbo-")
+    assert all(r.write_key == WRITE_KEY for r in segment.requests)
+    assert len(segment.requests) == 2  # one request per invocation for both events
+
+
+def test_what_we_send_comes_back_as_an_echo_and_is_not_ingested(emitter, aws, segment, ingest):
+    publish(aws, "EVT#1")
+    run(emitter, aws)
+    (sent,) = segment.events.values()
+    answer = ingest(
+        http_event("/v1/segment", json.dumps([sent]), headers={"authorization": f"Bearer {_demo_key()}"})
+    )
+    assert (answer.status, answer.body["accepted"], answer.body["echoes"]) == (200, 0, 1)
+
+
+def _demo_key() -> str:
+    from bridge_dev.events import DEMO_API_KEY
+
+    return DEMO_API_KEY
+
+
+def test_429_with_retry_after_is_honoured_then_delivered(emitter, aws, segment):
+    segment.answer_next(Scripted(429, {"Retry-After": "1"}))
+    publish(aws, "EVT#1")
+    started = time.monotonic()
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert time.monotonic() - started >= 1.0
+    assert [r.status for r in segment.requests] == [429, 200]
+    assert len(segment.events) == 1
+
+
+def test_500_is_retried_with_backoff_and_delivered_once(emitter, aws, segment):
+    segment.answer_next(Scripted(500), Scripted(503))
+    publish(aws, "EVT#1")
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert [r.status for r in segment.requests] == [500, 503, 200]
+    assert list(segment.deliveries.values()) == [1]
+
+
+def test_a_timeout_is_retried(emitter, aws, segment):
+    from segment_bridge.delivery import HttpSender
+
+    emitter.sender.cache_clear()
+    emitter.sender = lambda: HttpSender(timeout=(1.0, 0.5))
+    segment.answer_next(Scripted(200, delay=1.0))
+    publish(aws, "EVT#1")
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert len(segment.events) == 1
+
+
+def test_400_is_permanent_and_parked_with_the_answer(emitter, aws, segment):
+    segment.answer_next(Scripted(400))
+    publish(aws, "EVT#1")
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert segment.events == {}
+    (item,) = parked(aws)
+    assert "400" in item["reason"]
+    assert item["response"]["status"] == 400
+    assert item["record"]["event"] == "Flow Completed"
+    assert item["record"]["messageId"].startswith("sbo-")
+
+
+def test_out_of_time_records_go_back_to_the_stream_in_order(emitter, aws, segment):
+    segment.answer_next(*[Scripted(500)] * 20)
+    for n in range(3):
+        publish(aws, f"EVT#{n}")
+    event = stream_lambda_event(aws.tables["OutboxTable"])
+    response = emitter.lambda_handler(event, ShortContext())
+    sequence = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == sequence
+    assert parked(aws) == []
+    assert segment.events == {}
+
+
+def test_records_older_than_the_park_limit_are_parked_not_retried_forever(emitter, aws, segment):
+    segment.answer_next(*[Scripted(503)] * 20)
+    publish(aws, "EVT#1")
+    event = stream_lambda_event(aws.tables["OutboxTable"])
+    event["Records"][0]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 3600
+    assert emitter.lambda_handler(event, ShortContext()) == {"batchItemFailures": []}
+    (item,) = parked(aws)
+    assert "503" in item["reason"]
+
+
+def test_oversized_invalid_and_keyless_items_are_parked_the_rest_sent(emitter, aws, segment, workspaces):
+    publish(aws, "EVT#big", properties={"blob": "x" * 40_000})
+    publish(aws, "EVT#nobody", userId=None)
+    publish(aws, "EVT#ok")
+    workspaces.create_workspace("No key", workspace_id="ws_nokey")
+    publish(aws, "EVT#other", pk="WS#ws_nokey")
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert [e["event"] for e in segment.events.values()] == ["Flow Completed"]
+    reasons = sorted(item["reason"] for item in parked(aws))
+    assert len(reasons) == 3
+    assert any("32768" in r for r in reasons)
+    assert any("userId or anonymousId" in r for r in reasons)
+    assert any("no Segment write key" in r for r in reasons)
+
+
+def test_changes_to_existing_outbox_items_send_nothing(emitter, aws, segment):
+    publish(aws, "EVT#1")
+    run(emitter, aws)
+    table = boto3.resource("dynamodb").Table(aws.tables["OutboxTable"])
+    table.update_item(
+        Key={"pk": f"WS#{WS}", "sk": "EVT#1"},
+        UpdateExpression="SET note = :n",
+        ExpressionAttributeValues={":n": "edited"},
+    )
+    table.delete_item(Key={"pk": f"WS#{WS}", "sk": "EVT#1"})
+    run(emitter, aws)
+    assert list(segment.deliveries.values()) == [2]  # the INSERT again (stream retry of it), nothing else
+    assert len(segment.events) == 1
+
+
+def test_a_stream_batch_is_packed_within_segments_500_kb_limit(emitter, aws, segment):
+    from bridge_dev.template import load_template
+
+    batch_size = load_template()["Resources"]["EmitterFunction"]["Properties"]["Events"]["Outbox"][
+        "Properties"
+    ]["BatchSize"]
+    table = boto3.resource("dynamodb").Table(aws.tables["OutboxTable"])
+    with table.batch_writer() as batch:
+        for n in range(batch_size):
+            batch.put_item(
+                Item={
+                    "pk": f"WS#{WS}",
+                    "sk": f"EVT#{n:05d}",
+                    "event": "Item Viewed",
+                    "userId": f"u{n}",
+                    "properties": {"n": n, "blob": "y" * 6000},
+                }
+            )
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert len(segment.events) == batch_size
+    assert len(segment.requests) == 2  # 100 events of ~6 KB: more than one request may carry
+    assert all(r.status == 200 and r.body_bytes <= 500 * 1024 for r in segment.requests)
