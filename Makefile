@@ -54,6 +54,7 @@ build: tools                         ## sam build (needs python3.13)
 bench: setup                         ## benchmarks, each against a baseline measured in the same run
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_processor.py
+	$(PY) benchmarks/bench_emitter.py
 
 deploy: build                        ## sam deploy (uses samconfig.toml; CONFIG_ENV=prod for prod)
 	$(TOOLS)/bin/sam deploy --config-env $${CONFIG_ENV:-default}
