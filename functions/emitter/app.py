@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.delivery import Change, Destination, HttpSender, deliver
+from segment_bridge.outbound import ChangeRule
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -27,6 +28,11 @@ SAFETY_SECONDS = 5.0
 @lru_cache(maxsize=1)
 def destinations() -> TtlCache[str, Destination]:
     return TtlCache(get_store().segment_destination, ttl=get_settings().auth_cache_seconds)
+
+
+@lru_cache(maxsize=1)
+def rules() -> TtlCache[str, list[ChangeRule]]:
+    return TtlCache(lambda _: get_store().change_rules(), ttl=get_settings().auth_cache_seconds)
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +51,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
             table=(record.event_source_arn or "").split(":table/")[-1].split("/")[0],
             keys=record.dynamodb.keys,
             new_image=record.dynamodb.new_image or None,
+            old_image=record.dynamodb.old_image or None,
             created_at=float(record.dynamodb.approximate_creation_date_time or time.time()),
         )
         for record in DynamoDBStreamEvent(event).records
@@ -60,6 +67,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
         deadline=time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS,
         clock=time.time,  # wall clock: records' ages come from their stream timestamps
         sleep=time.sleep,
+        rules=rules().get("all") or [],
     )
     logger.info("outbox batch delivered", extra=report.figures())
     for name, value in (

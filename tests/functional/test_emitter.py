@@ -211,3 +211,70 @@ def test_a_stream_batch_is_packed_within_segments_500_kb_limit(emitter, aws, seg
     assert len(segment.events) == batch_size
     assert len(segment.requests) == 2  # 100 events of ~6 KB: more than one request may carry
     assert all(r.status == 200 and r.body_bytes <= 500 * 1024 for r in segment.requests)
+
+
+FLOW_RULE = {
+    "name": "flow-completed",
+    "table": "FlowStates",
+    "when": "new.status == 'COMPLETED' && old.status != 'COMPLETED'",
+    "event": "Flow Completed",
+    "workspace": "new.workspace_id",
+    "user_id": "new.userId",
+    "properties": {"flowId": "new.flowId", "steps": "new.steps"},
+}
+
+
+@pytest.fixture
+def app_table(aws):
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="FlowStates",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return boto3.resource("dynamodb").Table("FlowStates")
+
+
+def test_a_change_rule_turns_an_app_table_change_into_one_track_call(
+    emitter, aws, segment, workspaces, app_table
+):
+    from segment_bridge.outbound import ChangeRule
+
+    workspaces.put_change_rule(ChangeRule.model_validate(FLOW_RULE))
+    state = {"id": "flow-1", "workspace_id": WS, "userId": "user-42", "flowId": "onboarding", "steps": 3}
+    app_table.put_item(Item=state | {"status": "STARTED"})
+    app_table.put_item(Item=state | {"status": "COMPLETED"})
+    app_table.put_item(Item=state | {"status": "COMPLETED", "note": "touched again"})
+
+    event = stream_lambda_event("FlowStates")
+    assert emitter.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    assert emitter.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}  # a stream retry
+
+    (sent,) = segment.events.values()
+    assert (sent["event"], sent["userId"], sent["properties"]) == (
+        "Flow Completed",
+        "user-42",
+        {"flowId": "onboarding", "steps": 3},
+    )
+    assert sent["context"]["integration"]["name"] == "segment-bridge"
+    assert list(segment.deliveries.values()) == [2]
+
+
+def test_changes_in_tables_the_processor_writes_are_never_sent(emitter, aws, segment, workspaces):
+    from segment_bridge.outbound import ChangeRule
+
+    workspaces.put_change_rule(
+        ChangeRule.model_validate(FLOW_RULE | {"table": aws.tables["ProfilesTable"], "when": "`true`"})
+    )
+    publish(aws, "EVT#1")
+    event = stream_lambda_event(aws.tables["OutboxTable"])
+    record = event["Records"][0]
+    echo = json.loads(json.dumps(record))
+    echo["eventSourceARN"] = record["eventSourceARN"].replace(
+        aws.tables["OutboxTable"], aws.tables["ProfilesTable"]
+    )
+    echo["dynamodb"]["SequenceNumber"] = "9" + record["dynamodb"]["SequenceNumber"]
+    assert emitter.lambda_handler({"Records": [echo]}, FakeContext()) == {"batchItemFailures": []}
+    assert segment.requests == []

@@ -97,3 +97,39 @@ def test_endpoints():
     assert endpoint_url("http://127.0.0.1:3001") == "http://127.0.0.1:3001/v1/batch"
     with pytest.raises(ValueError, match="us, eu"):
         endpoint_url("asia")
+
+
+def test_a_change_rule_fires_on_its_condition_and_builds_an_outbox_item():
+    from segment_bridge.outbound import ChangeRule
+
+    rule = ChangeRule(
+        name="done",
+        table="Flows",
+        when="new.status == 'DONE' && old.status != 'DONE'",
+        event="Flow Completed",
+        properties={"flowId": "new.id"},
+    )
+    changed = {
+        "eventName": "MODIFY",
+        "old": {"status": "OPEN"},
+        "new": {"status": "DONE", "id": "f1", "workspace_id": "ws1", "userId": "u1"},
+    }
+    assert rule.fires(changed)
+    assert not rule.fires({**changed, "old": {"status": "DONE"}})
+    item = rule.outbox_item(changed, "seq-1")
+    assert item == {
+        "pk": "WS#ws1",
+        "sk": "RULE#done#seq-1",
+        "event": "Flow Completed",
+        "properties": {"flowId": "f1"},
+        "userId": "u1",
+    }
+
+
+def test_an_invalid_change_rule_is_refused():
+    from pydantic import ValidationError
+
+    from segment_bridge.outbound import ChangeRule
+
+    with pytest.raises(ValidationError, match="when"):
+        ChangeRule(name="x", table="T", when="new.status ==", event="E")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from segment_bridge.outbound import (
+    ChangeRule,
     Outbound,
     Unsendable,
     request_body,
@@ -27,10 +28,11 @@ from segment_bridge.outbound import (
     verdict,
 )
 
-PARK_AFTER_SECONDS = 900
-"""A record still not deliverable 15 minutes after it was written is parked, so one long Segment outage
+PARK_AFTER_SECONDS = 600
+"""A record still not deliverable 10 minutes after it was written is parked, so one long Segment outage
 never blocks a shard for hours nor lets the stream's retries run out (its on-failure destination keeps
-only pointers that expire in 24 h)."""
+only pointers that expire in 24 h). Each attempt spends up to its invocation's time waiting, so the
+template's 20 stream retries outlast this."""
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_RESPONSE_KEPT = 2048
 
@@ -45,6 +47,7 @@ class Change:
     keys: dict[str, Any]
     new_image: dict[str, Any] | None
     created_at: float
+    old_image: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,29 +108,30 @@ def deliver(
     deadline: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    rules: Iterable[ChangeRule] = (),
 ) -> Report:
-    """Send every new outbox item of the batch; returns what happened and which records to retry."""
+    """Send every new outbox item, and every change that fires a rule, of the batch; returns what
+    happened and which records to retry."""
     report = Report()
     by_workspace: dict[str, list[Outbound]] = {}
     for change in changes:
         if change.table in own_tables:
             report.echoes += 1  # written by the processor from Segment data: never sent back
             continue
-        if change.table != outbox_table or change.event_name != "INSERT" or change.new_image is None:
-            continue
-        try:
-            event = track_call(
-                change.new_image,
-                table=change.table,
-                keys=change.keys,
-                record_id=change.record_id,
-                created_at=change.created_at,
-            )
-        except Unsendable as error:
-            parking.park_outbound(str(error), change.new_image)
-            report.parked += 1
-            continue
-        by_workspace.setdefault(event.workspace_id, []).append(event)
+        for item, keys in _items_of(change, outbox_table, rules):
+            try:
+                event = track_call(
+                    item,
+                    table=change.table,
+                    keys=keys,
+                    record_id=change.record_id,
+                    created_at=change.created_at,
+                )
+            except Unsendable as error:
+                parking.park_outbound(str(error), item)
+                report.parked += 1
+                continue
+            by_workspace.setdefault(event.workspace_id, []).append(event)
 
     for workspace_id, events in by_workspace.items():
         target = destination(workspace_id)
@@ -138,6 +142,26 @@ def deliver(
             continue
         _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
     return report
+
+
+def _items_of(
+    change: Change, outbox_table: str, rules: Iterable[ChangeRule]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(outbox item, keys for its messageId) for what a change stands for: a new outbox item, or what
+    the change rules of its table make of it (their messageIds also name the rule and the record)."""
+    if change.table == outbox_table:
+        if change.event_name == "INSERT" and change.new_image is not None:
+            return [(change.new_image, change.keys)]
+        return []
+    document = {"eventName": change.event_name, "old": change.old_image or {}, "new": change.new_image or {}}
+    return [
+        (
+            rule.outbox_item(document, change.record_id),
+            {"rule": rule.name, "record": change.record_id, **change.keys},
+        )
+        for rule in rules
+        if rule.table == change.table and rule.fires(document)
+    ]
 
 
 def _send_workspace(
@@ -175,7 +199,9 @@ def _send_workspace(
                 attempt += 1
                 report.retried += 1
                 continue
-            # Out of time: this workspace slows down; what is old enough is parked, the rest goes back.
+            # Out of time: wait what is left (so retries are spaced even when Retry-After is long), then
+            # this workspace slows down: what is old enough is parked, the rest goes back to the stream.
+            sleep(max(0.0, min(wait, deadline - clock())))
             for rest in batches[index:]:
                 old = [e for e in rest if clock() - e.created_at > PARK_AFTER_SECONDS]
                 _park(old, f"Segment kept answering {answer.status or 'nothing'}", answer, parking, report)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from segment_bridge import PRODUCT_NAME, __version__
+from segment_bridge.mapping import Expression, compiled
 
 ENDPOINTS = {
     "us": "https://api.segment.io/v1/batch",
@@ -179,3 +180,47 @@ def endpoint_url(endpoint: str) -> str:
     if not endpoint.startswith(("https://", "http://")):
         raise ValueError("the endpoint must be us, eu or an http(s) URL")
     return endpoint.rstrip("/") + ("" if endpoint.rstrip("/").endswith("/v1/batch") else "/v1/batch")
+
+
+class ChangeRule(BaseModel):
+    """Turns a change in an app-owned table into a track call, without code. Paths are JMESPath over
+    {"eventName": "INSERT"|"MODIFY"|"REMOVE", "old": <old image>, "new": <new image>}, e.g.
+    when = "new.status == 'COMPLETED' && old.status != 'COMPLETED'", properties = {"flowId": "new.flowId"}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    table: str = Field(min_length=1, description="The app table whose stream feeds the emitter.")
+    when: Expression
+    event: str = Field(min_length=1, max_length=1024)
+    workspace: Expression = "new.workspace_id"
+    user_id: Expression | None = "new.userId"
+    anonymous_id: Expression | None = None
+    properties: dict[str, Expression] = Field(default_factory=dict)
+    timestamp: Expression | None = None
+
+    def fires(self, document: dict[str, Any]) -> bool:
+        return bool(compiled(self.when).search(document))
+
+    def outbox_item(self, document: dict[str, Any], record_id: str) -> dict[str, Any]:
+        """The outbox item this change stands for (validated like one the product writes)."""
+
+        def value(expression: str | None) -> Any:
+            return compiled(expression).search(document) if expression else None
+
+        workspace = value(self.workspace)
+        item: dict[str, Any] = {
+            "pk": f"WS#{workspace}" if isinstance(workspace, str) and workspace else "",
+            "sk": f"RULE#{self.name}#{record_id}",
+            "event": self.event,
+            "properties": {name: value(expression) for name, expression in self.properties.items()},
+        }
+        for field_name, expression in (
+            ("userId", self.user_id),
+            ("anonymousId", self.anonymous_id),
+            ("timestamp", self.timestamp),
+        ):
+            found = value(expression)
+            if found is not None:
+                item[field_name] = str(found)
+        return item

@@ -50,7 +50,7 @@ from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
 from segment_bridge.delivery import Destination
 from segment_bridge.errors import BridgeError, Conflict, NotFound, ServiceUnavailable
 from segment_bridge.mapping import Mapping
-from segment_bridge.outbound import endpoint_url
+from segment_bridge.outbound import ChangeRule, endpoint_url
 from segment_bridge.profiles import (
     Applied,
     Contribution,
@@ -852,6 +852,30 @@ class Store(ProfileRepository):
         except BotoCoreError as error:
             raise ServiceUnavailable("The Segment destination cannot be read right now.") from error
         return Destination(url=endpoint_url(endpoint), write_key=secret["SecretString"])
+
+    def put_change_rule(self, rule: ChangeRule) -> None:
+        """Add or replace a change rule (deployment-wide: its `workspace` path says whose event it is)."""
+        self._put_config({"pk": "RULES", "sk": f"RULE#{rule.name}", "config": rule.model_dump_json()})
+
+    def delete_change_rule(self, name: str) -> None:
+        try:
+            self._dynamodb.delete_item(
+                TableName=self.settings.workspaces_table, Key=_item({"pk": "RULES", "sk": f"RULE#{name}"})
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The change rule could not be deleted.") from error
+
+    def change_rules(self) -> list[ChangeRule]:
+        items = self._query(self.settings.workspaces_table, None, "pk = :pk", {":pk": "RULES"})
+        return [ChangeRule.model_validate_json(item["config"]) for item in items]
+
+    def _put_config(self, item: dict[str, Any]) -> None:
+        try:
+            self._dynamodb.put_item(
+                TableName=self.settings.workspaces_table, Item=_item(item | {"updated_at": _now()})
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The configuration could not be stored.") from error
 
     # --- the ingest queue ----------------------------------------------------------------------
 
