@@ -361,6 +361,11 @@ def test_the_command_prints_where_to_send_and_stops_cleanly_on_sigint():
         assert DEMO_API_KEY in banner
         answer = requests.post(api_url[1] + "/v1/unknown", data=b"{}", timeout=TIMEOUT)
         assert answer.status_code == 404
+        logged = ""
+        for line in process.stdout or []:  # the request line is printed once the answer has gone out
+            if line.startswith("POST /v1/unknown"):
+                logged = line
+                break
 
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=TIMEOUT)
@@ -371,4 +376,5 @@ def test_the_command_prints_where_to_send_and_stops_cleanly_on_sigint():
             process.communicate()
 
     assert process.returncode == 0, err
-    assert "POST /v1/unknown 404" in out
+    assert logged.startswith("POST /v1/unknown 404")
+    assert "Stopping" in out

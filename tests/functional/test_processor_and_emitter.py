@@ -9,7 +9,7 @@ import boto3
 
 from bridge_dev.events import DEMO_WORKSPACE_ID
 from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, sample, sqs_lambda_event, stream_lambda_event
+from tests.functional.conftest import FakeContext, sample, sqs_lambda_event
 
 
 def receive_all(queue_url: str) -> list[dict]:
@@ -44,24 +44,3 @@ def test_redelivered_message_is_archived_once(ingest, aws, workspaces):
     processor.lambda_handler(event, FakeContext())
     processor.lambda_handler(event, FakeContext())
     assert len(list(workspaces.list_archived(DEMO_WORKSPACE_ID, date(2026, 1, 1)))) == 1
-
-
-def test_outbox_items_are_parked_whole_until_delivery_exists(aws, workspaces):
-    table = aws.tables["OutboxTable"]
-    item = {
-        "pk": {"S": f"WS#{DEMO_WORKSPACE_ID}"},
-        "sk": {"S": "EVT#001"},
-        "event": {"S": "Flow Completed"},
-        "userId": {"S": "user-42"},
-        "properties": {"M": {"flowId": {"S": "onboarding"}, "step": {"N": "3"}}},
-    }
-    boto3.client("dynamodb").put_item(TableName=table, Item=item)
-
-    response = load_handler("emitter").lambda_handler(stream_lambda_event(table), FakeContext())
-
-    assert response == {"batchItemFailures": []}
-    (parked,) = receive_all(aws.queue_urls["EmitterDLQ"])
-    body = json.loads(parked["Body"])
-    assert body["reason"]
-    assert body["record"]["event"] == "Flow Completed"
-    assert body["record"]["properties"] == {"flowId": "onboarding", "step": "3"}
