@@ -915,7 +915,7 @@ class Store(ProfileRepository):
     ) -> str:
         """Keep accepted events as they were queued, so they can be replayed. The same `name` overwrites
         (a redelivered queue message archives once)."""
-        key = f"raw/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/{name}.jsonl.gz"
+        key = f"{_day_prefix('raw', workspace_id, received_at)}{name}.jsonl.gz"
         self._put_jsonl(key, events, "Events could not be archived.")
         return key
 
@@ -952,21 +952,19 @@ class Store(ProfileRepository):
         self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
     ) -> None:
         """Keep events the mapping could not apply, with their reasons (unapplied/, like rejected/)."""
-        key = (
-            f"unapplied/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/{name}.jsonl.gz"
-        )
+        key = f"{_day_prefix('unapplied', workspace_id, received_at)}{name}.jsonl.gz"
         self._put_jsonl(key, records, "Unapplied events could not be kept.")
 
     def list_unapplied(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
-        return self._read_jsonl(f"unapplied/workspace={workspace_id}/date={day:%Y-%m-%d}/")
+        return self._read_jsonl(_day_prefix("unapplied", workspace_id, day))
 
     def list_archived(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
         """The archived (accepted) events of a workspace received on a day (UTC)."""
-        return self._read_jsonl(f"raw/workspace={workspace_id}/date={day:%Y-%m-%d}/")
+        return self._read_jsonl(_day_prefix("raw", workspace_id, day))
 
     def archived_batches(self, workspace_id: str, day: date) -> Iterator[list[dict[str, Any]]]:
         """The archived events of a day, one list per archived queue message (as they were applied)."""
-        return self._objects_jsonl(f"raw/workspace={workspace_id}/date={day:%Y-%m-%d}/")
+        return self._objects_jsonl(_day_prefix("raw", workspace_id, day))
 
     # --- parked outbound events ----------------------------------------------------------------
 
@@ -990,15 +988,19 @@ class Store(ProfileRepository):
         self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
     ) -> None:
         """Keep the events intake refused, with their reasons, where the CLI can list them."""
-        key = (
-            f"rejected/workspace={workspace_id}/date={received_at.astimezone(UTC):%Y-%m-%d}/"
-            f"{received_at.astimezone(UTC):%H%M%S}-{request_id}.jsonl.gz"
-        )
+        moment = received_at.astimezone(UTC)
+        key = f"{_day_prefix('rejected', workspace_id, received_at)}{moment:%H%M%S}-{request_id}.jsonl.gz"
         self._put_jsonl(key, records, "Rejected events could not be kept; retry the request.")
 
     def list_rejected(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
         """The rejected events of a workspace on a day (UTC), oldest first."""
-        return self._read_jsonl(f"rejected/workspace={workspace_id}/date={day:%Y-%m-%d}/")
+        return self._read_jsonl(_day_prefix("rejected", workspace_id, day))
+
+
+def _day_prefix(kind: str, workspace_id: str, day: date) -> str:
+    """Archive objects are partitioned by kind, workspace and UTC day (Athena/Glue-style key=value)."""
+    utc_day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
+    return f"{kind}/workspace={workspace_id}/date={utc_day:%Y-%m-%d}/"
 
 
 def _sqs_batches(bodies: list[str]) -> Iterator[list[str]]:
