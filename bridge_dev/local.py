@@ -47,6 +47,8 @@ from bridge_dev.events import (
     SIGNED_SHARED_SECRET,
     SIGNED_WORKSPACE_ID,
 )
+from bridge_dev.pollers import Poller, SqsPoller, StreamPoller
+from bridge_dev.segment_api import FakeSegment
 from bridge_dev.template import TEMPLATE_PATH, LocalResources, TemplateError, create_resources
 from segment_bridge.errors import Conflict
 from segment_bridge.settings import get_settings
@@ -417,6 +419,8 @@ class LocalStack:
     _api_thread: threading.Thread = field(repr=False)
     _moto: ThreadedMotoServer | None = field(repr=False)
     _saved_environ: dict[str, str] = field(repr=False)
+    segment: FakeSegment | None = None
+    _pollers: list[Poller] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -438,6 +442,10 @@ class LocalStack:
         if self._stopped:
             return
         self._stopped = True
+        for poller in self._pollers:
+            poller.stop()
+        if self.segment is not None:
+            self.segment.stop()
         self._api_server.shutdown()
         self._api_thread.join(timeout=5)
         if self._moto is not None:
@@ -459,6 +467,7 @@ def start(
     *,
     aws_endpoint: str | None = None,
     log: Callable[[str], None] | None = None,
+    segment_port: int | None = None,
 ) -> LocalStack:
     """Start the embedded AWS (or use `aws_endpoint`), create the template's resources, seed the demo
     workspaces and serve the HTTP API on 127.0.0.1:`port` (0 picks a free port).
@@ -516,7 +525,54 @@ def start(
     if log is not None:
         api.on_request = lambda record: log(_request_line(record, stack))
     thread.start()
+    if segment_port is not None:
+        try:
+            _run_pipeline(stack, segment_port, log)
+        except BaseException:
+            stack.stop()
+            raise
     return stack
+
+
+DEMO_WRITE_KEY = "demo-segment-write-key"
+
+
+def _run_pipeline(stack: LocalStack, segment_port: int, log: Callable[[str], None] | None = None) -> None:
+    """The rest of the pipeline: a Segment stand-in the demo workspace sends to, and the event source
+    mappings that feed the ProcessorFunction (SQS) and the EmitterFunction (outbox stream)."""
+    _check_port_free(segment_port, "--segment-port")
+    stack.segment = FakeSegment({DEMO_WRITE_KEY}, log=log).start(segment_port)
+    get_store().set_segment_destination(DEMO_WORKSPACE_ID, DEMO_WRITE_KEY, stack.segment.url)
+    template, resources = stack.resources.template, stack.resources
+    functions = dict(stack.functions)
+    for logical_id in ("ProcessorFunction", "EmitterFunction"):
+        functions[logical_id] = load_function(template, logical_id)
+    stack.functions = functions
+    sqs = template["Resources"]["ProcessorFunction"]["Properties"]["Events"]["Ingest"]["Properties"]
+    stream = template["Resources"]["EmitterFunction"]["Properties"]["Events"]["Outbox"]["Properties"]
+    on_failure = stream.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    stack._pollers = [
+        SqsPoller(
+            functions["ProcessorFunction"].invoke,
+            resources.queue_urls["IngestQueue"],
+            resources.queue_arns["IngestQueue"],
+            int(sqs.get("BatchSize", 10)),
+            stack.aws_endpoint,
+        ).start(),
+        StreamPoller(
+            functions["EmitterFunction"].invoke,
+            resources.tables["OutboxTable"],
+            stream,
+            resources.queue_urls[_queue_of(resources, on_failure)] if on_failure else None,
+            stack.aws_endpoint,
+        ).start(),
+    ]
+
+
+def _queue_of(resources: LocalResources, destination: Any) -> str:
+    """The logical id of the queue an on-failure destination (!GetAtt Queue.Arn) names."""
+    arn = resources.resolve(destination)
+    return next(name for name, queue_arn in resources.queue_arns.items() if queue_arn == arn)
 
 
 def _restore_environ(saved: Mapping[str, str]) -> None:
@@ -589,6 +645,9 @@ def banner(stack: LocalStack) -> str:
             "Send the sample webhook batch:",
             f"  {sample_curl(stack.api_url)}",
             "",
+            f"  Segment stand-in {stack.segment.url if stack.segment else '(not started)'}  "
+            f"(write key {DEMO_WRITE_KEY}: what the emitter sends lands there)",
+            "",
             "Requests are logged below with the IngestQueue's depth. Ctrl-C stops.",
         ]
     )
@@ -603,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--aws-port", type=int, default=DEFAULT_AWS_PORT, help="the embedded AWS's port (default 5000)"
     )
+    parser.add_argument(
+        "--segment-port", type=int, default=3001, help="the Segment stand-in's port (default 3001)"
+    )
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -612,7 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with start(args.port, args.aws_port, log=lambda line: print(line, flush=True)) as stack:
+        with start(
+            args.port, args.aws_port, log=lambda line: print(line, flush=True), segment_port=args.segment_port
+        ) as stack:
             print(banner(stack), flush=True)
             while not stopping.wait(0.5):
                 pass

@@ -44,8 +44,9 @@ class Received:
 
 
 class FakeSegment:
-    def __init__(self, write_keys: set[str]) -> None:
+    def __init__(self, write_keys: set[str], log: Any = None) -> None:
         self.write_keys = set(write_keys)
+        self.log = log
         self.events: dict[str, dict[str, Any]] = {}  # messageId -> event: what Segment would keep
         self.deliveries: dict[str, int] = {}  # messageId -> times received (before dedupe)
         self.requests: list[Received] = []
@@ -130,6 +131,9 @@ class FakeSegment:
             for event in batch:
                 self.deliveries[event["messageId"]] = self.deliveries.get(event["messageId"], 0) + 1
                 self.events.setdefault(event["messageId"], event)
+        if self.log is not None:
+            names = ", ".join(f"{e.get('type')} {e.get('event', '')!r}" for e in batch[:3])
+            self.log(f"Segment stand-in <- {len(batch)} event(s): {names}{' ...' if len(batch) > 3 else ''}")
         return self._reply(request, raw, len(body), len(batch), 200, {"success": True})
 
     def _reply(

@@ -16,6 +16,7 @@ from bridge_dev.events import (
     SIGNED_SHARED_SECRET,
     SIGNED_WORKSPACE_ID,
 )
+from bridge_dev.pollers import lambda_stream_record
 from tests.conftest import ROOT, load_handler
 
 EVENTS = ROOT / "events"
@@ -127,13 +128,10 @@ def stream_lambda_event(table_name: str) -> dict[str, Any]:
         iterator = streams.get_shard_iterator(
             StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
-        for record in streams.get_records(ShardIterator=iterator)["Records"]:
-            created = record["dynamodb"].get("ApproximateCreationDateTime")
-            record = json.loads(json.dumps(record, default=str))
-            if created is not None:  # boto3 parses it; Lambda hands functions epoch seconds
-                record["dynamodb"]["ApproximateCreationDateTime"] = int(created.timestamp())
-            record["eventSourceARN"] = stream_arn
-            records.append(record)
+        records += [
+            lambda_stream_record(r, stream_arn)
+            for r in streams.get_records(ShardIterator=iterator)["Records"]
+        ]
     return {"Records": records}
 
 

@@ -1,0 +1,193 @@
+"""Lambda's event source mappings, locally: the SQS poller and the DynamoDB stream poller.
+
+Each reads its settings from template.yaml (batch size, partial batch responses, retries, on-failure
+destination) so the local stack behaves as the deployed one:
+- SQS: receive up to BatchSize messages, invoke, delete only what succeeded (ReportBatchItemFailures);
+  failed messages reappear after the queue's visibility timeout and, after maxReceiveCount, SQS itself
+  (moto) moves them to the dead-letter queue.
+- Streams: read each shard in order, invoke with up to BatchSize records; on reported failures retry
+  from the first failed record (up to MaximumRetryAttempts), then send an on-failure record (as Lambda
+  does: a pointer, not the data) to the destination queue and move on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+LOGGER = logging.getLogger("segment_bridge.local")
+Invoke = Callable[[dict[str, Any], str], Any]
+
+
+class Poller:
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.poll_once():
+                    self._stop.wait(0.2)
+            except Exception:  # a poller must outlive any one failure, as Lambda's does
+                LOGGER.exception("%s failed; polling again", self._thread.name)
+                self._stop.wait(1.0)
+
+    def poll_once(self) -> bool:
+        raise NotImplementedError
+
+
+class SqsPoller(Poller):
+    def __init__(
+        self, invoke: Invoke, queue_url: str, queue_arn: str, batch_size: int, endpoint: str
+    ) -> None:
+        super().__init__("sqs-poller")
+        self._invoke, self._url, self._arn, self._batch_size = invoke, queue_url, queue_arn, batch_size
+        self._sqs = boto3.client("sqs", endpoint_url=endpoint)
+
+    def poll_once(self) -> bool:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._url,
+            MaxNumberOfMessages=min(self._batch_size, 10),
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return False
+        event = {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self._arn,
+                    "awsRegion": "us-east-1",
+                }
+                for m in messages
+            ]
+        }
+        try:
+            response = self._invoke(event, str(uuid.uuid4()))
+            failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        except Exception:  # the whole invocation failed: every message stays on the queue
+            LOGGER.exception("ProcessorFunction failed")
+            failed = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
+            )
+        return True
+
+
+class StreamPoller(Poller):
+    def __init__(
+        self, invoke: Invoke, table: str, settings: dict[str, Any], on_failure_url: str | None, endpoint: str
+    ) -> None:
+        super().__init__("stream-poller")
+        self._invoke, self._settings, self._on_failure = invoke, settings, on_failure_url
+        self._streams = boto3.client("dynamodbstreams", endpoint_url=endpoint)
+        self._sqs = boto3.client("sqs", endpoint_url=endpoint)
+        self._arn = boto3.client("dynamodb", endpoint_url=endpoint).describe_table(TableName=table)["Table"][
+            "LatestStreamArn"
+        ]
+        self._iterators: dict[str, str] = {}
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._attempts: dict[str, int] = {}
+        start = "TRIM_HORIZON" if settings.get("StartingPosition") == "TRIM_HORIZON" else "LATEST"
+        for shard in self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]:
+            self._iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
+                StreamArn=self._arn, ShardId=shard["ShardId"], ShardIteratorType=start
+            )["ShardIterator"]
+
+    def poll_once(self) -> bool:
+        busy = False
+        for shard, iterator in list(self._iterators.items()):
+            pending = self._pending.setdefault(shard, [])
+            if not pending:
+                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                self._iterators[shard] = page["NextShardIterator"]
+                pending.extend(lambda_stream_record(r, self._arn) for r in page.get("Records", []))
+            if pending:
+                busy = True
+                self._deliver(shard, pending)
+        return busy
+
+    def _deliver(self, shard: str, pending: list[dict[str, Any]]) -> None:
+        batch = pending[: int(self._settings.get("BatchSize", 100))]
+        try:
+            response = self._invoke({"Records": batch}, str(uuid.uuid4()))
+            failed = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
+        except Exception:
+            LOGGER.exception("EmitterFunction failed")
+            failed = [batch[0]["dynamodb"]["SequenceNumber"]]
+        if not failed:
+            del pending[: len(batch)]
+            self._attempts.pop(shard, None)
+            return
+        first = min(
+            range(len(batch)), key=lambda i: 0 if batch[i]["dynamodb"]["SequenceNumber"] in failed else 1
+        )
+        del pending[:first]  # what came before the first failure succeeded: the checkpoint moves
+        attempts = self._attempts.get(shard, 0) + 1
+        if (
+            attempts <= int(self._settings.get("MaximumRetryAttempts", -1))
+            or self._settings.get("MaximumRetryAttempts", -1) == -1
+        ):
+            self._attempts[shard] = attempts
+            return
+        # Retries exhausted: Lambda sends the on-failure destination a pointer to the records, not them.
+        failed_batch = pending[: len(batch) - first]
+        if self._on_failure:
+            self._sqs.send_message(
+                QueueUrl=self._on_failure,
+                MessageBody=json.dumps(
+                    {
+                        "requestContext": {
+                            "condition": "RetryAttemptsExhausted",
+                            "approximateInvokeCount": attempts,
+                        },
+                        "DDBStreamBatchInfo": {
+                            "shardId": shard,
+                            "streamArn": self._arn,
+                            "batchSize": len(failed_batch),
+                            "startSequenceNumber": failed_batch[0]["dynamodb"]["SequenceNumber"],
+                            "endSequenceNumber": failed_batch[-1]["dynamodb"]["SequenceNumber"],
+                        },
+                    }
+                ),
+            )
+        del pending[: len(failed_batch)]
+        self._attempts.pop(shard, None)
+
+
+def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A record read with boto3's dynamodbstreams client, in the shape Lambda hands a function."""
+    created = record["dynamodb"].get("ApproximateCreationDateTime")
+    shaped: dict[str, Any] = json.loads(json.dumps(record, default=str))
+    if created is not None:
+        shaped["dynamodb"]["ApproximateCreationDateTime"] = int(
+            created.timestamp() if hasattr(created, "timestamp") else time.time()
+        )
+    shaped["eventSourceARN"] = stream_arn
+    return shaped
