@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -69,22 +69,7 @@ class SqsPoller(Poller):
         ).get("Messages", [])
         if not messages:
             return False
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self._arn,
-                    "awsRegion": "us-east-1",
-                }
-                for m in messages
-            ]
-        }
+        event = lambda_sqs_event(self._arn, messages)
         try:
             response = self._invoke(event, str(uuid.uuid4()))
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
@@ -179,6 +164,26 @@ class StreamPoller(Poller):
             )
         del pending[: len(failed_batch)]
         self._attempts.pop(shard, None)
+
+
+def lambda_sqs_event(queue_arn: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Messages received with boto3's SQS client, in the shape Lambda's SQS event source hands a function."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for message in messages
+        ]
+    }
 
 
 def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:

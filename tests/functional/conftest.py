@@ -16,7 +16,7 @@ from bridge_dev.events import (
     SIGNED_SHARED_SECRET,
     SIGNED_WORKSPACE_ID,
 )
-from bridge_dev.pollers import lambda_stream_record
+from bridge_dev.pollers import lambda_sqs_event, lambda_stream_record
 from tests.conftest import ROOT, load_handler
 
 EVENTS = ROOT / "events"
@@ -100,22 +100,7 @@ def queue(aws):
 
 def sqs_lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Messages received from moto, in the shape Lambda's SQS event source hands them to a function."""
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for message in messages
-        ]
-    }
+    return lambda_sqs_event(queue_arn, messages)
 
 
 def stream_lambda_event(table_name: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from segment_bridge import PRODUCT_NAME, __version__
 from segment_bridge.mapping import Expression, compiled
+from segment_bridge.values import to_json
 
 ENDPOINTS = {
     "us": "https://api.segment.io/v1/batch",
@@ -84,7 +85,7 @@ def track_call(
 ) -> Outbound:
     """The Segment track call for an outbox item; raises Unsendable for an invalid or oversized one."""
     try:
-        outbox = OutboxItem.model_validate(_plain_numbers(item))
+        outbox = OutboxItem.model_validate(to_json(item))
     except ValidationError as error:
         reasons = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in error.errors(include_url=False)
@@ -109,19 +110,6 @@ def track_call(
     if len(body) > MAX_EVENT_BYTES:
         raise Unsendable(f"the event is {len(body)} bytes; Segment accepts at most {MAX_EVENT_BYTES}")
     return Outbound(record_id, outbox.workspace_id, payload, body, created_at)
-
-
-def _plain_numbers(value: Any) -> Any:
-    """Stream images carry Decimals; JSON wants ints and floats."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain_numbers(item) for key, item in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_plain_numbers(item) for item in value]
-    return value
 
 
 def requests_for(events: list[Outbound]) -> list[list[Outbound]]:

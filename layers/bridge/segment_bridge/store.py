@@ -37,7 +37,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +61,7 @@ from segment_bridge.profiles import (
     merge,
 )
 from segment_bridge.settings import Settings, get_settings
+from segment_bridge.values import to_dynamo, to_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -125,32 +125,10 @@ def _key_key(key_hash: str) -> dict[str, Any]:
 WRITE_ATTEMPTS = 6
 
 
-def _dynamo_value(value: Any) -> Any:
-    """JSON-like data as DynamoDB takes it: numbers as Decimal, no empty map keys."""
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {key: _dynamo_value(item) for key, item in value.items() if key != ""}
-    if isinstance(value, list | tuple):
-        return [_dynamo_value(item) for item in value]
-    return value
-
-
-def _json_value(value: Any) -> Any:
-    """DynamoDB data back as JSON-like data: Decimals as int or float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _json_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_value(item) for item in value]
-    return value
-
-
 def _profile(item: dict[str, Any] | None) -> Profile | None:
     if item is None:
         return None
-    plain = _json_value(item)
+    plain = to_json(item)
     return Profile(
         traits=plain.get("traits", {}),
         trait_stamps={name: (stamp[0], stamp[1]) for name, stamp in plain.get("trait_stamps", {}).items()},
@@ -174,7 +152,7 @@ def _profile_item(
     mapping: Mapping,
 ) -> dict[str, Any]:
     return _item(
-        _dynamo_value(
+        to_dynamo(
             {
                 "pk": f"WS#{workspace_id}#{entity.key}",
                 "sk": "PROFILE",
@@ -204,7 +182,7 @@ def _history_item(
     workspace_id: str, entity: EntityPlan, record: HistoryRecord, mapping: Mapping
 ) -> dict[str, Any]:
     return _item(
-        _dynamo_value(
+        to_dynamo(
             {
                 "pk": f"WS#{workspace_id}#{entity.key}",
                 "sk": f"MSG#{record.message_id}",
@@ -569,7 +547,7 @@ class ProfileRepository:
             "pk = :pk",
             {":pk": f"WS#{workspace_id}#{kind}#{entity_id}"},
         )
-        return [_json_value(item) for item in items]
+        return [to_json(item) for item in items]
 
     def linked_ids(self, workspace_id: str, user_id: str) -> list[str]:
         """The ids (anonymous or older user ids) linked to a user by alias or identify."""
