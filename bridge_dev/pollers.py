@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 
@@ -99,7 +99,9 @@ class StreamPoller(Poller):
         self._iterators: dict[str, str] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._attempts: dict[str, int] = {}
-        start = "TRIM_HORIZON" if settings.get("StartingPosition") == "TRIM_HORIZON" else "LATEST"
+        start: Literal["TRIM_HORIZON", "LATEST"] = (
+            "TRIM_HORIZON" if settings.get("StartingPosition") == "TRIM_HORIZON" else "LATEST"
+        )
         for shard in self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]:
             self._iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
                 StreamArn=self._arn, ShardId=shard["ShardId"], ShardIteratorType=start
@@ -186,7 +188,7 @@ def lambda_sqs_event(queue_arn: str, messages: Sequence[Mapping[str, Any]]) -> d
     }
 
 
-def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+def lambda_stream_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     """A record read with boto3's dynamodbstreams client, in the shape Lambda hands a function."""
     created = record["dynamodb"].get("ApproximateCreationDateTime")
     shaped: dict[str, Any] = json.loads(json.dumps(record, default=str))

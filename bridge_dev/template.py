@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import yaml
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -253,6 +253,41 @@ def create_resources(
         tables=tables, queue_urls={}, queue_arns={}, buckets=buckets, template=template
     )
     return _create_queues(sqs, resources, _resources_of_type(template, "AWS::SQS::Queue"))
+
+
+class NoLocalStack(RuntimeError):
+    """The endpoint does not hold the template's resources (the local stack is not running there)."""
+
+
+def find_resources(
+    session: boto3.session.Session | None = None,
+    template: dict[str, Any] | None = None,
+    *,
+    endpoint_url: str | None = None,
+    bucket_name: str = DEFAULT_BUCKET_NAME,
+) -> LocalResources:
+    """The resources `create_resources` made on an endpoint, found without creating anything."""
+    session = session or boto3.session.Session()
+    template = template if template is not None else load_template()
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    tables = {name: name for name in _resources_of_type(template, "AWS::DynamoDB::Table")}
+    bucket_resources = _resources_of_type(template, "AWS::S3::Bucket")
+    buckets = {
+        name: bucket_name if len(bucket_resources) == 1 else f"{bucket_name}-{name.lower()}"
+        for name in bucket_resources
+    }
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    try:
+        session.client("dynamodb", endpoint_url=endpoint_url).describe_table(TableName=next(iter(tables)))
+        for name in _resources_of_type(template, "AWS::SQS::Queue"):
+            urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            arns[name] = sqs.get_queue_attributes(QueueUrl=urls[name], AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+    except (ClientError, BotoCoreError) as error:
+        raise NoLocalStack(f"no local stack at {endpoint_url} ({type(error).__name__})") from None
+    return LocalResources(tables=tables, queue_urls=urls, queue_arns=arns, buckets=buckets, template=template)
 
 
 def _create_table(client: DynamoDBClient, name: str, properties: Mapping[str, Any]) -> str:

@@ -12,11 +12,10 @@ from functools import lru_cache
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
-from segment_bridge.delivery import Change, Destination, HttpSender, deliver
+from segment_bridge.delivery import Destination, HttpSender, deliver, stream_changes
 from segment_bridge.outbound import ChangeRule
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
@@ -44,19 +43,7 @@ def sender() -> HttpSender:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialItemFailureResponse:
     settings = get_settings()
-    changes = [
-        Change(
-            record_id=record.dynamodb.sequence_number or "",
-            event_name=str(record.event_name.name if record.event_name else ""),
-            table=(record.event_source_arn or "").split(":table/")[-1].split("/")[0],
-            keys=record.dynamodb.keys,
-            new_image=record.dynamodb.new_image or None,
-            old_image=record.dynamodb.old_image or None,
-            created_at=float(record.dynamodb.approximate_creation_date_time or time.time()),
-        )
-        for record in DynamoDBStreamEvent(event).records
-        if record.dynamodb is not None
-    ]
+    changes = stream_changes(event, time.time)
     report = deliver(
         changes,
         outbox_table=settings.outbox_table,

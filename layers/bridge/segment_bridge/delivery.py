@@ -50,6 +50,25 @@ class Change:
     old_image: dict[str, Any] | None = None
 
 
+def stream_changes(event: dict[str, Any], now: Callable[[], float]) -> list[Change]:
+    """The changes of a DynamoDB stream event as Lambda delivers it (`{"Records": [...]}`)."""
+    from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
+
+    return [
+        Change(
+            record_id=record.dynamodb.sequence_number or "",
+            event_name=str(record.event_name.name if record.event_name else ""),
+            table=(record.event_source_arn or "").split(":table/")[-1].split("/")[0],
+            keys=record.dynamodb.keys,
+            new_image=record.dynamodb.new_image or None,
+            old_image=record.dynamodb.old_image or None,
+            created_at=float(record.dynamodb.approximate_creation_date_time or now()),
+        )
+        for record in DynamoDBStreamEvent(event).records
+        if record.dynamodb is not None
+    ]
+
+
 @dataclass(frozen=True)
 class Destination:
     url: str

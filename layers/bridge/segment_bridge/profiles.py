@@ -12,7 +12,7 @@ reads, merges and writes; `apply_batch` ties the two together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -287,6 +287,17 @@ class Applied:
     ignored_preferences: int = 0
     unapplied: list[dict[str, Any]] = field(default_factory=list)
 
+    def add(self, other: Applied) -> None:
+        """Add another result's figures (and its unapplied events) to this one."""
+        self.entities += other.entities
+        self.history_written += other.history_written
+        self.duplicates += other.duplicates
+        self.links += other.links
+        self.deletions += other.deletions
+        self.skipped += other.skipped
+        self.ignored_preferences += other.ignored_preferences
+        self.unapplied.extend(other.unapplied)
+
     def figures(self) -> dict[str, int]:
         """For logs: counts only, never event content."""
         return {
@@ -355,29 +366,65 @@ def replay(
     store: ArchiveStore,
     *,
     dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Applied:
     """Run archived events received from `since` to `until` (inclusive, UTC days) through `mapping` again.
 
     Everything the processor writes is idempotent, so a replay under an unchanged mapping changes nothing;
     under a new mapping it adds what the new mapping finds (new channels, preferences, events that
     filters had skipped). History already recorded keeps the name and mapping version it was written
-    with. With `dry_run`, nothing is written: the result counts what the mapping would apply."""
+    with. With `dry_run`, nothing is written: the result counts what the mapping would apply.
+    `on_batch` is told the number of events of each archived batch once it is done (for progress)."""
     total = Applied()
     day = since
     while day <= until:
         for events in store.archived_batches(workspace_id, day):
             if dry_run:
                 planned = plan(events, mapping)
-                total.entities += len(planned.entities)
-                total.links += len(planned.links)
-                total.deletions += len(planned.deletions)
-                total.skipped += planned.skipped
-                total.ignored_preferences += planned.ignored_preferences
-                continue
-            applied = apply_batch(workspace_id, events, mapping, store)
-            for name, value in applied.figures().items():
-                if name != "unapplied":
-                    setattr(total, name, getattr(total, name) + value)
-            total.unapplied.extend(applied.unapplied)
+                total.add(
+                    Applied(
+                        entities=len(planned.entities),
+                        links=len(planned.links),
+                        deletions=len(planned.deletions),
+                        skipped=planned.skipped,
+                        ignored_preferences=planned.ignored_preferences,
+                    )
+                )
+            else:
+                total.add(apply_batch(workspace_id, events, mapping, store))
+            if on_batch is not None:
+                on_batch(len(events))
         day += timedelta(days=1)
     return total
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """What a set of events would do to one entity: its profile before and after, and new history."""
+
+    kind: EntityKind
+    id: str
+    before: Profile | None
+    after: Profile
+    history: list[HistoryRecord]
+
+
+def preview(
+    events: list[dict[str, Any]],
+    mapping: Mapping,
+    current: Callable[[EntityKind, str], Profile | None],
+) -> tuple[Plan, list[ProfileChange]]:
+    """What applying `events` (intake's output) under `mapping` would change, entity by entity, given
+    each entity's `current` profile; nothing is written. Counts assume every event is new."""
+    result = plan(events, mapping)
+    changes = []
+    for entity in result.entities.values():
+        before = current(entity.kind, entity.id)
+        change, history, _ = entity.changes()
+        change.counts = {}
+        for record in history:
+            change.counts[record.name] = change.counts.get(record.name, 0) + 1
+        changes.append(
+            ProfileChange(entity.kind, entity.id, before, merge(before or Profile(), change), history)
+        )
+    return result, changes

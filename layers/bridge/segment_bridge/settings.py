@@ -18,6 +18,7 @@ class Settings(BaseModel):
     events_table: str = Field(alias="EVENTS_TABLE", min_length=1)
     archive_bucket: str = Field(alias="ARCHIVE_BUCKET", min_length=1)
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", min_length=1)
+    ingest_dlq_url: str = Field(alias="INGEST_DLQ_URL", min_length=1)
     emitter_dlq_url: str = Field(alias="EMITTER_DLQ_URL", min_length=1)
     queue_message_bytes: int = Field(alias="QUEUE_MESSAGE_BYTES", ge=1024, le=1_048_576)
     secrets_prefix: str = Field(alias="SECRETS_PREFIX", min_length=1)

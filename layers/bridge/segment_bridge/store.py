@@ -28,6 +28,7 @@ EmitterDLQ messages
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import secrets
@@ -65,6 +66,7 @@ from segment_bridge.values import to_dynamo, to_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
@@ -90,6 +92,33 @@ class Workspace:
     created_at: str
     key_ids: tuple[str, ...] = ()
     has_shared_secret: bool = False
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    body: str
+    receive_count: int
+    sent_at: str
+    receipt_handle: str = field(repr=False)
+
+
+def _dead_letter(message: Any) -> DeadLetter:
+    attributes = message.get("Attributes", {})
+    sent = int(attributes.get("SentTimestamp", "0")) / 1000
+    return DeadLetter(
+        message_id=message["MessageId"],
+        body=message["Body"],
+        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        sent_at=datetime.fromtimestamp(sent, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        receipt_handle=message["ReceiptHandle"],
+    )
+
+
+PEEK_SECONDS = 30
+"""Listing a dead-letter queue hides each message this long at most; they are made visible at once."""
+TAKE_SECONDS = 120
+"""A re-drive hides the messages it works on this long; one not deleted by then is visible again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,25 +621,42 @@ def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str,
 
 @dataclass
 class Store(ProfileRepository):
+    """`session` and `endpoint_url` let the CLI aim a Store at a stack of its choosing (a deployed one
+    with the operator's credentials, or the local stack); functions use the defaults."""
+
     settings: Settings
     endpoint_url: str | None = None
     sleep: Any = field(default=time.sleep, repr=False)
+    session: boto3.session.Session | None = field(default=None, repr=False)
+
+    def _client(self, service: str) -> Any:
+        factory = self.session.client if self.session is not None else boto3.client
+        return factory(service, config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     @cached_property
     def _dynamodb(self) -> DynamoDBClient:
-        return boto3.client("dynamodb", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+        client: DynamoDBClient = self._client("dynamodb")
+        return client
 
     @cached_property
     def _sqs(self) -> SQSClient:
-        return boto3.client("sqs", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+        client: SQSClient = self._client("sqs")
+        return client
 
     @cached_property
     def _secrets(self) -> SecretsManagerClient:
-        return boto3.client("secretsmanager", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+        client: SecretsManagerClient = self._client("secretsmanager")
+        return client
 
     @cached_property
     def _s3(self) -> S3Client:
-        return boto3.client("s3", config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+        client: S3Client = self._client("s3")
+        return client
+
+    @cached_property
+    def _streams(self) -> DynamoDBStreamsClient:
+        client: DynamoDBStreamsClient = self._client("dynamodbstreams")
+        return client
 
     # --- workspaces and keys -------------------------------------------------------------------
 
@@ -959,6 +1005,120 @@ class Store(ProfileRepository):
             self._sqs.send_message(QueueUrl=self.settings.emitter_dlq_url, MessageBody=body)
         except (ClientError, BotoCoreError) as error:
             raise ServiceUnavailable("The outbound event could not be parked.") from error
+
+    # --- dead letters (the operator's view of both DLQs) ----------------------------------------
+
+    def peek_dead_letters(self, queue_url: str, limit: int = 100) -> list[DeadLetter]:
+        """Up to `limit` messages of a dead-letter queue, left on it (visible again at once)."""
+        seen: dict[str, DeadLetter] = {}
+        try:
+            while len(seen) < limit:
+                messages = self._receive(queue_url, min(10, limit - len(seen)), PEEK_SECONDS)
+                fresh = [m for m in messages if m["MessageId"] not in seen]
+                if not fresh:
+                    break
+                for message in fresh:
+                    seen[message["MessageId"]] = _dead_letter(message)
+        finally:
+            for letter in seen.values():
+                self._release(queue_url, letter.receipt_handle)
+        return list(seen.values())
+
+    def take_dead_letters(self, queue_url: str, count: int = 10) -> list[DeadLetter]:
+        """Up to `count` messages, hidden for TAKE_SECONDS: delete each once it is dealt with, or it
+        returns to the queue."""
+        try:
+            return [_dead_letter(m) for m in self._receive(queue_url, min(count, 10), TAKE_SECONDS)]
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The dead-letter queue cannot be read right now.") from error
+
+    def _receive(self, queue_url: str, count: int, hide_seconds: int) -> list[Any]:
+        return self._sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=count,
+            VisibilityTimeout=hide_seconds,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        ).get("Messages", [])
+
+    def _release(self, queue_url: str, receipt_handle: str) -> None:
+        # On failure it becomes visible again when its visibility timeout ends anyway.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
+            )
+
+    def requeue(self, queue_url: str, letters: list[DeadLetter]) -> None:
+        """Send dead letters, as they are, to `queue_url` (the queue they came from)."""
+        try:
+            response = self._sqs.send_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(n), "MessageBody": letter.body} for n, letter in enumerate(letters)],
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The messages could not be sent back to their queue.") from error
+        if response.get("Failed"):
+            raise ServiceUnavailable("The queue did not take every message back; nothing was lost.")
+
+    def delete_dead_letters(self, queue_url: str, letters: list[DeadLetter]) -> None:
+        if not letters:
+            return
+        try:
+            self._sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": letter.receipt_handle} for n, letter in enumerate(letters)
+                ],
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("Dead letters could not be deleted; they stay on the queue.") from error
+
+    # --- the outbox and its stream ------------------------------------------------------------
+
+    def publish(self, item: dict[str, Any]) -> None:
+        """Write an outbox item, as the product does. An item with the same keys is left as it was (an
+        outbox item is sent once, when it is first written)."""
+        try:
+            self._dynamodb.put_item(
+                TableName=self.settings.outbox_table,
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                raise Conflict(f"The outbox already holds {item['pk']} / {item['sk']}.") from None
+            raise ServiceUnavailable("The outbox item could not be written.") from error
+        except BotoCoreError as error:
+            raise ServiceUnavailable("The outbox item could not be written.") from error
+
+    def stream_records(self, stream_arn: str, shard_id: str, first: str, last: str) -> list[dict[str, Any]]:
+        """A stream's records from sequence number `first` to `last` of one shard (what a stream's
+        on-failure record points at); fewer, or none, once the stream no longer keeps them (24 h)."""
+        records: list[dict[str, Any]] = []
+        try:
+            iterator: str | None = self._streams.get_shard_iterator(
+                StreamArn=stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=first,
+            )["ShardIterator"]
+            while iterator:
+                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                batch = page.get("Records", [])
+                for record in batch:
+                    if int(record["dynamodb"]["SequenceNumber"]) > int(last):
+                        return records
+                    records.append(dict(record))
+                if not batch:
+                    break
+                iterator = page.get("NextShardIterator")
+        except ClientError as error:
+            if _code(error) in ("TrimmedDataAccessException", "ResourceNotFoundException"):
+                return records
+            raise ServiceUnavailable("The outbox stream cannot be read right now.") from error
+        except BotoCoreError as error:
+            raise ServiceUnavailable("The outbox stream cannot be read right now.") from error
+        return records
 
     # --- rejected events -----------------------------------------------------------------------
 
