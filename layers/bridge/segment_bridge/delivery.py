@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,7 +89,11 @@ class Sender(Protocol):
 
 class Parking(Protocol):
     def park_outbound(
-        self, reason: str, record: dict[str, Any], response: dict[str, Any] | None = None
+        self,
+        reason: str,
+        record: dict[str, Any],
+        response: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
     ) -> None: ...
 
 
@@ -156,8 +161,38 @@ def deliver(
         target = destination(workspace_id)
         if target is None:
             for event in events:
-                parking.park_outbound(f"workspace {workspace_id} has no Segment write key", event.payload)
+                parking.park_outbound(
+                    f"workspace {workspace_id} has no Segment write key", event.payload, None, workspace_id
+                )
             report.parked += len(events)
+            continue
+        _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
+    return report
+
+
+def redeliver(
+    parked: list[tuple[str, dict[str, Any]]],
+    *,
+    destination: Callable[[str], Destination | None],
+    sender: Sender,
+    parking: Parking,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Report:
+    """Send parked track calls again, as (workspace id, payload) pairs, under their own messageIds (so
+    Segment dedupes what it already has). What fails for good is parked again with the new reason; what
+    is still worth retrying after `deadline` is listed in `failed` by messageId."""
+    report = Report()
+    by_workspace: dict[str, list[Outbound]] = {}
+    for workspace_id, payload in parked:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        event = Outbound(str(payload.get("messageId", "")), workspace_id, payload, body, clock())
+        by_workspace.setdefault(workspace_id, []).append(event)
+    for workspace_id, events in by_workspace.items():
+        target = destination(workspace_id)
+        if target is None:
+            report.failed += [event.record_id for event in events]
             continue
         _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
     return report
@@ -231,7 +266,7 @@ def _send_workspace(
 def _park(batch: list[Outbound], reason: str, answer: Answer, parking: Parking, report: Report) -> None:
     response = {"status": answer.status, "body": answer.body[:MAX_RESPONSE_KEPT]}
     for event in batch:
-        parking.park_outbound(reason, event.payload, response)
+        parking.park_outbound(reason, event.payload, response, event.workspace_id)
     report.parked += len(batch)
 
 

@@ -188,6 +188,18 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
     return outcome
 
 
+def prepare(
+    raw: bytes, workspace_id: str, received_at: datetime, path: str | None = None
+) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """A body's events as intake would queue them (validated and enriched), and the rejections, with no
+    authentication and nothing stored: what `segment-bridge mapping preview` runs a file through."""
+    call_type = SINGLE_CALL_PATHS.get(path or "")
+    limits = Limits()
+    outcome = Outcome(workspace_id=workspace_id)
+    accepted, _ = judge(parse_payload(raw, call_type), workspace_id, received_at, call_type, limits, outcome)
+    return [json.loads(chunk) for chunk in accepted], outcome.rejected
+
+
 def _authenticate(key: str | None, directory: KeyDirectory) -> WorkspaceAuth:
     workspace = directory.workspace_for_key(key) if key else None
     if workspace is None:

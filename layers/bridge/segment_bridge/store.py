@@ -23,7 +23,9 @@ Archive bucket objects (gzip JSON lines)
     raw/workspace=<id>/date=<YYYY-MM-DD>/<request_id>-<message_id>.jsonl.gz   accepted events, one a line
     rejected/workspace=<id>/date=<YYYY-MM-DD>/<HHMMSS>-<request_id>.jsonl.gz  rejected events with reasons
 EmitterDLQ messages
-    {"reason", "record"}: an outbox item that could not be sent, with its full payload
+    {"reason", "record", "workspace_id"?, "response"?}: an outbound event that was not sent (its track
+        call, or the outbox item itself when it is invalid), with Segment's answer if there was one
+    or Lambda's on-failure record for a stream batch: {"requestContext", "DDBStreamBatchInfo"}
 """
 
 from __future__ import annotations
@@ -993,11 +995,17 @@ class Store(ProfileRepository):
     # --- parked outbound events ----------------------------------------------------------------
 
     def park_outbound(
-        self, reason: str, record: dict[str, Any], response: dict[str, Any] | None = None
+        self,
+        reason: str,
+        record: dict[str, Any],
+        response: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
     ) -> None:
-        """Keep an outbound event that was not sent, whole, with the reason and Segment's answer, in the
-        emitter's dead-letter queue."""
+        """Keep an outbound event that was not sent, whole, with the reason, its workspace and Segment's
+        answer, in the emitter's dead-letter queue (the CLI lists and re-drives it)."""
         parked: dict[str, Any] = {"reason": reason, "record": record}
+        if workspace_id is not None:
+            parked["workspace_id"] = workspace_id
         if response is not None:
             parked["response"] = response
         body = json.dumps(parked, separators=(",", ":"), default=str)
