@@ -128,6 +128,16 @@ def _resources_of_type(template: Mapping[str, Any], type_: str) -> dict[str, dic
 # ---------------------------------------------------------------------------------------------- resolving
 
 
+PSEUDO_PARAMETERS = {
+    "AWS::StackName": "segment-bridge-local",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+"""What CloudFormation's pseudo parameters are on the local stack (moto's default account and region)."""
+
+
 @dataclass(frozen=True)
 class LocalResources:
     """What `create_resources` made, by logical id, and the functions' environment resolved against it."""
@@ -137,6 +147,9 @@ class LocalResources:
     queue_arns: Mapping[str, str]
     buckets: Mapping[str, str]
     template: Mapping[str, Any] = field(repr=False, compare=False)
+    pseudo_parameters: Mapping[str, str] = field(default_factory=lambda: PSEUDO_PARAMETERS, repr=False)
+    parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Parameter values that override the template's defaults (a deployed stack's)."""
 
     def environment(self) -> dict[str, str]:
         """Globals.Function.Environment.Variables of the template, resolved for these resources."""
@@ -172,9 +185,9 @@ class LocalResources:
         return {key: self.resolve(argument)}
 
     def _ref(self, name: str) -> Any:
-        if name in PSEUDO_PARAMETERS:
-            return PSEUDO_PARAMETERS[name]
-        for names in (self.tables, self.queue_urls, self.buckets):
+        if name in self.pseudo_parameters:
+            return self.pseudo_parameters[name]
+        for names in (self.tables, self.queue_urls, self.buckets, self.parameters):
             if name in names:
                 return names[name]
         parameter = self.template.get("Parameters", {}).get(name)
@@ -196,16 +209,6 @@ class LocalResources:
     def _sub_variable(self, name: str) -> Any:
         resource, dot, attribute = name.partition(".")
         return self._get_att(resource, attribute) if dot else self._ref(name)
-
-
-PSEUDO_PARAMETERS = {
-    "AWS::StackName": "segment-bridge-local",
-    "AWS::Region": "us-east-1",
-    "AWS::AccountId": "123456789012",
-    "AWS::Partition": "aws",
-    "AWS::URLSuffix": "amazonaws.com",
-}
-"""What CloudFormation's pseudo parameters are on the local stack (moto's default account and region)."""
 
 
 def _as_string(value: Any) -> str:

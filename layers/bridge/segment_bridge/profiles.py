@@ -413,18 +413,22 @@ def preview(
     events: list[dict[str, Any]],
     mapping: Mapping,
     current: Callable[[EntityKind, str], Profile | None],
+    recorded: Callable[[dict[str, set[str]]], dict[str, set[str]]] = lambda wanted: {},
 ) -> tuple[Plan, list[ProfileChange]]:
     """What applying `events` (intake's output) under `mapping` would change, entity by entity, given
-    each entity's `current` profile; nothing is written. Counts assume every event is new."""
+    each entity's `current` profile and which history items are `recorded` already (entity key ->
+    messageIds); nothing is written."""
     result = plan(events, mapping)
     changes = []
-    for entity in result.entities.values():
+    planned = {key: entity.changes() for key, entity in result.entities.items()}
+    known = recorded({key: {r.message_id for r in history} for key, (_, history, _) in planned.items()})
+    for key, entity in result.entities.items():
         before = current(entity.kind, entity.id)
-        change, history, _ = entity.changes()
+        change, history, _ = planned[key]
+        history = [record for record in history if record.message_id not in known.get(key, set())]
         change.counts = {}
         for record in history:
             change.counts[record.name] = change.counts.get(record.name, 0) + 1
-        changes.append(
-            ProfileChange(entity.kind, entity.id, before, merge(before or Profile(), change), history)
-        )
+        after = merge(before or Profile(), change)
+        changes.append(ProfileChange(entity.kind, entity.id, before, after, history))
     return result, changes

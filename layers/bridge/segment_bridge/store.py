@@ -317,7 +317,7 @@ class ProfileRepository:
         stored = {key: current.get(key, _Stored()) for key in plan.entities}
         changes = {key: entity.changes(stored[key].deleted_at) for key, entity in plan.entities.items()}
         wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
-        existing = self._existing_history(workspace_id, wanted)
+        existing = self.existing_history(workspace_id, wanted)
         items: list[tuple[str, dict[str, Any]]] = []
         for key, entity in plan.entities.items():
             change, history, dropped = changes[key]
@@ -339,7 +339,7 @@ class ProfileRepository:
         self._batch_write([(table, {"PutRequest": {"Item": item}}) for table, item in items])
         return applied
 
-    def _existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
+    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
         """For each entity, which of the given messageIds already have a history item."""
         keys = [
             {"pk": f"WS#{workspace_id}#{key}", "sk": f"MSG#{mid}"}
@@ -435,7 +435,7 @@ class ProfileRepository:
                     if _code(error) == "ConditionalCheckFailedException":  # another invocation wrote first
                         stored = self._read_entities(workspace_id, [entity.key]).get(entity.key, _Stored())
                         wanted = {entity.key: set(records) | set(stored.pending)}
-                        existing = self._existing_history(workspace_id, wanted).get(entity.key, set())
+                        existing = self.existing_history(workspace_id, wanted).get(entity.key, set())
                         continue
                     if _code(error) == "ValidationException":
                         raise _Unstorable("the profile is larger or deeper than DynamoDB allows") from None
@@ -988,6 +988,17 @@ class Store(ProfileRepository):
         """The archived (accepted) events of a workspace received on a day (UTC)."""
         return self._read_jsonl(_day_prefix("raw", workspace_id, day))
 
+    def count_archived(self, workspace_id: str, day: date) -> int:
+        """How many archived batches (objects) a day holds."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            pages = paginator.paginate(
+                Bucket=self.settings.archive_bucket, Prefix=_day_prefix("raw", workspace_id, day)
+            )
+            return sum(page.get("KeyCount", 0) for page in pages)
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The archive cannot be read right now.") from error
+
     def archived_batches(self, workspace_id: str, day: date) -> Iterator[list[dict[str, Any]]]:
         """The archived events of a day, one list per archived queue message (as they were applied)."""
         return self._objects_jsonl(_day_prefix("raw", workspace_id, day))
@@ -1028,8 +1039,7 @@ class Store(ProfileRepository):
                 for message in fresh:
                     seen[message["MessageId"]] = _dead_letter(message)
         finally:
-            for letter in seen.values():
-                self._release(queue_url, letter.receipt_handle)
+            self.release_dead_letters(queue_url, list(seen.values()))
         return list(seen.values())
 
     def take_dead_letters(self, queue_url: str, count: int = 10) -> list[DeadLetter]:
@@ -1049,12 +1059,14 @@ class Store(ProfileRepository):
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         ).get("Messages", [])
 
-    def _release(self, queue_url: str, receipt_handle: str) -> None:
-        # On failure it becomes visible again when its visibility timeout ends anyway.
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self._sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
-            )
+    def release_dead_letters(self, queue_url: str, letters: list[DeadLetter]) -> None:
+        """Make messages taken or peeked at visible again at once."""
+        for letter in letters:
+            # On failure it becomes visible again when its visibility timeout ends anyway.
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0
+                )
 
     def requeue(self, queue_url: str, letters: list[DeadLetter]) -> None:
         """Send dead letters, as they are, to `queue_url` (the queue they came from)."""

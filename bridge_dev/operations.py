@@ -1,0 +1,457 @@
+"""What the CLI does beyond a single Store call: dead letters, previews, publishing, invoking a function.
+
+Each operation takes a Target (which stack) and returns plain data; bridge_dev.cli only presents it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bridge_dev.pollers import lambda_stream_record
+from bridge_dev.target import Target
+from segment_bridge.delivery import HttpSender, deliver, redeliver, stream_changes
+from segment_bridge.envelope import unpack
+from segment_bridge.errors import InvalidPayload, NotFound
+from segment_bridge.intake import Limits, decode_body, iso, prepare
+from segment_bridge.mapping import Mapping
+from segment_bridge.outbound import OutboxItem, outbound_message_id
+from segment_bridge.profiles import Profile, ProfileChange, preview
+from segment_bridge.settings import get_settings
+from segment_bridge.store import DeadLetter, get_store
+
+Queue = Literal["ingest", "emitter"]
+REDRIVE_SECONDS = 30.0
+"""How long a re-drive keeps retrying an event Segment answers with a retryable error."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def read_document(path: Path) -> Any:
+    """A YAML or JSON file (JSON is YAML)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise InvalidPayload(f"{path} is not YAML or JSON: {error}") from None
+
+
+def read_mapping(path: Path) -> Mapping:
+    """A mapping file, validated (pydantic's ValidationError names each wrong field)."""
+    document = read_document(path)
+    if not isinstance(document, dict):
+        raise InvalidPayload(f"{path} must hold a mapping object.")
+    document.pop("version", None)  # the store numbers versions
+    return Mapping.model_validate(document)
+
+
+def read_body(path: Path) -> tuple[bytes, str | None]:
+    """A request body from a file: an API Gateway event (events/*.json) or a body as Segment sends it.
+    Returns (decoded body, the request's path if the file says)."""
+    raw = path.read_bytes()
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    if isinstance(document, dict) and "requestContext" in document and "body" in document:
+        headers = {str(k).lower(): str(v) for k, v in (document.get("headers") or {}).items()}
+        body = decode_body(
+            document["body"], bool(document.get("isBase64Encoded")), headers.get("content-encoding"), Limits()
+        )
+        return body, document.get("rawPath")
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw, None
+
+
+def read_event(path: Path | None) -> dict[str, Any]:
+    """A function's event (`invoke -e`): a JSON file, or standard input for `-` or no file."""
+    text = sys.stdin.read() if path is None or str(path) == "-" else path.read_text(encoding="utf-8")
+    document = json.loads(text) if text.strip() else {}
+    if not isinstance(document, dict):
+        raise InvalidPayload("The event must be a JSON object.")
+    return document
+
+
+# ---------------------------------------------------------------------------------------------- profiles
+
+
+def profile_view(profile: Profile) -> dict[str, Any]:
+    return {
+        "traits": profile.traits,
+        "channels": {name: sorted(values) for name, values in profile.channels.items()},
+        "preferences": profile.preferences,
+        "groups": sorted(profile.groups),
+        "anonymous_ids": sorted(profile.anonymous_ids),
+        "counts": profile.counts,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+    }
+
+
+def show_user(target: Target, workspace_id: str, user_id: str) -> dict[str, Any]:
+    """A user's profile, with what its linked ids (anonymous ids, aliased ids) did before they were
+    linked, and the counts of both together."""
+    store = target.store
+    profile = store.read_profile(workspace_id, "U", user_id)
+    if profile is None:
+        raise NotFound(f"Workspace {workspace_id} has no user {user_id}.")
+    linked: dict[str, dict[str, Any]] = {}
+    combined = dict(profile.counts)
+    for linked_id in store.linked_ids(workspace_id, user_id):
+        before = store.read_profile(workspace_id, "A", linked_id) or store.read_profile(
+            workspace_id, "U", linked_id
+        )
+        linked[linked_id] = {"counts": before.counts if before else {}}
+        for name, count in (before.counts if before else {}).items():
+            combined[name] = combined.get(name, 0) + count
+    return {
+        "workspace_id": workspace_id,
+        "user_id": user_id,
+        **profile_view(profile),
+        "linked": linked,
+        "counts_with_linked": combined,
+    }
+
+
+def list_events(
+    target: Target, workspace_id: str, entity_id: str, *, anonymous: bool, linked: bool, limit: int
+) -> list[dict[str, Any]]:
+    """An entity's event history, oldest first (the last `limit`), with its linked ids' if asked."""
+    store = target.store
+    kind = "A" if anonymous else "U"
+    ids = [entity_id]
+    if linked and not anonymous:
+        ids += store.linked_ids(workspace_id, entity_id)
+    history: list[dict[str, Any]] = []
+    for index, each in enumerate(ids):
+        for record in store.read_history(workspace_id, kind if index == 0 else "A", each):
+            history.append(
+                {
+                    "id": each,
+                    "messageId": record["sk"].removeprefix("MSG#"),
+                    "name": record.get("name"),
+                    "type": record.get("type"),
+                    "timestamp": record.get("timestamp"),
+                    "properties": record.get("properties", {}),
+                }
+            )
+    history.sort(key=lambda event: (event["timestamp"] or "", event["messageId"]))
+    return history[-limit:]
+
+
+def show_group(target: Target, workspace_id: str, group_id: str) -> dict[str, Any]:
+    store = target.store
+    profile = store.read_profile(workspace_id, "G", group_id)
+    if profile is None:
+        raise NotFound(f"Workspace {workspace_id} has no group {group_id}.")
+    view = profile_view(profile)
+    return {
+        "workspace_id": workspace_id,
+        "group_id": group_id,
+        "traits": view["traits"],
+        "first_seen": view["first_seen"],
+        "last_seen": view["last_seen"],
+        "members": store.group_members(workspace_id, group_id),
+    }
+
+
+def preview_mapping(
+    target: Target, workspace_id: str, events_file: Path, mapping_file: Path | None
+) -> dict[str, Any]:
+    """What a file's events would change under the workspace's mapping (or the mapping in
+    `mapping_file`), writing nothing."""
+    store = target.store
+    store.get_workspace(workspace_id)
+    mapping = read_mapping(mapping_file) if mapping_file else store.get_mapping(workspace_id)
+    body, path = read_body(events_file)
+    events, rejections = prepare(body, workspace_id, datetime.now(UTC), path)
+    planned, changes = preview(
+        events,
+        mapping,
+        lambda kind, id_: store.read_profile(workspace_id, kind, id_),
+        lambda wanted: store.existing_history(workspace_id, wanted),
+    )
+    return {
+        "workspace_id": workspace_id,
+        "mapping": str(mapping_file) if mapping_file else f"version {mapping.version}",
+        "events": len(events),
+        "rejected": [rejection.as_dict() for rejection in rejections],
+        "skipped": planned.skipped,
+        "ignored_preferences": planned.ignored_preferences,
+        "links": [{"previous_id": link.previous_id, "user_id": link.user_id} for link in planned.links],
+        "deletions": [f"{deletion.kind}#{deletion.id}" for deletion in planned.deletions],
+        "changes": [_change_view(change) for change in changes],
+    }
+
+
+def _change_view(change: ProfileChange) -> dict[str, Any]:
+    before = profile_view(change.before) if change.before else None
+    after = profile_view(change.after)
+    return {
+        "entity": f"{change.kind}#{change.id}",
+        "new": before is None,
+        "changed": {
+            name: {"before": before[name] if before else None, "after": value}
+            for name, value in after.items()
+            if before is None or before[name] != value
+        },
+        "history": [
+            {"messageId": r.message_id, "name": r.name, "timestamp": r.timestamp} for r in change.history
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- outbox
+
+
+def publish(
+    target: Target,
+    workspace_id: str,
+    *,
+    event: str,
+    user_id: str | None,
+    anonymous_id: str | None,
+    properties: dict[str, Any],
+    item_id: str | None = None,
+) -> dict[str, Any]:
+    """Write an outbox item as the product would; returns its keys and the messageId Segment will see."""
+    target.store.get_workspace(workspace_id)
+    item: dict[str, Any] = {
+        "pk": f"WS#{workspace_id}",
+        "sk": item_id or f"EVT#{uuid.uuid4()}",
+        "event": event,
+        "properties": properties,
+        "timestamp": iso(datetime.now(UTC)),
+    }
+    if user_id:
+        item["userId"] = user_id
+    if anonymous_id:
+        item["anonymousId"] = anonymous_id
+    OutboxItem.model_validate(item)  # refuse here what the emitter would park
+    target.store.publish(item)
+    keys = {"pk": item["pk"], "sk": item["sk"]}
+    return {**keys, "messageId": outbound_message_id(target.settings.outbox_table, keys)}
+
+
+# ---------------------------------------------------------------------------------------------- dead letters
+
+
+def queue_url(target: Target, queue: Queue) -> str:
+    return target.settings.ingest_dlq_url if queue == "ingest" else target.settings.emitter_dlq_url
+
+
+def describe_dead_letter(queue: Queue, letter: DeadLetter) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "message_id": letter.message_id,
+        "sent_at": letter.sent_at,
+        "receive_count": letter.receive_count,
+    }
+    if queue == "ingest":
+        try:
+            envelope, events = unpack(letter.body)
+        except Exception as error:  # anything on a DLQ may be unreadable: say so, don't fail the listing
+            return described | {"kind": "unreadable", "reason": type(error).__name__}
+        return described | {
+            "kind": "queue message",
+            "workspace_id": envelope.workspaceId,
+            "request_id": envelope.requestId,
+            "received_at": envelope.receivedAt,
+            "events": len(events),
+        }
+    try:
+        document = json.loads(letter.body)
+    except json.JSONDecodeError:
+        return described | {"kind": "unreadable", "reason": "not JSON"}
+    if "DDBStreamBatchInfo" in document:
+        info = document["DDBStreamBatchInfo"]
+        return described | {
+            "kind": "stream batch",
+            "reason": document.get("requestContext", {}).get("condition", ""),
+            "shard": info.get("shardId"),
+            "records": info.get("batchSize"),
+            "first_sequence_number": info.get("startSequenceNumber"),
+            "last_sequence_number": info.get("endSequenceNumber"),
+        }
+    record = document.get("record") if isinstance(document.get("record"), dict) else {}
+    return described | {
+        "kind": "parked event",
+        "reason": document.get("reason", ""),
+        "workspace_id": document.get("workspace_id"),
+        "event": record.get("event"),
+        "messageId": record.get("messageId"),
+        "response": document.get("response"),
+    }
+
+
+def list_dead_letters(target: Target, queue: Queue, limit: int) -> list[dict[str, Any]]:
+    letters = target.store.peek_dead_letters(queue_url(target, queue), limit)
+    return [describe_dead_letter(queue, letter) for letter in letters]
+
+
+@dataclass
+class Redrive:
+    queue: Queue
+    redriven: int = 0
+    left: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "redriven": self.redriven, "left": self.left}
+
+
+def redrive(
+    target: Target, queue: Queue, limit: int, progress: Callable[[int], None] | None = None
+) -> Redrive:
+    """Ingest: move dead letters back to the IngestQueue (the processor takes them again). Emitter: send
+    parked events to Segment again (same messageIds) and re-deliver stream batches Lambda gave up on.
+    What cannot go yet stays on the dead-letter queue, listed in `left` with the reason."""
+    url = queue_url(target, queue)
+    store = target.store
+    result = Redrive(queue)
+    kept: list[DeadLetter] = []
+    try:
+        while result.redriven + len(kept) < limit:
+            letters = store.take_dead_letters(url, min(10, limit - result.redriven - len(kept)))
+            if not letters:
+                break
+            if queue == "ingest":
+                store.requeue(target.settings.ingest_queue_url, letters)
+                done = letters
+            else:
+                done, left = _redrive_emitter(target, letters)
+                kept += [letter for letter, _ in left]
+                result.left += [describe_dead_letter(queue, letter) | {"still": why} for letter, why in left]
+            store.delete_dead_letters(url, done)
+            result.redriven += len(done)
+            if progress is not None:
+                progress(len(letters))
+    finally:
+        store.release_dead_letters(url, kept)
+    return result
+
+
+def _redrive_emitter(
+    target: Target, letters: list[DeadLetter]
+) -> tuple[list[DeadLetter], list[tuple[DeadLetter, str]]]:
+    store, settings = target.store, target.settings
+    sender = HttpSender()
+    done: list[DeadLetter] = []
+    left: list[tuple[DeadLetter, str]] = []
+    parked: list[tuple[DeadLetter, str, dict[str, Any]]] = []
+    for letter in letters:
+        try:
+            document = json.loads(letter.body)
+        except json.JSONDecodeError:
+            left.append((letter, "not JSON"))
+            continue
+        record = document.get("record")
+        if "DDBStreamBatchInfo" in document:
+            info = document["DDBStreamBatchInfo"]
+            records = store.stream_records(
+                info["streamArn"], info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"]
+            )
+            if not records:
+                left.append((letter, "the stream no longer holds these records (kept 24 h)"))
+                continue
+            report = deliver(
+                stream_changes(
+                    {"Records": [lambda_stream_record(r, info["streamArn"]) for r in records]}, time.time
+                ),
+                outbox_table=settings.outbox_table,
+                own_tables=frozenset({settings.profiles_table, settings.events_table}),
+                destination=store.segment_destination,
+                sender=sender,
+                parking=store,
+                deadline=time.time() + REDRIVE_SECONDS,
+                clock=time.time,
+                sleep=time.sleep,
+                rules=store.change_rules(),
+            )
+            if report.failed:
+                left.append((letter, f"Segment did not take {len(report.failed)} of its events yet"))
+            else:
+                done.append(letter)
+        elif isinstance(record, dict) and record.get("messageId") and document.get("workspace_id"):
+            parked.append((letter, str(document["workspace_id"]), record))
+        else:
+            left.append((letter, "an invalid outbox item: write a corrected one instead"))
+    if parked:
+        report = redeliver(
+            [(workspace_id, record) for _, workspace_id, record in parked],
+            destination=store.segment_destination,
+            sender=sender,
+            parking=store,
+            deadline=time.time() + REDRIVE_SECONDS,
+            clock=time.time,
+            sleep=time.sleep,
+        )
+        failed = set(report.failed)
+        for letter, workspace_id, record in parked:
+            if record["messageId"] in failed:
+                reason = (
+                    "no Segment write key" if store.segment_destination(workspace_id) is None else "Segment"
+                )
+                left.append((letter, f"not sent: {reason}"))
+            else:
+                done.append(letter)  # sent, or parked again with Segment's new answer
+    return done, left
+
+
+# ---------------------------------------------------------------------------------------------- replay
+
+
+def archived_batches(target: Target, workspace_id: str, since: date, until: date) -> int:
+    from datetime import timedelta
+
+    total, day = 0, since
+    while day <= until:
+        total += target.store.count_archived(workspace_id, day)
+        day += timedelta(days=1)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- invoke
+
+
+@contextlib.contextmanager
+def function_environment(target: Target) -> Iterator[None]:
+    """os.environ as Lambda would give the template's functions on this stack, for the block's time."""
+    saved = dict(os.environ)
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(target.environment | target.aws_environment())
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    get_settings.cache_clear()
+    get_store.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+        get_store.cache_clear()
+
+
+def invoke(target: Target, logical_id: str, event: dict[str, Any], logs: io.TextIOBase | Any) -> Any:
+    """Run one of the template's functions on an event, as `sam local invoke` does, without a container:
+    its handler, memory, timeout and environment from template.yaml, against the target's AWS. The
+    function's own output (its logs) goes to `logs`; the result is returned."""
+    from bridge_dev.local import load_function
+
+    with function_environment(target), contextlib.redirect_stdout(logs):
+        function = load_function(target.resources.template, logical_id)
+        result = function.invoke(event, str(uuid.uuid4()))
+    return json.loads(json.dumps(result, default=str))
