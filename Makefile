@@ -2,6 +2,9 @@
 PYTHON      ?= python3.11
 VENV        := .venv
 TOOLS       := .venv-tools
+# segment-analytics-python 2.3 (write key in the body) cannot be installed next to 2.4: the e2e tests
+# run it from a venv of its own.
+SDK23       := .venv-sdk23
 PY          := $(VENV)/bin/python
 REGION      ?= us-east-1
 # sam build needs a python3.13 on PATH (the Lambda runtime); pyenv provides one here.
@@ -23,7 +26,12 @@ $(TOOLS)/.installed: requirements-tools.txt
 	$(TOOLS)/bin/python -m pip install -q -r requirements-tools.txt
 	touch $@
 
-setup: $(VENV)/.installed            ## create the app venv (.venv)
+$(SDK23)/.installed:
+	$(PYTHON) -m venv $(SDK23)
+	$(SDK23)/bin/python -m pip install -q segment-analytics-python==2.3.6
+	touch $@
+
+setup: $(VENV)/.installed $(SDK23)/.installed  ## create the app venv (.venv) and the 2.3 SDK's (.venv-sdk23)
 
 tools: $(TOOLS)/.installed           ## create the template tools venv (.venv-tools)
 

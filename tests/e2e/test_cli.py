@@ -105,9 +105,12 @@ def test_rotating_gives_a_second_key_a_third_is_refused_and_revoking_removes_the
     assert listed[workspace]["key_ids"] == [rotated["key_id"]]
     # Revoked keys are refused once the functions' key cache (AUTH_CACHE_SECONDS) expires; a fresh store
     # (what a new container has) no longer knows the key.
-    assert Store(settings=_settings(stack), endpoint_url=stack.aws_endpoint).workspace_for_key_hash(
-        _hash(created["api_key"])
-    ) is None
+    assert (
+        Store(settings=_settings(stack), endpoint_url=stack.aws_endpoint).workspace_for_key_hash(
+            _hash(created["api_key"])
+        )
+        is None
+    )
 
 
 def _settings(stack: LocalStack) -> Any:
@@ -245,7 +248,12 @@ def test_users_events_groups_and_rejected_show_what_the_pipeline_stored(stack, c
     now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     batch = [
         {"type": "track", "anonymousId": "anon-r", "event": "Visited", "timestamp": f"{now}.001Z"},
-        {"type": "identify", "userId": "reader", "anonymousId": "anon-r", "traits": {"email": "r@example.com"}},
+        {
+            "type": "identify",
+            "userId": "reader",
+            "anonymousId": "anon-r",
+            "traits": {"email": "r@example.com"},
+        },
         {"type": "track", "userId": "reader", "event": "Read Article", "properties": {"id": 7}},
         {"type": "group", "userId": "reader", "groupId": "team-r", "traits": {"name": "Readers"}},
         {"type": "track", "userId": "reader"},  # no event name: rejected
@@ -292,7 +300,9 @@ def test_publish_reaches_the_segment_stand_in_as_one_track_call_exactly_once(sta
     time.sleep(1.5)
     assert stack.segment.deliveries[published["messageId"]] == 1
 
-    _, _, err = cli("publish", DEMO_WORKSPACE_ID, "--event", "X", "--user", "u", "--properties", "[1]", ok=False)
+    _, _, err = cli(
+        "publish", DEMO_WORKSPACE_ID, "--event", "X", "--user", "u", "--properties", "[1]", ok=False
+    )
     assert "JSON object" in err
 
 
@@ -301,7 +311,9 @@ def test_an_event_without_a_destination_is_parked_and_redrives_once_one_is_set(s
     published = cli.json("publish", ws, "--user", "late-user", "--event", "Trial Started")
 
     parked = eventually(
-        lambda: [d for d in cli.json("dlq", "list", "emitter") if d.get("messageId") == published["messageId"]]
+        lambda: [
+            d for d in cli.json("dlq", "list", "emitter") if d.get("messageId") == published["messageId"]
+        ]
     )
     assert parked[0]["workspace_id"] == ws
     assert "no Segment write key" in parked[0]["reason"]
@@ -339,7 +351,9 @@ def test_a_poisoned_message_ends_in_the_dlq_and_redrives_after_the_fix(stack, cl
     try:
         assert post(stack, ws["api_key"], {"batch": [identify("poisoned-user", plan="x")]}).status_code == 200
         [letter] = eventually(
-            lambda: [d for d in cli.json("dlq", "list", "ingest") if d.get("workspace_id") == ws["workspace_id"]],
+            lambda: [
+                d for d in cli.json("dlq", "list", "ingest") if d.get("workspace_id") == ws["workspace_id"]
+            ],
             timeout=60,
         )
     finally:
