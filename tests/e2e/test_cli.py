@@ -96,7 +96,7 @@ def test_rotating_gives_a_second_key_a_third_is_refused_and_revoking_removes_the
     assert post(stack, rotated["api_key"], {"batch": [identify("u2")]}).status_code == 200
     assert rotated["old_key_ids"] == [created["key_id"]]
 
-    code, _, err = cli("workspaces", "rotate-key", workspace, ok=False)
+    _, _, err = cli("workspaces", "rotate-key", workspace, ok=False)
     assert "already has 2 live keys" in err
 
     revoked = cli.json("workspaces", "revoke-key", workspace, created["key_id"])
