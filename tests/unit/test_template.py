@@ -371,3 +371,16 @@ def test_api_throttling_comes_from_parameters_with_defaults(template):
     for name in ("ThrottlingBurstLimit", "ThrottlingRateLimit"):
         assert settings[name] == {"Ref": name}
         assert template["Parameters"][name]["Default"] > 0
+
+
+def test_every_checkov_suppression_names_one_check_and_says_why(template):
+    skips = [
+        (name, skip)
+        for name, resource in template["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+
+    assert skips
+    for name, skip in skips:
+        assert skip["id"].startswith("CKV_AWS_"), (name, skip)
+        assert len(skip.get("comment", "").split()) >= 8, (name, skip)
