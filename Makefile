@@ -2,13 +2,14 @@
 PYTHON      ?= python3.11
 VENV        := .venv
 TOOLS       := .venv-tools
+SCAN        := .venv-scan
 PY          := $(VENV)/bin/python
 REGION      ?= us-east-1
 # sam build needs a python3.13 on PATH (the Lambda runtime); pyenv provides one here.
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools dev test lint format typecheck validate build bench deploy clean
+.PHONY: setup tools scanners dev test lint format typecheck validate security build bench deploy clean
 
 $(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,17 @@ $(TOOLS)/.installed: requirements-tools.txt
 	$(TOOLS)/bin/python -m pip install -q -r requirements-tools.txt
 	touch $@
 
+$(SCAN)/.installed: requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN)
+	$(SCAN)/bin/python -m pip install -q --upgrade pip
+	$(SCAN)/bin/python -m pip install -q -r requirements-scan.txt
+	touch $@
+
 setup: $(VENV)/.installed            ## create the app venv (.venv)
 
 tools: $(TOOLS)/.installed           ## create the template tools venv (.venv-tools)
+
+scanners: $(SCAN)/.installed         ## create the security scanners venv (.venv-scan)
 
 dev: setup                           ## run the pipeline locally (embedded AWS + API on 127.0.0.1:3000)
 	$(PY) -m bridge_dev.local $(ARGS)
@@ -47,6 +56,13 @@ validate: tools                      ## sam validate --lint, cfn-lint on the SAM
 	AWS_DEFAULT_REGION=$(REGION) $(TOOLS)/bin/python .ci/translate.py template.yaml > .aws-sam-translated.json
 	$(TOOLS)/bin/cfn-lint --regions $(REGION) -- .aws-sam-translated.json
 	rm -f .aws-sam-translated.json
+
+security: tools scanners             ## checkov on the SAM-translated template, bandit, pip-audit
+	AWS_DEFAULT_REGION=$(REGION) $(TOOLS)/bin/python .ci/translate.py template.yaml > .aws-sam-translated.json
+	$(SCAN)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f .aws-sam-translated.json; status=$$?; rm -f .aws-sam-translated.json; exit $$status
+	$(SCAN)/bin/bandit -q -r layers/bridge/segment_bridge functions bridge_dev
+	$(SCAN)/bin/python .ci/audit.py
 
 build: tools                         ## sam build (needs python3.13)
 	PYENV_VERSION=$(SAM_PYENV) $(TOOLS)/bin/sam build
