@@ -2,6 +2,7 @@
 PYTHON      ?= python3.11
 VENV        := .venv
 TOOLS       := .venv-tools
+SCAN        := .venv-scan
 # segment-analytics-python 2.3 (write key in the body) cannot be installed next to 2.4: the e2e tests
 # run it from a venv of its own.
 SDK23       := .venv-sdk23
@@ -11,7 +12,7 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools dev test lint format typecheck validate build bench deploy clean
+.PHONY: setup tools scanners dev test lint format typecheck validate security build bench deploy clean
 
 $(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +32,17 @@ $(SDK23)/.installed:
 	$(SDK23)/bin/python -m pip install -q segment-analytics-python==2.3.6
 	touch $@
 
+$(SCAN)/.installed: requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN)
+	$(SCAN)/bin/python -m pip install -q --upgrade pip
+	$(SCAN)/bin/python -m pip install -q -r requirements-scan.txt
+	touch $@
+
 setup: $(VENV)/.installed $(SDK23)/.installed  ## create the app venv (.venv) and the 2.3 SDK's (.venv-sdk23)
 
 tools: $(TOOLS)/.installed           ## create the template tools venv (.venv-tools)
+
+scanners: $(SCAN)/.installed         ## create the security scanners venv (.venv-scan)
 
 dev: setup                           ## run the pipeline locally (embedded AWS + API on 127.0.0.1:3000)
 	$(PY) -m bridge_dev.local $(ARGS)
@@ -55,6 +64,13 @@ validate: tools                      ## sam validate --lint, cfn-lint on the SAM
 	AWS_DEFAULT_REGION=$(REGION) $(TOOLS)/bin/python .ci/translate.py template.yaml > .aws-sam-translated.json
 	$(TOOLS)/bin/cfn-lint --regions $(REGION) -- .aws-sam-translated.json
 	rm -f .aws-sam-translated.json
+
+security: tools scanners             ## checkov on the SAM-translated template, bandit, pip-audit
+	AWS_DEFAULT_REGION=$(REGION) $(TOOLS)/bin/python .ci/translate.py template.yaml > .aws-sam-translated.json
+	$(SCAN)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f .aws-sam-translated.json; status=$$?; rm -f .aws-sam-translated.json; exit $$status
+	$(SCAN)/bin/bandit -q -r layers/bridge/segment_bridge functions bridge_dev
+	$(SCAN)/bin/python .ci/audit.py
 
 build: tools                         ## sam build (needs python3.13)
 	PYENV_VERSION=$(SAM_PYENV) $(TOOLS)/bin/sam build

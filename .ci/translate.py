@@ -2,8 +2,8 @@
 
 Run with the tools venv (`.venv-tools/bin/python .ci/translate.py template.yaml`); `make validate` lints
 the output with cfn-lint, which checks the generated roles, permissions and event source mappings that
-`sam validate --lint` never sees. Needs no AWS account: the template uses SAM policy templates only, so
-the managed-policy loader has nothing to look up.
+`sam validate --lint` never sees. Needs no AWS account: the template's policies are inline statements,
+so the managed-policy loader has nothing to look up.
 """
 
 from __future__ import annotations

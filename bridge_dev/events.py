@@ -22,7 +22,7 @@ DEMO_WORKSPACE_ID = "ws_demo"
 DEMO_API_KEY = "sbk_demo_Zq3xkP0vN7aR2mT8wY5cL1fH6jB9dG4s"
 SIGNED_WORKSPACE_ID = "ws_signed"
 SIGNED_API_KEY = "sbk_signed_Vb8nK2pX5qW9eR3tY7uI1oP4aS6dF0gH"
-SIGNED_SHARED_SECRET = "demo-shared-secret-7f3a9c"  # noqa: S105 - a documented local-only secret
+SIGNED_SHARED_SECRET = "demo-shared-secret-7f3a9c"  # noqa: S105  # nosec B105  # a documented local-only secret
 
 RECEIVED_EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: API Gateway's requestContext.timeEpoch
 

@@ -62,6 +62,7 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 3000  # sam local start-api's
 DEFAULT_AWS_PORT = 5000  # moto_server's
 REGION = "us-east-1"
+FAKE_CREDENTIAL = "testing"  # what the embedded AWS (moto) takes as any access key, secret or token
 ACCOUNT_ID = "123456789012"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway's payload quota for an HTTP API request."""
@@ -399,9 +400,9 @@ def aws_environment(endpoint: str) -> dict[str, str]:
     """Fake credentials and the endpoint every boto3 client then uses (boto3 reads AWS_ENDPOINT_URL)."""
     return {
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
+        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,
+        "AWS_SESSION_TOKEN": FAKE_CREDENTIAL,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
     }

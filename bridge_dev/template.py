@@ -111,7 +111,7 @@ CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_string)
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """The template as plain dicts, with intrinsic functions in their long (JSON) form."""
     with path.open(encoding="utf-8") as stream:
-        template = yaml.load(stream, Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        template = yaml.load(stream, Loader=CfnLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
     if not isinstance(template, dict):
         raise TemplateError(f"{path} is not a CloudFormation template")
     return template

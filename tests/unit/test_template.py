@@ -254,3 +254,133 @@ def test_settings_read_only_variables_the_template_declares():
     declared = set(load_template()["Globals"]["Function"]["Environment"]["Variables"])
     read = {field.alias for field in Settings.model_fields.values()}
     assert read <= declared
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+
+
+def _alarm_target() -> dict[str, Any]:
+    return {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_raised_and_cleared(template):
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [_alarm_target()], name
+        assert alarm["Properties"]["OKActions"] == [_alarm_target()], name
+    assert template["Outputs"]["AlarmTopicArn"]["Value"] == _alarm_target()
+
+
+def test_the_stack_creates_its_own_encrypted_topic_only_without_alarm_topic_arn(template):
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert template["Conditions"]["CreateAlarmTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    resources = template["Resources"]
+    for name in ("AlarmTopic", "AlarmKey"):
+        assert resources[name]["Condition"] == "CreateAlarmTopic", name
+    assert resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmKey"}
+    assert resources["AlarmKey"]["Properties"]["EnableKeyRotation"] is True
+    assert resources["AlarmEmailSubscription"]["Condition"] == "SubscribeAlarmEmail"
+
+
+def _watched(alarm: dict[str, Any]) -> tuple[str, str]:
+    """(metric, what it is about): a resource's logical id (Ref, Fn::GetAtt) or a literal dimension value."""
+    value = alarm["Properties"]["Dimensions"][0]["Value"]
+    if isinstance(value, dict):
+        value = value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0]
+    return alarm["Properties"]["MetricName"], value
+
+
+def test_alarms_watch_both_dead_letter_queues_each_function_and_the_emitter_iterator_age(template):
+    watched = {_watched(alarm) for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values()}
+
+    assert {
+        ("ApproximateNumberOfMessagesVisible", "IngestDLQ"),
+        ("ApproximateNumberOfMessagesVisible", "EmitterDLQ"),
+        ("Errors", "IngestFunction"),
+        ("Errors", "ProcessorFunction"),
+        ("Errors", "EmitterFunction"),
+        ("IteratorAge", "EmitterFunction"),
+    } <= watched
+
+
+def test_the_ingest_handler_emits_the_metric_its_internal_errors_alarm_watches(template):
+    from tests.conftest import load_handler
+
+    alarm = template["Resources"]["IngestInternalErrorsAlarm"]["Properties"]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    ingest = load_handler("ingest")
+
+    ingest.failed(RuntimeError("a bug"))
+    emitted = ingest.metrics.serialize_metric_set()
+    ingest.metrics.clear_metrics()
+
+    [metric_set] = emitted["_aws"]["CloudWatchMetrics"]
+    assert alarm["Namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"] == metric_set["Namespace"]
+    assert alarm["MetricName"] in {metric["Name"] for metric in metric_set["Metrics"]}
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        name: emitted[name] for name in metric_set["Dimensions"][0]
+    }
+    assert emitted["service"] == variables["POWERTOOLS_SERVICE_NAME"]
+
+
+def test_every_queue_table_bucket_and_topic_is_encrypted_at_rest(template):
+    resources = template["Resources"]
+
+    for name, queue in _of_type(template, "AWS::SQS::Queue").items():
+        properties = queue["Properties"]
+        assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties, name
+    for name, table in _of_type(template, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, name
+    for name, bucket in _of_type(template, "AWS::S3::Bucket").items():
+        assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"], name
+    for name, topic in _of_type(template, "AWS::SNS::Topic").items():
+        assert topic["Properties"]["KmsMasterKeyId"], name
+    assert _of_type(template, "AWS::SNS::Topic") == {"AlarmTopic": resources["AlarmTopic"]}
+
+
+def _statements(value: Any) -> Iterator[dict[str, Any]]:
+    """Every policy statement in a part of the template, inside Fn::If branches too."""
+    if isinstance(value, dict):
+        if "Effect" in value and "Action" in value:
+            yield value
+        for item in value.values():
+            yield from _statements(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _statements(item)
+
+
+def test_functions_have_inline_policies_only_and_no_allow_has_a_wildcard_action(template):
+    functions = _of_type(template, "AWS::Serverless::Function")
+    for name, function in functions.items():
+        # SAM policy templates are expanded at deploy time (SQSSendMessagePolicy grants sqs:SendMessage*).
+        assert all(set(policy) == {"Statement"} for policy in function["Properties"]["Policies"]), name
+
+    allows = [s for s in _statements(template["Resources"]) if s["Effect"] == "Allow"]
+    assert allows
+    for statement in allows:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [action for action in actions if "*" in action], statement
+
+
+def test_api_throttling_comes_from_parameters_with_defaults(template):
+    settings = template["Resources"]["BridgeApi"]["Properties"]["DefaultRouteSettings"]
+
+    for name in ("ThrottlingBurstLimit", "ThrottlingRateLimit"):
+        assert settings[name] == {"Ref": name}
+        assert template["Parameters"][name]["Default"] > 0
+
+
+def test_every_checkov_suppression_names_one_check_and_says_why(template):
+    skips = [
+        (name, skip)
+        for name, resource in template["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+
+    assert skips
+    for name, skip in skips:
+        assert skip["id"].startswith("CKV_AWS_"), (name, skip)
+        assert len(skip.get("comment", "").split()) >= 8, (name, skip)

@@ -247,7 +247,8 @@ def _send_workspace(
                 break
             wait = retry_after_seconds(answer.headers.get("retry-after"), datetime.now(UTC))
             if wait is None:
-                wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)] * (0.5 + random.random())  # noqa: S311
+                jitter = 0.5 + random.random()  # noqa: S311  # nosec B311  # retry jitter, not a secret
+                wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)] * jitter
             if clock() + wait < deadline:
                 sleep(wait)
                 attempt += 1
