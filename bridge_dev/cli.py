@@ -58,7 +58,8 @@ def show(as_json: bool, data: Any, text: str | Callable[[], str]) -> None:
 
 def _target(ctx: click.Context) -> Target:
     context = ctx.find_object(Context)
-    assert context is not None
+    if context is None:  # only when a command is called outside `cli`
+        raise click.UsageError("segment-bridge commands run under the segment-bridge group")
     return context.target
 
 

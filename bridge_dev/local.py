@@ -49,6 +49,7 @@ from bridge_dev.events import (
 )
 from bridge_dev.pollers import Poller, SqsPoller, StreamPoller
 from bridge_dev.segment_api import FakeSegment
+from bridge_dev.target import FAKE_CREDENTIAL
 from bridge_dev.template import TEMPLATE_PATH, LocalResources, TemplateError, create_resources
 from segment_bridge.errors import Conflict
 from segment_bridge.settings import get_settings
@@ -62,7 +63,6 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 3000  # sam local start-api's
 DEFAULT_AWS_PORT = 5000  # moto_server's
 REGION = "us-east-1"
-FAKE_CREDENTIAL = "testing"  # what the embedded AWS (moto) takes as any access key, secret or token
 ACCOUNT_ID = "123456789012"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway's payload quota for an HTTP API request."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 LOCAL_ENDPOINT = "http://127.0.0.1:5000"
 LOCAL_REGION = "us-east-1"
+FAKE_CREDENTIAL = "testing"  # what the embedded AWS (moto) takes as any access key, secret or token
 # Resource types whose physical id is what Ref gives in the functions' environment.
 _REF_TYPES = {
     "AWS::DynamoDB::Table": "tables",
@@ -78,9 +79,8 @@ class Target:
 def local_target(endpoint: str = LOCAL_ENDPOINT) -> Target:
     """The local stack whose embedded AWS listens on `endpoint` (`make dev` starts it)."""
     session = boto3.session.Session(
-        # moto takes any credentials; these are its documented dummies.
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
+        aws_access_key_id=FAKE_CREDENTIAL,
+        aws_secret_access_key=FAKE_CREDENTIAL,
         region_name=LOCAL_REGION,
     )
     resources = find_resources(session, endpoint_url=endpoint)
