@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
+import requests
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import ClosingIterator
@@ -450,6 +451,10 @@ class LocalStack:
         self._api_server.shutdown()
         self._api_thread.join(timeout=5)
         if self._moto is not None:
+            # moto keeps its state per process, not per server: forget it, so a stack started again in
+            # this process (tests) starts fresh, as `make dev` does in a new process.
+            with contextlib.suppress(requests.RequestException):
+                requests.post(f"{self.aws_endpoint}/moto-api/reset", timeout=10)
             self._moto.stop()
         _restore_environ(self._saved_environ)
 
