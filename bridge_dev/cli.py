@@ -80,7 +80,8 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str], empty: str) -> st
     cells = [[_text(row.get(column)) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[n]) for line in cells)) for n, column in enumerate(columns)]
     header = "  ".join(column.upper().ljust(widths[n]) for n, column in enumerate(columns))
-    return "\n".join([header, *("  ".join(c.ljust(widths[n]) for n, c in enumerate(line)) for line in cells)])
+    body = ("  ".join(c.ljust(widths[n]) for n, c in enumerate(line)).rstrip() for line in cells)
+    return "\n".join([header.rstrip(), *body])
 
 
 def _mask(secret: str) -> str:
