@@ -347,7 +347,14 @@ def _redrive_emitter(
     target: Target, letters: list[DeadLetter]
 ) -> tuple[list[DeadLetter], list[tuple[DeadLetter, str]]]:
     store, settings = target.store, target.settings
-    sender = HttpSender()
+    sending: dict[str, Any] = {
+        "destination": store.segment_destination,
+        "sender": HttpSender(),
+        "parking": store,
+        "deadline": time.time() + REDRIVE_SECONDS,
+        "clock": time.time,
+        "sleep": time.sleep,
+    }
     done: list[DeadLetter] = []
     left: list[tuple[DeadLetter, str]] = []
     parked: list[tuple[DeadLetter, str, dict[str, Any]]] = []
@@ -372,13 +379,8 @@ def _redrive_emitter(
                 ),
                 outbox_table=settings.outbox_table,
                 own_tables=frozenset({settings.profiles_table, settings.events_table}),
-                destination=store.segment_destination,
-                sender=sender,
-                parking=store,
-                deadline=time.time() + REDRIVE_SECONDS,
-                clock=time.time,
-                sleep=time.sleep,
                 rules=store.change_rules(),
+                **sending,
             )
             if report.failed:
                 left.append((letter, f"Segment did not take {len(report.failed)} of its events yet"))
@@ -389,15 +391,7 @@ def _redrive_emitter(
         else:
             left.append((letter, "an invalid outbox item: write a corrected one instead"))
     if parked:
-        report = redeliver(
-            [(workspace_id, record) for _, workspace_id, record in parked],
-            destination=store.segment_destination,
-            sender=sender,
-            parking=store,
-            deadline=time.time() + REDRIVE_SECONDS,
-            clock=time.time,
-            sleep=time.sleep,
-        )
+        report = redeliver([(workspace_id, record) for _, workspace_id, record in parked], **sending)
         failed = set(report.failed)
         for letter, workspace_id, record in parked:
             if record["messageId"] in failed:

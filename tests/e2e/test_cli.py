@@ -19,20 +19,10 @@ from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID
 from bridge_dev.local import DEMO_WRITE_KEY, LocalStack, start
 from segment_bridge.auth import sign
 from segment_bridge.store import Store
+from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 30
-
-
-def eventually(check: Any, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("the pipeline did not get there in time")
 
 
 @pytest.fixture(scope="module")

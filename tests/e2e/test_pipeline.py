@@ -17,20 +17,10 @@ from bridge_dev.local import LocalStack, start
 from bridge_dev.operations import show_group, show_user
 from bridge_dev.target import local_target
 from tests.conftest import ROOT
+from tests.e2e.conftest import TIMEOUT, eventually
 from tests.functional.conftest import sample
 
 pytestmark = pytest.mark.e2e
-TIMEOUT = 20
-
-
-def eventually(check, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("the pipeline did not get there in time")
 
 
 @pytest.fixture(scope="module")

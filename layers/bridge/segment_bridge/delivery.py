@@ -157,16 +157,7 @@ def deliver(
                 continue
             by_workspace.setdefault(event.workspace_id, []).append(event)
 
-    for workspace_id, events in by_workspace.items():
-        target = destination(workspace_id)
-        if target is None:
-            for event in events:
-                parking.park_outbound(
-                    f"workspace {workspace_id} has no Segment write key", event.payload, None, workspace_id
-                )
-            report.parked += len(events)
-            continue
-        _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
+    _send_all(by_workspace, destination, sender, parking, deadline, clock, sleep, report, park_homeless=True)
     return report
 
 
@@ -189,13 +180,36 @@ def redeliver(
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
         event = Outbound(str(payload.get("messageId", "")), workspace_id, payload, body, clock())
         by_workspace.setdefault(workspace_id, []).append(event)
+    _send_all(by_workspace, destination, sender, parking, deadline, clock, sleep, report, park_homeless=False)
+    return report
+
+
+def _send_all(
+    by_workspace: dict[str, list[Outbound]],
+    destination: Callable[[str], Destination | None],
+    sender: Sender,
+    parking: Parking,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    report: Report,
+    *,
+    park_homeless: bool,
+) -> None:
+    """Each workspace's events to its destination. A workspace without one: its events are parked
+    (`park_homeless`) or listed in `failed` (left where they are)."""
     for workspace_id, events in by_workspace.items():
         target = destination(workspace_id)
-        if target is None:
+        if target is not None:
+            _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
+        elif park_homeless:
+            for event in events:
+                parking.park_outbound(
+                    f"workspace {workspace_id} has no Segment write key", event.payload, None, workspace_id
+                )
+            report.parked += len(events)
+        else:
             report.failed += [event.record_id for event in events]
-            continue
-        _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
-    return report
 
 
 def _items_of(
