@@ -423,6 +423,7 @@ class LocalStack:
     _saved_environ: dict[str, str] = field(repr=False)
     segment: FakeSegment | None = None
     _pollers: list[Poller] = field(default_factory=list, repr=False)
+    _stream_checkpoints: dict[str, str] = field(default_factory=dict, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -439,6 +440,13 @@ class LocalStack:
             QueueUrl=self.resources.queue_urls[queue], AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"])
+
+    def restart_pollers(self) -> None:
+        """Stop the event source mappings and start them again (as Lambda's may be, at any time): the
+        queue keeps its messages, the stream poller resumes after its last checkpoint."""
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers = _start_pollers(self)
 
     def stop(self) -> None:
         if self._stopped:
@@ -549,15 +557,20 @@ def _run_pipeline(stack: LocalStack, segment_port: int, log: Callable[[str], Non
     _check_port_free(segment_port, "--segment-port")
     stack.segment = FakeSegment({DEMO_WRITE_KEY}, log=log).start(segment_port)
     get_store().set_segment_destination(DEMO_WORKSPACE_ID, DEMO_WRITE_KEY, stack.segment.url)
-    template, resources = stack.resources.template, stack.resources
     functions = dict(stack.functions)
     for logical_id in ("ProcessorFunction", "EmitterFunction"):
-        functions[logical_id] = load_function(template, logical_id)
+        functions[logical_id] = load_function(stack.resources.template, logical_id)
     stack.functions = functions
+    stack._pollers = _start_pollers(stack)
+
+
+def _start_pollers(stack: LocalStack) -> list[Poller]:
+    """The template's two event source mappings; the stream's resumes from the stack's checkpoints."""
+    template, resources, functions = stack.resources.template, stack.resources, stack.functions
     sqs = template["Resources"]["ProcessorFunction"]["Properties"]["Events"]["Ingest"]["Properties"]
     stream = template["Resources"]["EmitterFunction"]["Properties"]["Events"]["Outbox"]["Properties"]
     on_failure = stream.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-    stack._pollers = [
+    return [
         SqsPoller(
             functions["ProcessorFunction"].invoke,
             resources.queue_urls["IngestQueue"],
@@ -571,6 +584,7 @@ def _run_pipeline(stack: LocalStack, segment_port: int, log: Callable[[str], Non
             stream,
             resources.queue_urls[_queue_of(resources, on_failure)] if on_failure else None,
             stack.aws_endpoint,
+            stack._stream_checkpoints,
         ).start(),
     ]
 

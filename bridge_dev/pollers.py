@@ -87,9 +87,18 @@ class SqsPoller(Poller):
 
 class StreamPoller(Poller):
     def __init__(
-        self, invoke: Invoke, table: str, settings: dict[str, Any], on_failure_url: str | None, endpoint: str
+        self,
+        invoke: Invoke,
+        table: str,
+        settings: dict[str, Any],
+        on_failure_url: str | None,
+        endpoint: str,
+        checkpoints: dict[str, str] | None = None,
     ) -> None:
+        """`checkpoints` (shard -> the last sequence number done) outlive the poller, as Lambda's event
+        source mapping keeps its position: a poller started with them resumes after them."""
         super().__init__("stream-poller")
+        self.checkpoints = checkpoints if checkpoints is not None else {}
         self._invoke, self._settings, self._on_failure = invoke, settings, on_failure_url
         self._streams = boto3.client("dynamodbstreams", endpoint_url=endpoint)
         self._sqs = boto3.client("sqs", endpoint_url=endpoint)
@@ -103,8 +112,14 @@ class StreamPoller(Poller):
             "TRIM_HORIZON" if settings.get("StartingPosition") == "TRIM_HORIZON" else "LATEST"
         )
         for shard in self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]:
+            done = self.checkpoints.get(shard["ShardId"])
+            position: dict[str, Any] = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": done}
+                if done
+                else {"ShardIteratorType": start}
+            )
             self._iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
-                StreamArn=self._arn, ShardId=shard["ShardId"], ShardIteratorType=start
+                StreamArn=self._arn, ShardId=shard["ShardId"], **position
             )["ShardIterator"]
 
     def poll_once(self) -> bool:
@@ -129,13 +144,13 @@ class StreamPoller(Poller):
             LOGGER.exception("EmitterFunction failed")
             failed = [batch[0]["dynamodb"]["SequenceNumber"]]
         if not failed:
-            del pending[: len(batch)]
+            self._checkpoint(shard, pending, len(batch))
             self._attempts.pop(shard, None)
             return
         first = min(
             range(len(batch)), key=lambda i: 0 if batch[i]["dynamodb"]["SequenceNumber"] in failed else 1
         )
-        del pending[:first]  # what came before the first failure succeeded: the checkpoint moves
+        self._checkpoint(shard, pending, first)  # what came before the first failure succeeded
         attempts = self._attempts.get(shard, 0) + 1
         if (
             attempts <= int(self._settings.get("MaximumRetryAttempts", -1))
@@ -164,8 +179,14 @@ class StreamPoller(Poller):
                     }
                 ),
             )
-        del pending[: len(failed_batch)]
+        self._checkpoint(shard, pending, len(failed_batch))
         self._attempts.pop(shard, None)
+
+    def _checkpoint(self, shard: str, pending: list[dict[str, Any]], count: int) -> None:
+        """The first `count` pending records are done: the shard's position moves past them."""
+        if count:
+            self.checkpoints[shard] = pending[count - 1]["dynamodb"]["SequenceNumber"]
+            del pending[:count]
 
 
 def lambda_sqs_event(queue_arn: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
