@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,12 +61,29 @@ def workspaces(aws):
     return store
 
 
+def body_text(event: dict[str, Any], limit: int = 16 * 1024 * 1024) -> str:
+    """An API Gateway event's body as text, base64 and gzip undone (at most `limit` bytes inflated)."""
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return str(body)
+    try:
+        data = base64.b64decode(body)
+    except ValueError:
+        return str(body)
+    if data[:2] == b"\x1f\x8b":
+        with contextlib.suppress(zlib.error):
+            data = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data, limit)
+    return data.decode("utf-8", "replace")
+
+
 @pytest.fixture
-def ingest(workspaces):
-    """Calls the IngestFunction's lambda_handler as Lambda would, and reads its answer."""
+def ingest(workspaces, sensitive):
+    """Calls the IngestFunction's lambda_handler as Lambda would, and reads its answer. The emails and
+    phone numbers in what it sends must stay out of the logs."""
     module = load_handler("ingest")
 
     def call(event: dict[str, Any]) -> Answer:
+        sensitive.scan(body_text(event))
         response = module.lambda_handler(event, FakeContext())
         return Answer(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
 
@@ -121,7 +141,7 @@ def stream_lambda_event(table_name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def processor(aws, workspaces):
+def processor(aws, workspaces, sensitive):
     """Delivers events to the ProcessorFunction as queue messages packed the way intake packs them."""
     from segment_bridge.envelope import pack
     from segment_bridge.intake import serialise
@@ -132,6 +152,7 @@ def processor(aws, workspaces):
     def deliver(
         events: list[dict[str, Any]], workspace_id: str = DEMO_WORKSPACE_ID, message_id: str = "msg-1"
     ):
+        sensitive.scan(json.dumps(events))
         bodies = pack(
             [serialise(event) for event in events],
             workspace_id=workspace_id,
