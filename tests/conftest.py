@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,11 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+# hypothesis: `HYPOTHESIS_PROFILE=long` (make fuzz) runs 20x hypothesis' default 100 examples; properties
+# that set their own budget scale it by the same factor (see tests/functional/test_hostile_input.py).
+settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def load_handler(function: str) -> ModuleType:
