@@ -3,8 +3,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import gzip
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from bridge_dev.events import (
     SIGNED_WORKSPACE_ID,
 )
 from bridge_dev.pollers import lambda_sqs_event, lambda_stream_record
+from segment_bridge.envelope import unpack
+from segment_bridge.spec import validate_event
 from tests.conftest import ROOT, load_handler
 
 EVENTS = ROOT / "events"
@@ -116,6 +120,90 @@ def queue(aws):
             return [event for body in self.messages() for event in unpack(body)[1]]
 
     return Queue()
+
+
+# --- one delivery and everything it stored (hostile input, auth attacks) ---------------------------
+
+
+DOCUMENTED = {200, 400, 401, 413, 415}
+"""README "Answers" for a healthy AWS: 503 is for AWS faults, 500 for bugs."""
+REFUSAL_FIELDS = {"code", "message", "details"}
+
+
+@dataclass
+class Delivery:
+    answer: Answer
+    queued: list[dict[str, Any]]
+    kept: list[dict[str, Any]]
+    workspaces: set[str]
+    """The workspaces of the queue messages and of the kept records."""
+
+    @property
+    def status(self) -> int:
+        return self.answer.status
+
+    @property
+    def code(self) -> str | None:
+        code = self.answer.body.get("code")
+        return code if isinstance(code, str) else None
+
+
+def assert_well_behaved(delivery: Delivery) -> None:
+    """A documented status and a JSON body; a 200 stored exactly what it counts, a refusal nothing (the
+    events of an `invalid_events` answer, all rejected, are kept)."""
+    answer = delivery.answer
+    assert answer.status in DOCUMENTED, (answer.status, answer.body)
+    assert answer.headers.get("Content-Type") == "application/json"
+    if answer.status == 200:
+        body = answer.body
+        assert set(body) == {"success", "accepted", "rejected", "echoes"}
+        assert body["success"] is True
+        assert len(delivery.queued) == body["accepted"]
+        assert sorted(k["index"] for k in delivery.kept) == [r["index"] for r in body["rejected"]]
+        assert all(k["reason"] == r["reason"] for k, r in zip(delivery.kept, body["rejected"], strict=True))
+        for event in delivery.queued:
+            validate_event(event)
+        return
+    assert set(answer.body) <= REFUSAL_FIELDS
+    assert isinstance(answer.body["code"], str)
+    assert isinstance(answer.body["message"], str)
+    assert answer.body["message"]
+    assert delivery.queued == [], "a refused delivery queued events"
+    if answer.body["code"] == "invalid_events":
+        assert [k["index"] for k in delivery.kept] == [d["index"] for d in answer.body["details"]]
+    else:
+        assert delivery.kept == [], "a refused delivery kept events"
+
+
+@pytest.fixture
+def deliver(ingest, queue, aws) -> Callable[[dict[str, Any]], Delivery]:
+    """Sends one API Gateway event; returns the answer, what reached the queue and what was kept under
+    rejected/ (both then removed, so each hypothesis example starts from empty)."""
+    s3 = boto3.client("s3")
+    bucket = aws.buckets["ArchiveBucket"]
+
+    def kept() -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix="rejected/").get("Contents", []):
+            data = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            records += [json.loads(line) for line in gzip.decompress(data).splitlines()]
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        return records
+
+    def send(event: dict[str, Any]) -> Delivery:
+        answer = ingest(event)
+        messages = [unpack(body) for body in queue.messages()]
+        records = kept()
+        delivery = Delivery(
+            answer,
+            [event for _, events in messages for event in events],
+            records,
+            {envelope.workspaceId for envelope, _ in messages} | {r["workspaceId"] for r in records},
+        )
+        assert_well_behaved(delivery)
+        return delivery
+
+    return send
 
 
 def sqs_lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:

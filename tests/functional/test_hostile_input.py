@@ -4,7 +4,7 @@ JSON body, never 500, and a delivery is stored whole or not at all.
 Property-based (hypothesis) on moto with the real `lambda_handler`. Example counts are small so this
 file runs in seconds in CI; `make fuzz` (HYPOTHESIS_PROFILE=long) multiplies them by 20.
 
-What every answer must satisfy (`assert_well_behaved`):
+What every answer must satisfy (`assert_well_behaved`, in conftest.py, applied by the `deliver` fixture):
 - the status is one README's "Answers" documents for a healthy AWS: 200, 400, 401, 413, 415 (503 is
   for AWS faults, none here; 500 is a bug);
 - the body is JSON; a refusal is `{"code", "message"}` (and `details` for `invalid_events`);
@@ -21,22 +21,16 @@ import json
 import random
 import struct
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bridge_dev.events import DEMO_API_KEY, http_event
-from segment_bridge.spec import validate_event
-from tests.functional.conftest import Answer, sample
+from tests.functional.conftest import Delivery, sample
 
-DOCUMENTED = {200, 400, 401, 413, 415}
-REFUSAL_FIELDS = {"code", "message", "details"}
 MB = 1024 * 1024
 AUTH = {"authorization": f"Bearer {DEMO_API_KEY}"}
 SCALE = settings.default.max_examples / 100
@@ -51,48 +45,7 @@ def fuzz(examples: int) -> settings:
     )
 
 
-# --- one delivery, and everything it stored --------------------------------------------------------
-
-
-@dataclass
-class Delivery:
-    answer: Answer
-    queued: list[dict[str, Any]]
-    kept: list[dict[str, Any]]
-
-    @property
-    def status(self) -> int:
-        return self.answer.status
-
-    @property
-    def code(self) -> str | None:
-        code = self.answer.body.get("code")
-        return code if isinstance(code, str) else None
-
-
-def assert_well_behaved(delivery: Delivery) -> None:
-    answer = delivery.answer
-    assert answer.status in DOCUMENTED, (answer.status, answer.body)
-    assert answer.headers.get("Content-Type") == "application/json"
-    if answer.status == 200:
-        body = answer.body
-        assert set(body) == {"success", "accepted", "rejected", "echoes"}
-        assert body["success"] is True
-        assert len(delivery.queued) == body["accepted"]
-        assert sorted(k["index"] for k in delivery.kept) == [r["index"] for r in body["rejected"]]
-        assert all(k["reason"] == r["reason"] for k, r in zip(delivery.kept, body["rejected"], strict=True))
-        for event in delivery.queued:
-            validate_event(event)
-        return
-    assert set(answer.body) <= REFUSAL_FIELDS
-    assert isinstance(answer.body["code"], str)
-    assert isinstance(answer.body["message"], str)
-    assert answer.body["message"]
-    assert delivery.queued == [], "a refused delivery queued events"
-    if answer.body["code"] == "invalid_events":
-        assert [k["index"] for k in delivery.kept] == [d["index"] for d in answer.body["details"]]
-    else:
-        assert delivery.kept == [], "a refused delivery kept events"
+# --- what a delivery stored ------------------------------------------------------------------------
 
 
 def assert_accounted(delivery: Delivery, sent: list[Any]) -> None:
@@ -106,29 +59,6 @@ def assert_accounted(delivery: Delivery, sent: list[Any]) -> None:
     for queued, message_id in zip(delivery.queued, expected, strict=True):
         if isinstance(message_id, str) and message_id:  # otherwise intake derives one
             assert queued["messageId"] == message_id
-
-
-@pytest.fixture
-def deliver(ingest, queue, aws) -> Callable[[dict[str, Any]], Delivery]:
-    """Sends one API Gateway event; returns the answer, what reached the queue and what was kept under
-    rejected/ (both then removed, so each hypothesis example starts from empty)."""
-    s3 = boto3.client("s3")
-    bucket = aws.buckets["ArchiveBucket"]
-
-    def kept() -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        for obj in s3.list_objects_v2(Bucket=bucket, Prefix="rejected/").get("Contents", []):
-            data = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            records += [json.loads(line) for line in gzip.decompress(data).splitlines()]
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-        return records
-
-    def send(event: dict[str, Any]) -> Delivery:
-        delivery = Delivery(ingest(event), queue.events(), kept())
-        assert_well_behaved(delivery)
-        return delivery
-
-    return send
 
 
 # --- bodies on the wire -----------------------------------------------------------------------------
