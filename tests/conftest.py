@@ -186,7 +186,10 @@ def no_secrets_in_logs(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[None]:
-    """Every test: no registered value in any log record or stdout/stderr line emitted while it ran."""
+    """Every test: no registered value in any log record or stdout/stderr line emitted while it ran.
+
+    It reads pytest's captures at teardown: what a test itself takes out of them (capsys.readouterr(),
+    caplog.clear()) escapes it."""
     from segment_bridge.store import Store
 
     for method, argument in (
