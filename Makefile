@@ -12,7 +12,7 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools scanners dev test lint format typecheck validate security build bench deploy clean
+.PHONY: setup tools scanners dev test fuzz lint format typecheck validate security build bench deploy clean
 
 $(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ dev: setup                           ## run the pipeline locally (embedded AWS +
 
 test: setup                          ## run every test
 	$(PY) -m pytest
+
+fuzz: setup                          ## hostile-input properties with 20x the examples (minutes, opt-in)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py --hypothesis-show-statistics
 
 lint: setup                          ## ruff lint + format check, mypy
 	$(VENV)/bin/ruff check .

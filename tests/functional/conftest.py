@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
+import gzip
 import json
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,8 @@ from bridge_dev.events import (
     SIGNED_WORKSPACE_ID,
 )
 from bridge_dev.pollers import lambda_sqs_event, lambda_stream_record
+from segment_bridge.envelope import unpack
+from segment_bridge.spec import validate_event
 from tests.conftest import ROOT, load_handler
 
 EVENTS = ROOT / "events"
@@ -58,12 +65,29 @@ def workspaces(aws):
     return store
 
 
+def body_text(event: dict[str, Any], limit: int = 16 * 1024 * 1024) -> str:
+    """An API Gateway event's body as text, base64 and gzip undone (at most `limit` bytes inflated)."""
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return str(body)
+    try:
+        data = base64.b64decode(body)
+    except ValueError:
+        return str(body)
+    if data[:2] == b"\x1f\x8b":
+        with contextlib.suppress(zlib.error):
+            data = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data, limit)
+    return data.decode("utf-8", "replace")
+
+
 @pytest.fixture
-def ingest(workspaces):
-    """Calls the IngestFunction's lambda_handler as Lambda would, and reads its answer."""
+def ingest(workspaces, sensitive):
+    """Calls the IngestFunction's lambda_handler as Lambda would, and reads its answer. The emails and
+    phone numbers in what it sends must stay out of the logs."""
     module = load_handler("ingest")
 
     def call(event: dict[str, Any]) -> Answer:
+        sensitive.scan(body_text(event))
         response = module.lambda_handler(event, FakeContext())
         return Answer(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
 
@@ -98,6 +122,90 @@ def queue(aws):
     return Queue()
 
 
+# --- one delivery and everything it stored (hostile input, auth attacks) ---------------------------
+
+
+DOCUMENTED = {200, 400, 401, 413, 415}
+"""README "Answers" for a healthy AWS: 503 is for AWS faults, 500 for bugs."""
+REFUSAL_FIELDS = {"code", "message", "details"}
+
+
+@dataclass
+class Delivery:
+    answer: Answer
+    queued: list[dict[str, Any]]
+    kept: list[dict[str, Any]]
+    workspaces: set[str]
+    """The workspaces of the queue messages and of the kept records."""
+
+    @property
+    def status(self) -> int:
+        return self.answer.status
+
+    @property
+    def code(self) -> str | None:
+        code = self.answer.body.get("code")
+        return code if isinstance(code, str) else None
+
+
+def assert_well_behaved(delivery: Delivery) -> None:
+    """A documented status and a JSON body; a 200 stored exactly what it counts, a refusal nothing (the
+    events of an `invalid_events` answer, all rejected, are kept)."""
+    answer = delivery.answer
+    assert answer.status in DOCUMENTED, (answer.status, answer.body)
+    assert answer.headers.get("Content-Type") == "application/json"
+    if answer.status == 200:
+        body = answer.body
+        assert set(body) == {"success", "accepted", "rejected", "echoes"}
+        assert body["success"] is True
+        assert len(delivery.queued) == body["accepted"]
+        assert sorted(k["index"] for k in delivery.kept) == [r["index"] for r in body["rejected"]]
+        assert all(k["reason"] == r["reason"] for k, r in zip(delivery.kept, body["rejected"], strict=True))
+        for event in delivery.queued:
+            validate_event(event)
+        return
+    assert set(answer.body) <= REFUSAL_FIELDS
+    assert isinstance(answer.body["code"], str)
+    assert isinstance(answer.body["message"], str)
+    assert answer.body["message"]
+    assert delivery.queued == [], "a refused delivery queued events"
+    if answer.body["code"] == "invalid_events":
+        assert [k["index"] for k in delivery.kept] == [d["index"] for d in answer.body["details"]]
+    else:
+        assert delivery.kept == [], "a refused delivery kept events"
+
+
+@pytest.fixture
+def deliver(ingest, queue, aws) -> Callable[[dict[str, Any]], Delivery]:
+    """Sends one API Gateway event; returns the answer, what reached the queue and what was kept under
+    rejected/ (both then removed, so each hypothesis example starts from empty)."""
+    s3 = boto3.client("s3")
+    bucket = aws.buckets["ArchiveBucket"]
+
+    def kept() -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix="rejected/").get("Contents", []):
+            data = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            records += [json.loads(line) for line in gzip.decompress(data).splitlines()]
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        return records
+
+    def send(event: dict[str, Any]) -> Delivery:
+        answer = ingest(event)
+        messages = [unpack(body) for body in queue.messages()]
+        records = kept()
+        delivery = Delivery(
+            answer,
+            [event for _, events in messages for event in events],
+            records,
+            {envelope.workspaceId for envelope, _ in messages} | {r["workspaceId"] for r in records},
+        )
+        assert_well_behaved(delivery)
+        return delivery
+
+    return send
+
+
 def sqs_lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Messages received from moto, in the shape Lambda's SQS event source hands them to a function."""
     return lambda_sqs_event(queue_arn, messages)
@@ -121,7 +229,7 @@ def stream_lambda_event(table_name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def processor(aws, workspaces):
+def processor(aws, workspaces, sensitive):
     """Delivers events to the ProcessorFunction as queue messages packed the way intake packs them."""
     from segment_bridge.envelope import pack
     from segment_bridge.intake import serialise
@@ -132,6 +240,7 @@ def processor(aws, workspaces):
     def deliver(
         events: list[dict[str, Any]], workspace_id: str = DEMO_WORKSPACE_ID, message_id: str = "msg-1"
     ):
+        sensitive.scan(json.dumps(events))
         bodies = pack(
             [serialise(event) for event in events],
             workspace_id=workspace_id,

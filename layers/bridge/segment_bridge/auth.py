@@ -7,7 +7,6 @@ bits of entropy), look them up by that hash in O(1) and compare digests in const
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -40,7 +39,9 @@ def new_api_key() -> str:
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    """SHA-256 of the key's UTF-8 bytes. A lone surrogate (from a JSON escape in a body's writeKey) is
+    hashed as its own bytes: the key is merely unknown, never an error."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def key_id(key_hash: str) -> str:
@@ -85,7 +86,7 @@ def _from_authorization(value: str) -> str:
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(token, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
             raise Unauthorized(_UNAUTHORIZED) from None
         user, _, _password = decoded.partition(":")
         return _checked(user)

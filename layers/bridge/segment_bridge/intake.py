@@ -7,7 +7,6 @@ local stack and in unit tests.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import zlib
@@ -52,6 +51,12 @@ class Limits:
     """One enriched event. Segment caps what a client sends at 32 KB; what it relays to a webhook carries
     Segment's own additions, so we leave headroom rather than refuse events Segment accepted."""
     queue_message_bytes: int = 256 * 1024
+    max_event_depth: int = 32
+    """Levels of nesting in one event, itself included. DynamoDB holds 32 levels of nested attributes
+    and the processor stores traits and properties as they nest in the event."""
+    max_body_depth: int = 256
+    """An event nesting deeper than this is not even kept: the whole body is refused (400). Nothing
+    Segment sends nests so deep, and Python's json modules recurse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +221,13 @@ def decode_body(
     if is_base64_encoded:
         try:
             data = base64.b64decode(body, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or characters beyond ASCII
             raise UnreadableBody("The body is marked base64 but is not valid base64.") from None
     else:
-        data = body.encode("utf-8", "surrogateescape")
+        try:
+            data = body.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+            raise UnreadableBody("The body is not UTF-8 text.") from None
     encoding = (content_encoding or "").strip().lower()
     if encoding in ("gzip", "x-gzip") or (not encoding and data[:2] == b"\x1f\x8b"):
         data = _inflate(data, zlib.MAX_WBITS | 16, "gzip", limits.max_body_bytes)
@@ -259,6 +267,10 @@ def parse_payload(raw: bytes, call_type: str | None) -> Payload:
         raise UnreadableBody(
             f"The body is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})."
         ) from None
+    except RecursionError:
+        raise UnreadableBody("The body nests too deeply to be read.") from None
+    except ValueError:  # an integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        raise UnreadableBody("The body holds a number too long to be read.") from None
 
     if isinstance(document, list):
         payload = Payload(shape="array", events=document, text=text)
@@ -325,13 +337,30 @@ def judge(
             if _is_echo(event):
                 outcome.echoes += 1
                 continue
+        message_id = event.get("messageId") if isinstance(event, dict) else None
         try:
+            unstorable = _unstorable(event, limits)
             model = validate_event(event)
+            if unstorable:
+                raise InvalidEvent(unstorable)
         except InvalidEvent as error:
-            reject(index, event, event.get("messageId") if isinstance(event, dict) else None, error.reason)
+            reject(index, event, message_id, error.reason)
             continue
-        enrich(event, model, workspace_id, received_at, payload.sent_at)
-        chunk = serialise(event)
+        as_sent = dict(event)  # enrich sets top-level fields only
+        try:
+            enrich(event, model, workspace_id, received_at, payload.sent_at)
+            chunk = serialise(event)
+        except OverflowError:
+            reject(
+                index,
+                as_sent,
+                message_id,
+                "a timestamp falls outside years 1-9999 once in UTC and skew-corrected",
+            )
+            continue
+        except UnicodeEncodeError:
+            reject(index, as_sent, message_id, "a string is not valid Unicode (a lone surrogate)")
+            continue
         if len(chunk) > limits.max_event_bytes:
             reject(
                 index,
@@ -343,6 +372,40 @@ def judge(
         accepted.append(chunk)
     outcome.accepted = len(accepted)
     return accepted, kept
+
+
+_INTEGER_LIMIT = 10**38
+_SMALLEST, _LARGEST = 1e-130, 1e126
+
+
+def _unstorable(event: Any, limits: Limits) -> str | None:
+    """Why the processor could not store `event` (nesting, numbers), or None.
+
+    Raises UnreadableBody for an event nesting deeper than `limits.max_body_depth`: too deep to keep.
+    """
+    reason = None
+    stack = [(event, 1)] if isinstance(event, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limits.max_event_depth:
+            if depth > limits.max_body_depth:
+                raise UnreadableBody(f"An event nests deeper than {limits.max_body_depth} levels.")
+            reason = f"the event nests deeper than {limits.max_event_depth} levels"
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+            elif reason is None and not _storable_number(child):
+                reason = "a number is NaN, infinite, of more than 38 digits or beyond 1e-130..1e126"
+    return reason
+
+
+def _storable_number(value: object) -> bool:
+    """What DynamoDB's Number holds: 38 significant digits, magnitudes from 1e-130 to below 1e126."""
+    if type(value) is int:
+        return -_INTEGER_LIMIT < value < _INTEGER_LIMIT
+    if type(value) is float:
+        return value == 0 or _SMALLEST <= abs(value) < _LARGEST
+    return True
 
 
 def serialise(event: dict[str, Any]) -> bytes:

@@ -110,7 +110,7 @@ def validate_event(raw: object) -> Event:
     if not isinstance(raw, dict):
         raise InvalidEvent(f"an event must be a JSON object, not {_json_kind(raw)}")
     kind = raw.get("type")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
         if kind is None:
             raise InvalidEvent("type is required")
         raise InvalidEvent(f"unsupported type (expected one of {', '.join(sorted(EVENT_TYPES))})")
