@@ -39,12 +39,20 @@ class Cli:
         self.capsys.readouterr()
         code = main(["--endpoint", self.stack.aws_endpoint, *args])
         out, err = self.capsys.readouterr()
+        out = _without_function_logs(out)
         assert (code == 0) is ok, (code, out, err)
         return code, out, err
 
     def json(self, *args: str) -> Any:
         _, out, _ = self(*args, "--json")
         return json.loads(out)
+
+
+def _without_function_logs(out: str) -> str:
+    """The CLI's own output: the in-process stack's functions log one-line JSON to the same stdout."""
+    return "".join(
+        line for line in out.splitlines(keepends=True) if not line.startswith(('{"level"', '{"_aws"'))
+    )
 
 
 @pytest.fixture
@@ -225,7 +233,7 @@ def test_preview_shows_the_change_without_writing_and_set_then_replay_applies_it
 
 def _user(cli: Cli, workspace: str, user: str) -> Any:
     code = main(["--endpoint", cli.stack.aws_endpoint, "users", "show", workspace, user, "--json"])
-    out, _ = cli.capsys.readouterr()
+    out = _without_function_logs(cli.capsys.readouterr().out)
     return json.loads(out) if code == 0 else None
 
 
