@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 KB = 1024
+DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
 
 MIXES = {
     # name: (identify, track, page, group) shares, users active in one webhook batch
