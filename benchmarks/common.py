@@ -253,8 +253,7 @@ class AwsMeter:
         boto3.setup_default_session()
         session = boto3.DEFAULT_SESSION
         assert session is not None
-        # first: before botocore's own handlers turn an S3 Body into a file object
-        session.events.register_first("before-parameter-build", self._before)
+        session.events.register("before-parameter-build", self._before)
         session.events.register("after-call", self._after)
         # moto answers in a before-send handler: ours run first and last around it.
         session.events.register_first("before-send", self._send_started)
@@ -277,8 +276,7 @@ class AwsMeter:
     def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         started = time.perf_counter()
         context["bench_params"] = params
-        body = params.get("Body")
-        context["bench_body_bytes"] = len(body) if isinstance(body, bytes | str) else 0
+        context["bench_body_bytes"] = _length(params.get("Body"))
         self.meter_seconds += time.perf_counter() - started
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -357,7 +355,7 @@ class AwsMeter:
                 for key in request["Keys"]:
                     stored = self._items.get(self._key(table, key))
                     size = item_bytes(stored) if stored else 0
-                    billed[table] += factor * max(1, math.ceil(size / (4 * KB)))
+                    billed[self._label(table, key)] += factor * max(1, math.ceil(size / (4 * KB)))
         elif operation in ("Query", "Scan"):
             table = params["TableName"]
             resource = f"{table} {params['IndexName']}" if params.get("IndexName") else table
@@ -380,13 +378,14 @@ class AwsMeter:
         store: bool = True,
     ) -> None:
         old = self._items.get(key)
+        label = self._label(table, new or old or {})
         if failed:  # a failed condition still costs the existing item's size, on the table only
-            billed[table] += max(1, math.ceil(item_bytes(old or {}) / KB))
+            billed[label] += max(1, math.ceil(item_bytes(old or {}) / KB))
             return
-        billed[table] += max(1, math.ceil(max(item_bytes(old or {}), item_bytes(new or {})) / KB))
+        billed[label] += max(1, math.ceil(max(item_bytes(old or {}), item_bytes(new or {})) / KB))
         for index in self._indexes.get(table, []):
             before, after = self._entry(table, index, old), self._entry(table, index, new)
-            label = f"{table} {index.name} ({'LSI' if index.local else 'GSI'})"
+            label = self._label(table, new or old or {}, index)
             if before is not None and after is not None:
                 if before == after:
                     continue  # neither the index key nor a projected attribute changed
@@ -402,6 +401,16 @@ class AwsMeter:
                 self._items.pop(key, None)
             else:
                 self._items[key] = new
+
+    def _label(self, table: str, item: Mapping[str, Any], index: Index | None = None) -> str:
+        """Where units go: the table (or index) and the kind of item, named by its sort key's prefix
+        (`PROFILE`, `MSG#...` -> MSG, `MEMBER#...` -> MEMBER)."""
+        where = f"{table} {index.name}" if index else table
+        keys = self._keys.get(table, ())
+        sort_key = item.get(keys[-1]) if len(keys) > 1 else None
+        if isinstance(sort_key, dict) and isinstance(sort_key.get("S"), str):
+            return f"{where} {sort_key['S'].split('#', 1)[0]}"
+        return where
 
     def _entry(self, table: str, index: Index, item: dict[str, Any] | None) -> dict[str, Any] | None:
         """The item's entry in an index (its projected attributes), None if it is not in the index."""
@@ -426,6 +435,20 @@ class AwsMeter:
                 if entry is not None:
                     out[f"{table} {index.name}"] += item_bytes(entry) + 100
         return dict(out)
+
+
+def _length(body: Any) -> int:
+    """Bytes of an S3 Body: bytes, a string, or the file object botocore may have made of it."""
+    if isinstance(body, bytes | bytearray):
+        return len(body)
+    if isinstance(body, str):
+        return len(body.encode())
+    if hasattr(body, "seek") and hasattr(body, "tell"):
+        where = body.tell()
+        size = int(body.seek(0, 2))
+        body.seek(where)
+        return size
+    return 0
 
 
 def _resource(params: Mapping[str, Any]) -> str:
