@@ -23,25 +23,9 @@ from segment_bridge.outbound import (
     track_call,
 )
 
+from common import outbox_items
+
 SIZES = {"small (~0.3 KB)": 40, "typical (~1 KB)": 700, "large (~8 KB)": 8000}
-
-
-def outbox_items(count: int, blob: int, rng: random.Random) -> list[dict[str, object]]:
-    return [
-        {
-            "pk": "WS#ws_bench",
-            "sk": f"EVT#{n}",
-            "event": rng.choice(["Flow Completed", "Checklist Viewed"]),
-            "userId": f"user-{rng.randrange(5000)}",
-            "timestamp": "2026-01-01T00:00:00Z",
-            "properties": {
-                "flowId": f"flow-{n % 40}",
-                "step": n % 7,
-                "notes": "".join(rng.choices("abcdefghij klmnop", k=rng.randrange(blob // 2, blob))),
-            },
-        }
-        for n in range(count)
-    ]
 
 
 def main() -> int:

@@ -22,6 +22,8 @@ from typing import Any
 from segment_bridge.auth import WorkspaceAuth
 from segment_bridge.intake import HttpRequest, Limits, receive
 
+from common import relayed_context, use_fake_aws
+
 KEY = "sbk_bench_key_000000000000000000000000"
 TARGET_RATIO = 3.0
 
@@ -38,23 +40,7 @@ def webhook_event(n: int, rng: random.Random) -> dict[str, Any]:
         "originalTimestamp": "2026-01-01T00:00:00.000Z",
         "sentAt": "2026-01-01T00:00:00.100Z",
         "receivedAt": "2026-01-01T00:00:00.200Z",
-        "context": {
-            "library": {"name": "analytics.js", "version": "next-1.74.0"},
-            "ip": f"198.51.100.{n % 250}",
-            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/131.0",
-            "page": {"path": f"/items/{n}", "url": f"https://app.example.com/items/{n}", "title": "Item"},
-            "locale": "en-US",
-            "os": {"name": "Mac OS X", "version": "10.15.7"},
-            "campaign": {
-                "source": "newsletter",
-                "medium": "email",
-                "name": f"launch-{n % 12}",
-                "content": "cta",
-            },
-            "traits": {"plan": rng.choice(["free", "pro", "premium"]), "company": {"id": f"org-{n % 97}"}},
-            "timezone": "Europe/Berlin",
-            "instance": {"id": f"{rng.getrandbits(64):016x}"},
-        },
+        "context": relayed_context(n, rng),
         "integrations": {},
     }
     if kind == "track":
@@ -140,14 +126,7 @@ def handler_wall_ms(size: int, repeat: int) -> float:
     (so it includes moto's own cost of storing the messages: an upper bound for SQS's part)."""
     import os
 
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_METRICS_NAMESPACE": "Bench",
-        }
-    )
+    use_fake_aws()
     from moto import mock_aws
 
     from bridge_dev.events import http_event
