@@ -13,8 +13,8 @@ ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
     pk=WS#<ws>#G#<gid>    sk=MEMBER#<entity>   gsi1pk=WS#<ws>#<entity>  gsi1sk=GROUP#<gid>
     pk=WS#<ws>#LINK#<previousId>  sk=LINK  user_id, stamp  gsi1pk=WS#<ws>#U#<userId> gsi1sk=LINK#<previousId>
 EventsTable items
-    pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at, by_time
-                                        (LSI sort key <timestamp>#<messageId>), mapping_version, expires_at
+    pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at,
+                                        mapping_version, expires_at (TTL)
 WorkspacesTable items
     pk=WS#<workspace_id>  sk=WORKSPACE  workspace_id, name, created_at, keys {key_id: {hash, created_at}},
                                         shared_secret?
@@ -217,8 +217,6 @@ def _history_item(
             {
                 "pk": f"WS#{workspace_id}#{entity.key}",
                 "sk": f"MSG#{record.message_id}",
-                "by_time": f"{record.timestamp}#{record.message_id}",
-                "message_id": record.message_id,
                 "name": record.name,
                 "type": record.type,
                 "properties": record.properties,
@@ -310,9 +308,13 @@ class ProfileRepository:
         for deletion in plan.deletions:
             self.delete_identity(workspace_id, deletion.key, deletion.timestamp)
             applied.deletions += 1
-        for link in plan.links:
+        latest: dict[str, Link] = {}
+        for link in plan.links:  # one write per previousId and message: the latest link wins anyway
+            if link.previous_id not in latest or link.stamp > latest[link.previous_id].stamp:
+                latest[link.previous_id] = link
+        for link in latest.values():
             self._put_link(workspace_id, link, mapping)
-            applied.links += 1
+        applied.links += len(plan.links)
         current = self._read_entities(workspace_id, list(plan.entities))
         stored = {key: current.get(key, _Stored()) for key in plan.entities}
         changes = {key: entity.changes(stored[key].deleted_at) for key, entity in plan.entities.items()}
@@ -571,14 +573,11 @@ class ProfileRepository:
         return self._read_entities(workspace_id, [key]).get(key, _Stored()).profile
 
     def read_history(self, workspace_id: str, kind: str, entity_id: str) -> list[dict[str, Any]]:
-        """The entity's event history, oldest first."""
+        """The entity's event history, oldest first (by timestamp, then messageId)."""
         items = self._query(
-            self.settings.events_table,
-            "by_time",
-            "pk = :pk",
-            {":pk": f"WS#{workspace_id}#{kind}#{entity_id}"},
+            self.settings.events_table, None, "pk = :pk", {":pk": f"WS#{workspace_id}#{kind}#{entity_id}"}
         )
-        return [to_json(item) for item in items]
+        return sorted((to_json(item) for item in items), key=lambda item: (item["timestamp"], item["sk"]))
 
     def linked_ids(self, workspace_id: str, user_id: str) -> list[str]:
         """The ids (anonymous or older user ids) linked to a user by alias or identify."""
