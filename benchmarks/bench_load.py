@@ -303,7 +303,7 @@ def report(args: argparse.Namespace, outcome: Outcome, timed: dict[str, list[flo
     rate_stored = len(stored) / (outcome.drained - outcome.began)
     print()
     print(f"  requests answered 200     {load['statuses'].get('200', 0):>8}")
-    print(f"  HTTP errors               {sum(errors.values()):>8}  {errors or ''}")
+    print(f"  HTTP errors               {sum(errors.values()):>8}" + (f"  {errors}" if errors else ""))
     print(f"  events accepted           {load['accepted']:>8}")
     print(
         f"  events stored             {len(stored):>8}  history items "
@@ -326,7 +326,10 @@ def report(args: argparse.Namespace, outcome: Outcome, timed: dict[str, list[flo
     print(f"  ProcessorFunction  {ceiling(timed['ProcessorFunction'], len(stored))}")
     processor_seconds = sum(timed["ProcessorFunction"])
     busy = processor_seconds / (outcome.drained - outcome.began)
-    print(f"  ProcessorFunction busy {busy:.0%} of the time from first request to drained")
+    print(
+        f"  events/s stored = {busy:.2f}x the ProcessorFunction's: it was busy {busy:.0%} of the time "
+        "from first request to drained"
+    )
     print()
     ok = lost == 0 and outcome.queued_at_end == 0 and outcome.in_profiles == len(stored) and not errors
     print(
