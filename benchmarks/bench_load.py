@@ -332,9 +332,15 @@ def report(args: argparse.Namespace, outcome: Outcome, timed: dict[str, list[flo
     )
     print()
     ok = lost == 0 and outcome.queued_at_end == 0 and outcome.in_profiles == len(stored) and not errors
+    missing = (
+        f"{lost} lost, 0 messages still queued"
+        if outcome.queued_at_end == 0
+        else f"not drained in {args.drain_timeout:g} s, {outcome.queued_at_end} messages still queued "
+        f"({lost} events not stored yet)"
+    )
     print(
-        f"verdict: {'ok' if ok else 'FAILED'}: {lost} lost, {outcome.queued_at_end} messages still queued, "
-        f"{sum(errors.values())} HTTP errors; {rate_in:.0f} events/s in, {rate_stored:.0f} stored "
+        f"verdict: {'ok' if ok else 'FAILED'}: {missing}, {sum(errors.values())} HTTP errors; "
+        f"{rate_in:.0f} events/s in, {rate_stored:.0f} stored "
         "(target: nothing lost, every event counted once)"
     )
     return 0 if ok else 1
