@@ -83,6 +83,8 @@ bench: setup                         ## benchmarks, each against a baseline meas
 	$(PY) benchmarks/bench_processor.py
 	$(PY) benchmarks/bench_emitter.py
 	$(PY) benchmarks/bench_cost.py
+	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_load.py
 
 deploy: build                        ## sam deploy (uses samconfig.toml; CONFIG_ENV=prod for prod)
 	$(TOOLS)/bin/sam deploy --config-env $${CONFIG_ENV:-default}

@@ -5,9 +5,12 @@ destination) so the local stack behaves as the deployed one:
 - SQS: receive up to BatchSize messages, invoke, delete only what succeeded (ReportBatchItemFailures);
   failed messages reappear after the queue's visibility timeout and, after maxReceiveCount, SQS itself
   (moto) moves them to the dead-letter queue.
-- Streams: read each shard in order, invoke with up to BatchSize records; on reported failures retry
+- Streams: read each shard in order, gather records until BatchSize of them or until
+  MaximumBatchingWindowInSeconds has passed since the first, invoke with them; on reported failures retry
   from the first failed record (up to MaximumRetryAttempts), then send an on-failure record (as Lambda
   does: a pointer, not the data) to the destination queue and move on.
+Neither waits longer than Lambda would: the SQS poller long-polls back to back, the stream poller reads
+an idle shard five times a second (Lambda: four).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ Invoke = Callable[[dict[str, Any], str], Any]
 
 
 class Poller:
+    IDLE_SECONDS = 0.2
+    """How long a poller waits after a poll that found nothing to invoke with."""
+
     def __init__(self, name: str) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -42,17 +48,24 @@ class Poller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if not self.poll_once():
-                    self._stop.wait(0.2)
+                if wait := self.poll_once():
+                    self._stop.wait(wait)
             except Exception:  # a poller must outlive any one failure, as Lambda's does
                 LOGGER.exception("%s failed; polling again", self._thread.name)
                 self._stop.wait(1.0)
 
-    def poll_once(self) -> bool:
+    def poll_once(self) -> float:
+        """Poll, invoke with what is ready; the seconds to wait before polling again."""
         raise NotImplementedError
 
 
 class SqsPoller(Poller):
+    WAIT_SECONDS = 1
+    """The long poll's wait (ReceiveMessage returns as soon as a message arrives); kept short so the
+    poller stops quickly."""
+    IDLE_SECONDS = 0.0
+    """An empty long poll has waited already: poll again at once, as Lambda does."""
+
     def __init__(
         self, invoke: Invoke, queue_url: str, queue_arn: str, batch_size: int, endpoint: str
     ) -> None:
@@ -60,15 +73,15 @@ class SqsPoller(Poller):
         self._invoke, self._url, self._arn, self._batch_size = invoke, queue_url, queue_arn, batch_size
         self._sqs = boto3.client("sqs", endpoint_url=endpoint)
 
-    def poll_once(self) -> bool:
+    def poll_once(self) -> float:
         messages = self._sqs.receive_message(
             QueueUrl=self._url,
             MaxNumberOfMessages=min(self._batch_size, 10),
-            WaitTimeSeconds=1,
+            WaitTimeSeconds=self.WAIT_SECONDS,
             MessageSystemAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
-            return False
+            return self.IDLE_SECONDS
         event = lambda_sqs_event(self._arn, messages)
         try:
             response = self._invoke(event, str(uuid.uuid4()))
@@ -82,7 +95,7 @@ class SqsPoller(Poller):
                 QueueUrl=self._url,
                 Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
             )
-        return True
+        return 0.0
 
 
 class StreamPoller(Poller):
@@ -92,14 +105,19 @@ class StreamPoller(Poller):
         table: str,
         settings: dict[str, Any],
         on_failure_url: str | None,
-        endpoint: str,
+        endpoint: str | None,
         checkpoints: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`checkpoints` (shard -> the last sequence number done) outlive the poller, as Lambda's event
         source mapping keeps its position: a poller started with them resumes after them."""
         super().__init__("stream-poller")
         self.checkpoints = checkpoints if checkpoints is not None else {}
         self._invoke, self._settings, self._on_failure = invoke, settings, on_failure_url
+        self._batch_size = int(settings.get("BatchSize", 100))
+        self._window = float(settings.get("MaximumBatchingWindowInSeconds", 0))
+        self._clock = clock
+        self._gathering_since: dict[str, float] = {}
         self._streams = boto3.client("dynamodbstreams", endpoint_url=endpoint)
         self._sqs = boto3.client("sqs", endpoint_url=endpoint)
         self._arn = boto3.client("dynamodb", endpoint_url=endpoint).describe_table(TableName=table)["Table"][
@@ -122,21 +140,32 @@ class StreamPoller(Poller):
                 StreamArn=self._arn, ShardId=shard["ShardId"], **position
             )["ShardIterator"]
 
-    def poll_once(self) -> bool:
-        busy = False
+    def poll_once(self) -> float:
+        wait = self.IDLE_SECONDS
         for shard, iterator in list(self._iterators.items()):
             pending = self._pending.setdefault(shard, [])
-            if not pending:
+            retrying = shard in self._attempts
+            if len(pending) < self._batch_size and not retrying:  # gathering a batch
                 page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 self._iterators[shard] = page["NextShardIterator"]
                 pending.extend(lambda_stream_record(r, self._arn) for r in page.get("Records", []))
-            if pending:
-                busy = True
+            if not pending:
+                continue
+            now = self._clock()
+            window_left = self._gathering_since.setdefault(shard, now) + self._window - now
+            if len(pending) >= self._batch_size or window_left <= 0 or retrying:
                 self._deliver(shard, pending)
-        return busy
+                wait = 0.0
+                if pending:  # what is left starts the next batch
+                    self._gathering_since[shard] = self._clock()
+                else:
+                    del self._gathering_since[shard]
+            else:
+                wait = min(wait, window_left)
+        return wait
 
     def _deliver(self, shard: str, pending: list[dict[str, Any]]) -> None:
-        batch = pending[: int(self._settings.get("BatchSize", 100))]
+        batch = pending[: self._batch_size]
         try:
             response = self._invoke({"Records": batch}, str(uuid.uuid4()))
             failed = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]

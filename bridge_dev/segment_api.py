@@ -49,6 +49,7 @@ class FakeSegment:
         self.log = log
         self.events: dict[str, dict[str, Any]] = {}  # messageId -> event: what Segment would keep
         self.deliveries: dict[str, int] = {}  # messageId -> times received (before dedupe)
+        self.received_at: dict[str, float] = {}  # messageId -> time.monotonic() it was first taken
         self.requests: list[Received] = []
         self.script: deque[Scripted] = deque()
         self._lock = threading.Lock()
@@ -90,6 +91,7 @@ class FakeSegment:
 
     def _handle(self, request: Request) -> Response:
         raw = request.get_data()
+        arrived = time.monotonic()  # the whole request is in
         with self._lock:
             scripted = self.script.popleft() if self.script else None
         if scripted is not None and scripted.delay:
@@ -131,6 +133,7 @@ class FakeSegment:
             for event in batch:
                 self.deliveries[event["messageId"]] = self.deliveries.get(event["messageId"], 0) + 1
                 self.events.setdefault(event["messageId"], event)
+                self.received_at.setdefault(event["messageId"], arrived)
         if self.log is not None:
             names = ", ".join(f"{e.get('type')} {e.get('event', '')!r}" for e in batch[:3])
             self.log(f"Segment stand-in <- {len(batch)} event(s): {names}{' ...' if len(batch) > 3 else ''}")
