@@ -12,7 +12,7 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools scanners dev test fuzz lint format typecheck validate security build bench deploy clean
+.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build bench deploy clean
 
 $(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,9 @@ bench: setup                         ## benchmarks, each against a baseline meas
 	$(PY) benchmarks/bench_cost.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_load.py
+
+soak: setup                          ## 5 minutes of sustained load on the local stack: nothing lost, memory flat
+	$(PY) benchmarks/bench_load.py --soak --seconds 300 --rate 150
 
 deploy: build                        ## sam deploy (uses samconfig.toml; CONFIG_ENV=prod for prod)
 	$(TOOLS)/bin/sam deploy --config-env $${CONFIG_ENV:-default}

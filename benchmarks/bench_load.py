@@ -16,6 +16,12 @@ would add 19 packages (gevent, pyzmq, flask-login, ...) to the dev environment f
 
 Run: make bench   (or .venv/bin/python benchmarks/bench_load.py [--seconds 60] [--rate 400] [--workers 4]
                   [--batch 100] [--drain-timeout 240])
+
+Soak (`make soak`: --soak --seconds 300 --rate 150): the embedded AWS runs in a process of its own, so
+the stack's process (API, pollers, functions) is measured apart from moto, which keeps every item in
+memory and grows with the data by design. Their resident memory is sampled every 5 s; the verdict
+compares the stack process's median over the last third of the load with the first third's
+(flat: within 10%).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +41,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -227,6 +236,9 @@ def main() -> int:
     parser.add_argument(
         "--drain-timeout", type=float, default=DRAIN_TIMEOUT, help=f"default {DRAIN_TIMEOUT:g} s"
     )
+    parser.add_argument(
+        "--soak", action="store_true", help="moto in its own process; sample both processes' memory"
+    )
     parser.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
@@ -235,9 +247,11 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     # The functions log a JSON line per invocation, as on Lambda: they still do, but not on this screen.
+    moto = start_moto() if args.soak else None
     with contextlib.redirect_stdout(io.StringIO()):
-        stack = start(port=0, aws_port=0, segment_port=0)
+        stack = start(port=0, aws_port=0, segment_port=0, aws_endpoint=moto[1] if moto else None)
         timed = {name: timed_handler(function) for name, function in stack.functions.items()}
+    memory = Memory({"stack": os.getpid(), **({"moto": moto[0].pid} if moto else {})}) if moto else None
     try:
         offered = f"{args.rate:g} events/s" if args.rate else "as fast as answered"
         print(
@@ -257,9 +271,93 @@ def main() -> int:
             outcome = Outcome(
                 load, stored_ids(stack), counted(stack), began, loaded, drained, after_load, depth
             )
-        return report(args, outcome, timed)
+        verdict = report(args, outcome, timed)
+        if memory is not None:
+            verdict |= memory.report(began, loaded)
+        return verdict
     finally:
+        if memory is not None:
+            memory.stop()
         stack.stop()
+        if moto is not None:
+            moto[0].terminate()
+            moto[0].wait(timeout=10)
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    """moto's server in a process of its own on a free loopback port; (process, endpoint)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(  # noqa: S603 - this interpreter's moto
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{endpoint}/moto-api/", timeout=1)
+            return process, endpoint
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("moto's server did not start")
+
+
+class Memory:
+    """Resident memory (VmRSS) of some processes, every 5 s, in a thread."""
+
+    def __init__(self, pids: dict[str, int], every: float = 5.0) -> None:
+        self.pids = pids
+        self.samples: list[tuple[float, dict[str, float]]] = []  # (monotonic time, {name: MiB})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), {name: rss_mib(pid) for name, pid in self.pids.items()}))
+            self._stop.wait(every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def report(self, began: float, loaded: float) -> int:
+        """Median memory over the first and the last third of the load; 1 if the stack's grew > 10%."""
+        third = (loaded - began) / 3
+        first = [s for t, s in self.samples if began <= t < began + third]
+        last = [s for t, s in self.samples if loaded - third <= t <= loaded]
+        if not first or not last:
+            print("memory: too few samples (a longer --seconds)")
+            return 1
+        print()
+        print(f"resident memory, MiB (median of {len(first)} and {len(last)} samples, every 5 s)")
+        print("  process   first third  last third  growth")
+        verdict = 0
+        for name in self.pids:
+            before = statistics.median(s[name] for s in first)
+            after = statistics.median(s[name] for s in last)
+            growth = after / before - 1
+            print(f"  {name:<8} {before:>12.0f} {after:>11.0f} {growth:>+7.1%}")
+            if name == "stack" and growth > 0.10:
+                verdict = 1
+        stack_growth = (
+            statistics.median(s["stack"] for s in last) / statistics.median(s["stack"] for s in first) - 1
+        )
+        print(
+            f"verdict: {'ok' if not verdict else 'FAILED'}: the stack process grew {stack_growth:+.1%} "
+            "(target: flat, within 10%; moto holds every item in memory, so it grows with the data)"
+        )
+        return verdict
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def timed_handler(function: LocalFunction) -> list[float]:
