@@ -281,7 +281,11 @@ def main() -> int:
         stack.stop()
         if moto is not None:
             moto[0].terminate()
-            moto[0].wait(timeout=10)
+            try:
+                moto[0].wait(timeout=10)
+            except subprocess.TimeoutExpired:  # werkzeug's server may not stop on SIGTERM at once
+                moto[0].kill()
+                moto[0].wait(timeout=10)
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
