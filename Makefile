@@ -55,6 +55,7 @@ bench: setup                         ## benchmarks, each against a baseline meas
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_processor.py
 	$(PY) benchmarks/bench_emitter.py
+	$(PY) benchmarks/bench_coldstart.py
 
 deploy: build                        ## sam deploy (uses samconfig.toml; CONFIG_ENV=prod for prod)
 	$(TOOLS)/bin/sam deploy --config-env $${CONFIG_ENV:-default}

@@ -1,0 +1,279 @@
+"""Cold start: import and init of each handler module, against `import boto3` alone, in the same run.
+
+Each sample is a fresh interpreter. A handler sample loads the function's module as Lambda does: the
+module named by the template's Handler, from the function's CodeUri (the working directory and first on
+sys.path), with the layer's ContentUri next on sys.path and the template's environment set (resolved
+with placeholder resource names; no AWS call). The figure is the wall time of that import (module code,
+Logger/Metrics/resolver set-up, every model built at import), timed inside the child: interpreter
+start-up, the same on both sides, is left out. The baseline is `import boto3` in a fresh interpreter with
+the same environment. Target (issue #6): each handler <= 1.5x the baseline.
+
+Also measured, to explain the figures: the floor of this stack's design (boto3, one pydantic model,
+Powertools' Logger, Metrics and the utility the handler is built on), and the first invocation's extra
+init: the boto3 clients its path creates (the store creates them lazily), against `import boto3` + the
+same clients. Every kind of sample is interleaved, round after round, in a rotating order. Bytecode
+caches are warm (one untimed run of each first). The children fail if anything imports the X-Ray SDK.
+
+Run: make bench   (or .venv/bin/python benchmarks/bench_coldstart.py [--repeat N] [--python PATH]
+                   [--importtime N]); --python runs the children under another interpreter, whose
+                   environment needs the layer's requirements and boto3 (e.g. a python3.13 venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge_dev.template import TEMPLATE_PATH, LocalResources, load_template
+
+TARGET_RATIO = 1.5
+ROOT = TEMPLATE_PATH.parent
+FUNCTIONS = ("IngestFunction", "ProcessorFunction", "EmitterFunction")
+# The boto3 clients each function's usual path creates on its first invocation (segment_bridge.store).
+FIRST_CLIENTS = {
+    "IngestFunction": ("dynamodb", "sqs"),  # key lookup, queue (s3 only when events are rejected)
+    "ProcessorFunction": ("dynamodb", "s3"),  # mapping and profiles, raw archive
+    "EmitterFunction": ("dynamodb", "secretsmanager"),  # destination and rules, write key (sqs to park)
+}
+
+# The wall time of importing `setup`'s modules (and of creating `clients`), inside a fresh interpreter.
+CHILD = """
+import sys, time
+setup, clients = sys.argv[1:3]
+sys.path[:0] = sys.argv[3:]
+start = time.perf_counter()
+exec(setup)
+imported = time.perf_counter()
+exec(clients)
+done = time.perf_counter()
+print(imported - start, done - start, "aws_xray_sdk" in sys.modules)
+"""
+BOTO3 = "import boto3"
+# The least a handler of this stack's design imports: boto3, a pydantic model, Powertools' Logger and
+# Metrics, and the Powertools utility the handler's shape is built on.
+FLOOR = """
+import boto3
+from pydantic import BaseModel
+from aws_lambda_powertools import Logger, Metrics
+import {utility}
+class Model(BaseModel):
+    name: str
+Logger(), Metrics()
+"""
+UTILITIES = {
+    "IngestFunction": "aws_lambda_powertools.event_handler",
+    "ProcessorFunction": "aws_lambda_powertools.utilities.batch",
+    "EmitterFunction": "aws_lambda_powertools.utilities.data_classes",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    setup: str
+    cwd: Path = ROOT
+    paths: tuple[str, ...] = ()
+
+    def clients(self, services: tuple[str, ...]) -> str:
+        return "import boto3\n" + "".join(f"boto3.client({name!r})\n" for name in services)
+
+
+def lambda_environment(template: dict[str, Any], function: str) -> dict[str, str]:
+    """The template's function environment with placeholder names, plus what Lambda itself sets."""
+    resources = template["Resources"]
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for logical_id, resource in resources.items():
+        by_type[resource["Type"]].append(logical_id)
+    queues = by_type["AWS::SQS::Queue"]
+    local = LocalResources(
+        tables={name: name for name in by_type["AWS::DynamoDB::Table"]},
+        queue_urls={name: f"https://sqs.us-east-1.amazonaws.com/123456789012/{name}" for name in queues},
+        queue_arns={name: f"arn:aws:sqs:us-east-1:123456789012:{name}" for name in queues},
+        buckets={name: "segment-bridge-archive" for name in by_type["AWS::S3::Bucket"]},
+        template=template,
+    )
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        **local.environment(),
+    }
+
+
+def handler(template: dict[str, Any], function: str) -> Target:
+    """The function's handler module, loaded as Lambda loads it (CodeUri, then the layer, on sys.path)."""
+    resources = template["Resources"]
+    properties = {**template.get("Globals", {}).get("Function", {}), **resources[function]["Properties"]}
+    module, _, attribute = str(properties["Handler"]).rpartition(".")
+    code = ROOT / properties["CodeUri"]
+    layer = ROOT / resources["BridgeLayer"]["Properties"]["ContentUri"]
+    setup = f"import {module}\nassert callable({module}.{attribute})"
+    return Target(function, setup, cwd=code, paths=(str(code), str(layer)))
+
+
+def run(python: str, target: Target, env: dict[str, str], clients: str = "") -> tuple[float, float]:
+    """(import s, import + clients s) of one fresh interpreter."""
+    out = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        [python, "-c", CHILD, target.setup, clients, *target.paths],
+        cwd=target.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{target.name} failed:\n{out.stderr}")
+    imported, total, xray = out.stdout.split()
+    if xray != "False":
+        raise RuntimeError(f"{target.name} imported the X-Ray SDK")
+    return float(imported), float(total)
+
+
+def measure(python: str, repeat: int) -> None:
+    template = load_template()
+    env = {name: lambda_environment(template, name) for name in FUNCTIONS}
+    boto3 = Target("boto3", BOTO3)
+    floors = {name: Target(f"floor {name}", FLOOR.format(utility=UTILITIES[name])) for name in FUNCTIONS}
+    handlers = {name: handler(template, name) for name in FUNCTIONS}
+    # (sample name, target, environment, clients' code)
+    plan = [("boto3", boto3, env[FUNCTIONS[0]], "")]
+    for name in FUNCTIONS:
+        clients = handlers[name].clients(FIRST_CLIENTS[name])
+        plan += [
+            (f"floor {name}", floors[name], env[name], ""),
+            (name, handlers[name], env[name], ""),
+            (f"boto3+clients {name}", boto3, env[name], clients),
+            (f"{name}+clients", handlers[name], env[name], clients),
+        ]
+    for _, target, environment, clients in plan:  # warm the bytecode caches
+        run(python, target, environment, clients)
+    samples: dict[str, list[float]] = defaultdict(list)
+    for round_ in range(repeat):
+        shift = round_ % len(plan)
+        for label, target, environment, clients in plan[shift:] + plan[:shift]:
+            imported, total = run(python, target, environment, clients)
+            samples[label].append((total if clients else imported) * 1e3)
+    median = {label: statistics.median(values) for label, values in samples.items()}
+
+    version = subprocess.run(  # noqa: S603
+        [python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    base = median["boto3"]
+    print(
+        f"cold start: import + init of each handler, Python {version}, median of {repeat} fresh interpreters"
+    )
+    print(
+        f"{'function':>18} {'boto3 ms':>9} {'floor ms':>9} {'handler ms':>11} {'ratio':>6} {'floor':>6}"
+        f"  verdict (target <= {TARGET_RATIO}x boto3)"
+    )
+    for name in FUNCTIONS:
+        ours, floor = median[name], median[f"floor {name}"]
+        print(
+            f"{name:>18} {base:>9.1f} {floor:>9.1f} {ours:>11.1f} {ours / base:>5.2f}x {floor / base:>5.2f}x"
+            f"  {verdict(ours / base)}"
+        )
+    print("floor = boto3 + one pydantic model + Powertools Logger, Metrics and the handler's utility")
+    print("(event_handler, batch, data_classes); the X-Ray SDK was never imported")
+    print()
+    print("with the boto3 clients the first invocation creates (baseline: import boto3 + the same clients)")
+    print(f"{'function':>18} {'clients':>24} {'boto3+clients ms':>17} {'ours ms':>8} {'ratio':>6}")
+    for name in FUNCTIONS:
+        base_total, ours = median[f"boto3+clients {name}"], median[f"{name}+clients"]
+        clients = ",".join(FIRST_CLIENTS[name])
+        print(f"{name:>18} {clients:>24} {base_total:>17.1f} {ours:>8.1f} {ours / base_total:>5.2f}x")
+
+
+def verdict(ratio: float) -> str:
+    if ratio <= TARGET_RATIO:
+        return "ok"
+    return f"missed by {ratio - TARGET_RATIO:.2f}x ({(ratio / TARGET_RATIO - 1) * 100:.0f}% over)"
+
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def group(module: str) -> str:
+    """Where a module's time is counted: our modules and Powertools' by subpackage, others by package."""
+    parts = module.split(".")
+    if parts[0] in ("segment_bridge", "aws_lambda_powertools"):
+        return ".".join(parts[:3] if parts[1:2] == ["utilities"] else parts[:2])
+    return parts[0]
+
+
+def self_times(python: str, target: Target, env: dict[str, str]) -> dict[str, int]:
+    """Microseconds of each module's own import (children excluded), from `python -X importtime`."""
+    out = subprocess.run(  # noqa: S603
+        [python, "-X", "importtime", "-c", CHILD, target.setup, "", *target.paths],
+        cwd=target.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {m[4]: int(m[1]) for m in map(_IMPORTTIME.match, out.stderr.splitlines()) if m}
+
+
+def profile(python: str, runs: int, top: int = 14) -> None:
+    """Median self time per package of the modules a handler imports beyond `import boto3`'s."""
+    template = load_template()
+    print(f"where the import time goes beyond `import boto3` (-X importtime, median of {runs} runs, ms)")
+    for name in FUNCTIONS:
+        env = lambda_environment(template, name)
+        baseline = set(self_times(python, Target("boto3", BOTO3), env))
+        grouped: dict[str, list[float]] = defaultdict(list)
+        for _ in range(runs):
+            sums: dict[str, float] = defaultdict(float)
+            for module, micros in self_times(python, handler(template, name), env).items():
+                if module not in baseline:
+                    sums[group(module)] += micros / 1e3
+            for key, value in sums.items():
+                grouped[key].append(value)
+        medians = {key: statistics.median(values) for key, values in grouped.items()}
+        ranked = sorted(medians.items(), key=lambda item: -item[1])
+        print(f"{name}: {sum(medians.values()):.1f} ms in modules `import boto3` does not load")
+        for key, value in ranked[:top]:
+            print(f"  {value:7.1f}  {key}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of the children (its venv needs the layer's deps)",
+    )
+    parser.add_argument(
+        "--importtime", type=int, default=0, metavar="N", help="also profile with -X importtime, N runs each"
+    )
+    args = parser.parse_args()
+    measure(args.python, args.repeat)
+    if args.importtime:
+        print()
+        profile(args.python, args.importtime)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
