@@ -10,9 +10,11 @@ the same environment. Target (issue #6): each handler <= 1.5x the baseline.
 
 Also measured, to explain the figures: the floor of this stack's design (boto3, one pydantic model,
 Powertools' Logger, Metrics and the utility the handler is built on), and the first invocation's extra
-init: the boto3 clients its path creates (the store creates them lazily), against `import boto3` + the
-same clients. Every kind of sample is interleaved, round after round, in a rotating order. Bytecode
-caches are warm (one untimed run of each first). The children fail if anything imports the X-Ray SDK.
+init: the boto3 clients its path creates (the store creates them lazily; the emitter also its requests
+session), against `import boto3` + the same. Wall time is the figure; CPU (process) time is printed next
+to it because it is what a shared machine's noise spares. Every kind of sample is interleaved, round
+after round, in a rotating order. Bytecode caches are warm (one untimed run of each first). The children
+fail if anything imports the X-Ray SDK.
 
 Run: make bench   (or .venv/bin/python benchmarks/bench_coldstart.py [--repeat N] [--python PATH]
                    [--importtime N]); --python runs the children under another interpreter, whose
@@ -37,24 +39,27 @@ from bridge_dev.template import TEMPLATE_PATH, LocalResources, load_template
 TARGET_RATIO = 1.5
 ROOT = TEMPLATE_PATH.parent
 FUNCTIONS = ("IngestFunction", "ProcessorFunction", "EmitterFunction")
-# The boto3 clients each function's usual path creates on its first invocation (segment_bridge.store).
-FIRST_CLIENTS = {
+# What each function's first invocation builds before its first call out (the store creates its boto3
+# clients lazily; the emitter its requests session): the same on the baseline's side.
+FIRST_INVOCATION = {
     "IngestFunction": ("dynamodb", "sqs"),  # key lookup, queue (s3 only when events are rejected)
     "ProcessorFunction": ("dynamodb", "s3"),  # mapping and profiles, raw archive
-    "EmitterFunction": ("dynamodb", "secretsmanager"),  # destination and rules, write key (sqs to park)
+    "EmitterFunction": ("dynamodb", "secretsmanager", "requests"),  # destination, write key, Segment
 }
 
-# The wall time of importing `setup`'s modules (and of creating `clients`), inside a fresh interpreter.
+# Times `setup` (the imports) and then `first` (the first invocation's builds) in a fresh interpreter:
+# wall and process (CPU) time of each.
 CHILD = """
 import sys, time
-setup, clients = sys.argv[1:3]
+setup, first = sys.argv[1:3]
 sys.path[:0] = sys.argv[3:]
-start = time.perf_counter()
+start, start_cpu = time.perf_counter(), time.process_time()
 exec(setup)
-imported = time.perf_counter()
-exec(clients)
-done = time.perf_counter()
-print(imported - start, done - start, "aws_xray_sdk" in sys.modules)
+imported, imported_cpu = time.perf_counter(), time.process_time()
+exec(first)
+done, done_cpu = time.perf_counter(), time.process_time()
+print(imported - start, done - start, imported_cpu - start_cpu, done_cpu - start_cpu)
+print("aws_xray_sdk" in sys.modules)
 """
 BOTO3 = "import boto3"
 # The least a handler of this stack's design imports: boto3, a pydantic model, Powertools' Logger and
@@ -81,9 +86,6 @@ class Target:
     setup: str
     cwd: Path = ROOT
     paths: tuple[str, ...] = ()
-
-    def clients(self, services: tuple[str, ...]) -> str:
-        return "import boto3\n" + "".join(f"boto3.client({name!r})\n" for name in services)
 
 
 def lambda_environment(template: dict[str, Any], function: str) -> dict[str, str]:
@@ -127,10 +129,25 @@ def handler(template: dict[str, Any], function: str) -> Target:
     return Target(function, setup, cwd=code, paths=(str(code), str(layer)))
 
 
-def run(python: str, target: Target, env: dict[str, str], clients: str = "") -> tuple[float, float]:
-    """(import s, import + clients s) of one fresh interpreter."""
+def first_invocation(function: str) -> str:
+    code = ["import boto3"]
+    for name in FIRST_INVOCATION[function]:
+        code.append(
+            "import requests; requests.Session()" if name == "requests" else f"boto3.client({name!r})"
+        )
+    return "\n".join(code)
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float
+
+
+def run(python: str, target: Target, env: dict[str, str], first: str = "") -> Sample:
+    """Milliseconds of one fresh interpreter: its imports, or with `first`, its imports and `first`."""
     out = subprocess.run(  # noqa: S603 - our own interpreter and arguments
-        [python, "-c", CHILD, target.setup, clients, *target.paths],
+        [python, "-c", CHILD, target.setup, first, *target.paths],
         cwd=target.cwd,
         env=env,
         capture_output=True,
@@ -139,67 +156,78 @@ def run(python: str, target: Target, env: dict[str, str], clients: str = "") -> 
     )
     if out.returncode != 0:
         raise RuntimeError(f"{target.name} failed:\n{out.stderr}")
-    imported, total, xray = out.stdout.split()
+    times, xray = out.stdout.splitlines()
     if xray != "False":
         raise RuntimeError(f"{target.name} imported the X-Ray SDK")
-    return float(imported), float(total)
+    wall, wall_first, cpu, cpu_first = (float(value) * 1e3 for value in times.split())
+    return Sample(wall_first, cpu_first) if first else Sample(wall, cpu)
 
 
-def measure(python: str, repeat: int) -> None:
+def measure(python: str, repeat: int) -> dict[str, Sample]:
+    """Median wall and CPU ms of each kind of sample, interleaved round after round."""
     template = load_template()
     env = {name: lambda_environment(template, name) for name in FUNCTIONS}
     boto3 = Target("boto3", BOTO3)
-    floors = {name: Target(f"floor {name}", FLOOR.format(utility=UTILITIES[name])) for name in FUNCTIONS}
-    handlers = {name: handler(template, name) for name in FUNCTIONS}
-    # (sample name, target, environment, clients' code)
+    # (label, target, environment, first invocation's code)
     plan = [("boto3", boto3, env[FUNCTIONS[0]], "")]
     for name in FUNCTIONS:
-        clients = handlers[name].clients(FIRST_CLIENTS[name])
+        floor = Target(f"floor {name}", FLOOR.format(utility=UTILITIES[name]))
+        first = first_invocation(name)
         plan += [
-            (f"floor {name}", floors[name], env[name], ""),
-            (name, handlers[name], env[name], ""),
-            (f"boto3+clients {name}", boto3, env[name], clients),
-            (f"{name}+clients", handlers[name], env[name], clients),
+            (f"floor {name}", floor, env[name], ""),
+            (name, handler(template, name), env[name], ""),
+            (f"boto3 first {name}", boto3, env[name], first),
+            (f"{name} first", handler(template, name), env[name], first),
         ]
-    for _, target, environment, clients in plan:  # warm the bytecode caches
-        run(python, target, environment, clients)
-    samples: dict[str, list[float]] = defaultdict(list)
+    for _, target, environment, first in plan:  # warm the bytecode caches
+        run(python, target, environment, first)
+    samples: dict[str, list[Sample]] = defaultdict(list)
     for round_ in range(repeat):
         shift = round_ % len(plan)
-        for label, target, environment, clients in plan[shift:] + plan[:shift]:
-            imported, total = run(python, target, environment, clients)
-            samples[label].append((total if clients else imported) * 1e3)
-    median = {label: statistics.median(values) for label, values in samples.items()}
+        for label, target, environment, first in plan[shift:] + plan[:shift]:
+            samples[label].append(run(python, target, environment, first))
+    return {
+        label: Sample(statistics.median(s.wall for s in values), statistics.median(s.cpu for s in values))
+        for label, values in samples.items()
+    }
 
+
+def report(python: str, repeat: int, median: dict[str, Sample]) -> None:
     version = subprocess.run(  # noqa: S603
         [python, "-c", "import sys; print(sys.version.split()[0])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    base = median["boto3"]
+    print(f"cold start: import + init of each handler module, Python {version}, median of {repeat} fresh")
     print(
-        f"cold start: import + init of each handler, Python {version}, median of {repeat} fresh interpreters"
+        "interpreters each; wall ms (the figure) and CPU ms (process time: what the machine's noise spares)"
     )
     print(
-        f"{'function':>18} {'boto3 ms':>9} {'floor ms':>9} {'handler ms':>11} {'ratio':>6} {'floor':>6}"
-        f"  verdict (target <= {TARGET_RATIO}x boto3)"
+        f"{'':>18} {'wall: boto3':>11} {'floor':>6} {'handler':>8} {'ratio':>6}"
+        f" {'cpu: boto3':>11} {'floor':>6} {'handler':>8} {'ratio':>6}"
+        f"  verdict (wall ratio <= {TARGET_RATIO}x)"
     )
     for name in FUNCTIONS:
-        ours, floor = median[name], median[f"floor {name}"]
+        base, floor, ours = median["boto3"], median[f"floor {name}"], median[name]
         print(
-            f"{name:>18} {base:>9.1f} {floor:>9.1f} {ours:>11.1f} {ours / base:>5.2f}x {floor / base:>5.2f}x"
-            f"  {verdict(ours / base)}"
+            f"{name:>18} {base.wall:>11.1f} {floor.wall:>6.1f} {ours.wall:>8.1f}"
+            f" {ours.wall / base.wall:>5.2f}x"
+            f" {base.cpu:>11.1f} {floor.cpu:>6.1f} {ours.cpu:>8.1f} {ours.cpu / base.cpu:>5.2f}x"
+            f"  {verdict(ours.wall / base.wall)}"
         )
-    print("floor = boto3 + one pydantic model + Powertools Logger, Metrics and the handler's utility")
-    print("(event_handler, batch, data_classes); the X-Ray SDK was never imported")
+    print("floor = import boto3, pydantic (one model), Powertools' Logger and Metrics and the handler's")
+    print("Powertools utility (event_handler, batch, data_classes); no child imported the X-Ray SDK")
     print()
-    print("with the boto3 clients the first invocation creates (baseline: import boto3 + the same clients)")
-    print(f"{'function':>18} {'clients':>24} {'boto3+clients ms':>17} {'ours ms':>8} {'ratio':>6}")
+    print("with what the first invocation builds (baseline: import boto3 + the same builds)")
+    print(f"{'':>18} {'builds':>34} {'wall: boto3+':>12} {'ours':>6} {'ratio':>6} {'cpu ratio':>10}")
     for name in FUNCTIONS:
-        base_total, ours = median[f"boto3+clients {name}"], median[f"{name}+clients"]
-        clients = ",".join(FIRST_CLIENTS[name])
-        print(f"{name:>18} {clients:>24} {base_total:>17.1f} {ours:>8.1f} {ours / base_total:>5.2f}x")
+        base, ours = median[f"boto3 first {name}"], median[f"{name} first"]
+        builds = ", ".join(FIRST_INVOCATION[name])
+        print(
+            f"{name:>18} {builds:>34} {base.wall:>12.1f} {ours.wall:>6.1f} {ours.wall / base.wall:>5.2f}x"
+            f" {ours.cpu / base.cpu:>9.2f}x"
+        )
 
 
 def verdict(ratio: float) -> str:
@@ -268,7 +296,7 @@ def main() -> int:
         "--importtime", type=int, default=0, metavar="N", help="also profile with -X importtime, N runs each"
     )
     args = parser.parse_args()
-    measure(args.python, args.repeat)
+    report(args.python, args.repeat, measure(args.python, args.repeat))
     if args.importtime:
         print()
         profile(args.python, args.importtime)
