@@ -62,13 +62,14 @@ print(imported - start, done - start, imported_cpu - start_cpu, done_cpu - start
 print("aws_xray_sdk" in sys.modules)
 """
 BOTO3 = "import boto3"
-# The least a handler of this stack's design imports: boto3, a pydantic model, Powertools' Logger and
-# Metrics, and the Powertools utility the handler's shape is built on.
+# The least a handler of this stack's design imports: boto3, Powertools' Logger and Metrics and the
+# utility the handler's shape is built on, and pydantic with one model. Powertools comes first, as in the
+# handlers (isort's order): its batch utility builds its parser's pydantic models if pydantic is loaded.
 FLOOR = """
 import boto3
-from pydantic import BaseModel
 from aws_lambda_powertools import Logger, Metrics
 import {utility}
+from pydantic import BaseModel
 class Model(BaseModel):
     name: str
 Logger(), Metrics()
