@@ -17,8 +17,10 @@ after round, in a rotating order. Bytecode caches are warm (one untimed run of e
 fail if anything imports the X-Ray SDK.
 
 Run: make bench   (or .venv/bin/python benchmarks/bench_coldstart.py [--repeat N] [--python PATH]
-                   [--importtime N]); --python runs the children under another interpreter, whose
-                   environment needs the layer's requirements and boto3 (e.g. a python3.13 venv).
+                   [--importtime N] [--instructions])
+--python runs the children under another interpreter, whose environment needs the layer's requirements
+and boto3 (e.g. a python3.13 venv); --importtime N profiles each handler's imports (N runs each);
+--instructions also counts each import's instructions under valgrind (deterministic, slow).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -283,6 +286,45 @@ def profile(python: str, runs: int, top: int = 14) -> None:
             print(f"  {value:7.1f}  {key}")
 
 
+def instructions(python: str, target: Target, env: dict[str, str]) -> int:
+    """Instructions one fresh interpreter runs (valgrind's callgrind): the same on every run, whatever the
+    machine's load, so it shows small differences that wall time hides."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind")
+    callgrind = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    out = subprocess.run(  # noqa: S603
+        [*callgrind, python, "-c", CHILD, target.setup, "", *target.paths],
+        cwd=target.cwd,
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    collected = re.search(r"Collected : (\d+)", out.stderr)
+    if collected is None:
+        raise RuntimeError(f"no instruction count from valgrind:\n{out.stderr[-2000:]}")
+    return int(collected[1])
+
+
+def count_instructions(python: str) -> None:
+    """Millions of instructions of each import beyond an empty child's, and their ratio to boto3's."""
+    template = load_template()
+    env = lambda_environment(template, FUNCTIONS[0])
+    empty = instructions(python, Target("empty", "pass"), env)
+    base = instructions(python, Target("boto3", BOTO3), env) - empty
+    print("instructions (valgrind callgrind, deterministic), beyond an empty interpreter's")
+    print(f"{'':>18} {'boto3 M':>8} {'floor M':>8} {'ratio':>6} {'handler M':>10} {'ratio':>6}")
+    for name in FUNCTIONS:
+        env = lambda_environment(template, name)
+        floor = instructions(python, Target("floor", FLOOR.format(utility=UTILITIES[name])), env) - empty
+        ours = instructions(python, handler(template, name), env) - empty
+        print(
+            f"{name:>18} {base / 1e6:>8.0f} {floor / 1e6:>8.0f} {floor / base:>5.2f}x"
+            f" {ours / 1e6:>10.0f} {ours / base:>5.2f}x"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,8 +338,14 @@ def main() -> int:
     parser.add_argument(
         "--importtime", type=int, default=0, metavar="N", help="also profile with -X importtime, N runs each"
     )
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (needs valgrind; slow)"
+    )
     args = parser.parse_args()
     report(args.python, args.repeat, measure(args.python, args.repeat))
+    if args.instructions:
+        print()
+        count_instructions(args.python)
     if args.importtime:
         print()
         profile(args.python, args.importtime)
