@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
@@ -19,6 +19,9 @@ from segment_bridge.delivery import Destination, HttpSender, deliver, stream_cha
 from segment_bridge.outbound import ChangeRule
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
+
+if TYPE_CHECKING:  # Powertools' batch package (and asyncio with it) only for the answer's type
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 logger, metrics = Logger(), Metrics()
 SAFETY_SECONDS = 5.0

@@ -49,29 +49,24 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
-from segment_bridge.delivery import Destination
 from segment_bridge.errors import BridgeError, Conflict, NotFound, ServiceUnavailable
-from segment_bridge.mapping import Mapping
-from segment_bridge.outbound import ChangeRule, endpoint_url
-from segment_bridge.profiles import (
-    Applied,
-    Contribution,
-    EntityPlan,
-    HistoryRecord,
-    Link,
-    Plan,
-    Profile,
-    merge,
-)
 from segment_bridge.settings import Settings, get_settings
 from segment_bridge.values import to_dynamo, to_json
 
+# Every function imports this module, but each uses only its part of it: the processor's domain
+# (profiles, mapping) and the emitter's (delivery, outbound) are imported where they are used, so no
+# function loads the others' modules at cold start (benchmarks/README.md, "Cold start").
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+
+    from segment_bridge.delivery import Destination
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.profiles import Applied, Contribution, EntityPlan, HistoryRecord, Link, Plan, Profile
 
 MAX_LIVE_KEYS = 2
 """Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
@@ -157,6 +152,8 @@ WRITE_ATTEMPTS = 6
 
 
 def _profile(item: dict[str, Any] | None) -> Profile | None:
+    from segment_bridge.profiles import Profile
+
     if item is None:
         return None
     plain = to_json(item)
@@ -255,6 +252,8 @@ class ProfileRepository:
 
     def get_mapping(self, workspace_id: str) -> Mapping:
         """The workspace's mapping; the defaults (version 0) if it never set one."""
+        from segment_bridge.mapping import Mapping
+
         try:
             item = self._dynamodb.get_item(
                 TableName=self.settings.workspaces_table,
@@ -304,6 +303,8 @@ class ProfileRepository:
     # applying a plan -------------------------------------------------------------------------------
 
     def apply_plan(self, workspace_id: str, plan: Plan, mapping: Mapping) -> Applied:
+        from segment_bridge.profiles import Applied
+
         applied = Applied()
         for deletion in plan.deletions:
             self.delete_identity(workspace_id, deletion.key, deletion.timestamp)
@@ -412,6 +413,8 @@ class ProfileRepository:
         without counting twice; pending entries are dropped once their items are seen. The write is
         conditional on the version read (optimistic locking across concurrent invocations).
         Returns (records counted, records already known, items to write)."""
+        from segment_bridge.profiles import Profile, merge
+
         records = {record.message_id: record for record in history}
         for _ in range(WRITE_ATTEMPTS):
             new = [
@@ -841,6 +844,8 @@ class Store(ProfileRepository):
     def set_segment_destination(self, workspace_id: str, write_key: str, endpoint: str = "us") -> None:
         """Where the workspace's outbound events go: its Segment source's write key (kept as a secret)
         and `us`, `eu` or an explicit URL."""
+        from segment_bridge.outbound import endpoint_url
+
         endpoint_url(endpoint)  # refuses anything else
         self.get_workspace(workspace_id)
         name = self._write_key_secret(workspace_id)
@@ -862,6 +867,9 @@ class Store(ProfileRepository):
 
     def segment_destination(self, workspace_id: str) -> Destination | None:
         """The workspace's /v1/batch URL and write key; None if it has none."""
+        from segment_bridge.delivery import Destination
+        from segment_bridge.outbound import endpoint_url
+
         try:
             item = self._dynamodb.get_item(
                 TableName=self.settings.workspaces_table, Key=_workspace_key(workspace_id)
@@ -891,6 +899,8 @@ class Store(ProfileRepository):
             raise ServiceUnavailable("The change rule could not be deleted.") from error
 
     def change_rules(self) -> list[ChangeRule]:
+        from segment_bridge.outbound import ChangeRule
+
         items = self._query(self.settings.workspaces_table, None, "pk = :pk", {":pk": "RULES"})
         return [ChangeRule.model_validate_json(item["config"]) for item in items]
 
