@@ -92,26 +92,32 @@ def test_throttling_after_the_profile_write_is_finished_by_the_redelivery_withou
     exactly_once(workspaces, "user-1", {"Clicked": 3})
 
 
+@contextmanager
+def another_invocation_first(store: Store, events: list[dict[str, Any]]) -> Iterator[list[str]]:
+    """Just before the store's first profile write, a second container (its own Store and clients)
+    applies `events`: the two invocations interleave at the worst moment. Yields what it intercepted."""
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.profiles import apply_batch
+
+    intercepted: list[str] = []
+
+    def other_writer(operation: str, body: dict[str, Any]) -> None:
+        if not intercepted and body.get("TableName") == store.settings.profiles_table:
+            intercepted.append(operation)
+            apply_batch(WS, events, Mapping(), Store(settings=store.settings))
+
+    with before_call(store, ("PutItem",), other_writer):
+        yield intercepted
+
+
 def test_a_concurrent_writer_to_the_same_profile_makes_the_write_retry_and_both_count(processor, workspaces):
     """Two invocations (two messages of one user) interleave: the second writes between the first's read
     and its conditional write. The first's condition fails; it reads again and merges."""
     first = [event("track", "a1", T1, event="Opened"), event("identify", "a2", T1, traits={"plan": "free"})]
     second = [event("track", "b1", T2, event="Opened"), event("identify", "b2", T3, traits={"plan": "pro"})]
-    interleaved = []
-
-    def other_writer(operation: str, params: dict[str, Any]) -> None:
-        if not interleaved and params.get("TableName") == workspaces.settings.profiles_table:
-            interleaved.append(operation)
-            # A second container, with its own clients, applies the other message right now.
-            other = Store(settings=workspaces.settings)
-            from segment_bridge.mapping import Mapping
-            from segment_bridge.profiles import apply_batch
-
-            apply_batch(WS, second, Mapping(), other)
-
-    with before_call(workspaces, ("PutItem",), other_writer):
+    with another_invocation_first(workspaces, second) as intercepted:
         assert processor(first, message_id="first") == {"batchItemFailures": []}
-    assert interleaved == ["PutItem"]
+    assert intercepted == ["PutItem"]
     exactly_once(workspaces, "user-1", {"Opened": 2})
     assert workspaces.read_profile(WS, "U", "user-1").traits == {"plan": "pro"}  # type: ignore[union-attr]
 
@@ -119,20 +125,9 @@ def test_a_concurrent_writer_to_the_same_profile_makes_the_write_retry_and_both_
 def test_the_same_message_delivered_twice_concurrently_counts_once(processor, workspaces):
     """SQS delivers at least once: the same message can be in two invocations at the same time."""
     events = [event("track", f"d{n}", T1, event="Purchased") for n in range(4)]
-    nested = []
-
-    def same_message_again(operation: str, params: dict[str, Any]) -> None:
-        if not nested and params.get("TableName") == workspaces.settings.profiles_table:
-            nested.append(operation)
-            other = Store(settings=workspaces.settings)
-            from segment_bridge.mapping import Mapping
-            from segment_bridge.profiles import apply_batch
-
-            apply_batch(WS, events, Mapping(), other)
-
-    with before_call(workspaces, ("PutItem",), same_message_again):
+    with another_invocation_first(workspaces, events) as intercepted:
         assert processor(events) == {"batchItemFailures": []}
-    assert nested
+    assert intercepted
     exactly_once(workspaces, "user-1", {"Purchased": 4})
 
 
