@@ -531,7 +531,7 @@ def replay_command(
     store = target.store
     store.get_workspace(workspace_id)
     current = store.get_mapping(workspace_id)
-    batches = operations.archived_batches(target, workspace_id, first, last)
+    batches = operations.count_archived_batches(target, workspace_id, first, last)
     with click.progressbar(length=batches, label="Replaying", file=sys.stderr, show_pos=True) as bar:
         result = replay(
             workspace_id, first, last, current, store, dry_run=dry_run, on_batch=lambda _: bar.update(1)

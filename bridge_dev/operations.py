@@ -6,6 +6,7 @@ Each operation takes a Target (which stack) and returns plain data; bridge_dev.c
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import json
@@ -15,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ from segment_bridge.errors import InvalidPayload, NotFound
 from segment_bridge.intake import Limits, decode_body, iso, prepare
 from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
-from segment_bridge.profiles import Profile, ProfileChange, preview
+from segment_bridge.profiles import EntityKind, Profile, ProfileChange, preview
 from segment_bridge.settings import get_settings
 from segment_bridge.store import DeadLetter, get_store
 
@@ -132,13 +133,12 @@ def list_events(
 ) -> list[dict[str, Any]]:
     """An entity's event history, oldest first (the last `limit`), with its linked ids' if asked."""
     store = target.store
-    kind = "A" if anonymous else "U"
-    ids = [entity_id]
-    if linked and not anonymous:
-        ids += store.linked_ids(workspace_id, entity_id)
+    entities: list[tuple[EntityKind, str]] = [("A" if anonymous else "U", entity_id)]
+    if linked and not anonymous:  # what the linked (anonymous) ids did before they were linked
+        entities += [("A", each) for each in store.linked_ids(workspace_id, entity_id)]
     history: list[dict[str, Any]] = []
-    for index, each in enumerate(ids):
-        for record in store.read_history(workspace_id, kind if index == 0 else "A", each):
+    for kind, each in entities:
+        for record in store.read_history(workspace_id, kind, each):
             history.append(
                 {
                     "id": each,
@@ -347,8 +347,9 @@ def _redrive_emitter(
     target: Target, letters: list[DeadLetter]
 ) -> tuple[list[DeadLetter], list[tuple[DeadLetter, str]]]:
     store, settings = target.store, target.settings
+    destination = functools.cache(store.segment_destination)  # one lookup per workspace, None included
     sending: dict[str, Any] = {
-        "destination": store.segment_destination,
+        "destination": destination,
         "sender": HttpSender(),
         "parking": store,
         "deadline": time.time() + REDRIVE_SECONDS,
@@ -395,9 +396,7 @@ def _redrive_emitter(
         failed = set(report.failed)
         for letter, workspace_id, record in parked:
             if record["messageId"] in failed:
-                reason = (
-                    "no Segment write key" if store.segment_destination(workspace_id) is None else "Segment"
-                )
+                reason = "no Segment write key" if destination(workspace_id) is None else "Segment"
                 left.append((letter, f"not sent: {reason}"))
             else:
                 done.append(letter)  # sent, or parked again with Segment's new answer
@@ -407,9 +406,8 @@ def _redrive_emitter(
 # ---------------------------------------------------------------------------------------------- replay
 
 
-def archived_batches(target: Target, workspace_id: str, since: date, until: date) -> int:
-    from datetime import timedelta
-
+def count_archived_batches(target: Target, workspace_id: str, since: date, until: date) -> int:
+    """How many archived batches `replay` will go through (the length of its progress bar)."""
     total, day = 0, since
     while day <= until:
         total += target.store.count_archived(workspace_id, day)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,7 +42,6 @@ class Target:
     resources: LocalResources
     session: boto3.session.Session = field(repr=False)
     endpoint_url: str | None = None
-    local: bool = False
 
     @cached_property
     def environment(self) -> dict[str, str]:
@@ -56,9 +55,6 @@ class Target:
     @cached_property
     def store(self) -> Store:
         return Store(settings=self.settings, endpoint_url=self.endpoint_url, session=self.session)
-
-    def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def aws_environment(self) -> dict[str, str]:
         """What a function's process needs to reach this stack's AWS with this target's credentials."""
@@ -84,7 +80,7 @@ def local_target(endpoint: str = LOCAL_ENDPOINT) -> Target:
         region_name=LOCAL_REGION,
     )
     resources = find_resources(session, endpoint_url=endpoint)
-    return Target(f"the local stack at {endpoint}", resources, session, endpoint, local=True)
+    return Target(f"the local stack at {endpoint}", resources, session, endpoint)
 
 
 def deployed_target(stack_name: str, region: str | None = None, profile: str | None = None) -> Target:

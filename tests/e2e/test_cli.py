@@ -17,7 +17,8 @@ import requests
 from bridge_dev.cli import main
 from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID
 from bridge_dev.local import DEMO_WRITE_KEY, LocalStack, start
-from segment_bridge.auth import sign
+from bridge_dev.target import local_target
+from segment_bridge.auth import hash_key, sign
 from segment_bridge.store import Store
 from tests.e2e.conftest import eventually
 
@@ -103,24 +104,8 @@ def test_rotating_gives_a_second_key_a_third_is_refused_and_revoking_removes_the
     assert listed[workspace]["key_ids"] == [rotated["key_id"]]
     # Revoked keys are refused once the functions' key cache (AUTH_CACHE_SECONDS) expires; a fresh store
     # (what a new container has) no longer knows the key.
-    assert (
-        Store(settings=_settings(stack), endpoint_url=stack.aws_endpoint).workspace_for_key_hash(
-            _hash(created["api_key"])
-        )
-        is None
-    )
-
-
-def _settings(stack: LocalStack) -> Any:
-    from segment_bridge.settings import Settings
-
-    return Settings.model_validate(stack.resources.environment())
-
-
-def _hash(key: str) -> str:
-    from segment_bridge.auth import hash_key
-
-    return hash_key(key)
+    fresh = local_target(stack.aws_endpoint).store
+    assert fresh.workspace_for_key_hash(hash_key(created["api_key"])) is None
 
 
 def test_a_generated_shared_secret_makes_the_api_check_signatures(stack, cli):

@@ -1054,19 +1054,19 @@ class Store(ProfileRepository):
     def take_dead_letters(self, queue_url: str, count: int = 10) -> list[DeadLetter]:
         """Up to `count` messages, hidden for TAKE_SECONDS: delete each once it is dealt with, or it
         returns to the queue."""
-        try:
-            return [_dead_letter(m) for m in self._receive(queue_url, min(count, 10), TAKE_SECONDS)]
-        except (ClientError, BotoCoreError) as error:
-            raise ServiceUnavailable("The dead-letter queue cannot be read right now.") from error
+        return [_dead_letter(m) for m in self._receive(queue_url, min(count, 10), TAKE_SECONDS)]
 
     def _receive(self, queue_url: str, count: int, hide_seconds: int) -> list[Any]:
-        return self._sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=count,
-            VisibilityTimeout=hide_seconds,
-            WaitTimeSeconds=0,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-        ).get("Messages", [])
+        try:
+            return self._sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=count,
+                VisibilityTimeout=hide_seconds,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            ).get("Messages", [])
+        except (ClientError, BotoCoreError) as error:
+            raise ServiceUnavailable("The dead-letter queue cannot be read right now.") from error
 
     def release_dead_letters(self, queue_url: str, letters: list[DeadLetter]) -> None:
         """Make messages taken or peeked at visible again at once."""
