@@ -65,3 +65,13 @@ class Conflict(BridgeError):
 
 class UnsupportedEncoding(BridgeError):
     status, code = 415, "unsupported_encoding"
+
+
+class ConditionFailed(Conflict):
+    """A conditional write found the item other than it expected: another writer got there first."""
+
+
+class Unstorable(BridgeError):
+    """DynamoDB refused an item or key as invalid (over its size or depth limits): retrying cannot help."""
+
+    status, code = 400, "unstorable"

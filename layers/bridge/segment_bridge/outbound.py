@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -159,6 +159,14 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a workspace's track calls go: its /v1/batch URL and its Segment source's write key."""
+
+    url: str
+    write_key: str = field(repr=False)
 
 
 def endpoint_url(endpoint: str) -> str:

@@ -4,20 +4,19 @@ Every field of a profile is a small CRDT, so applying events late, twice or in a
 - traits and preferences: last writer wins per name, by (event timestamp, messageId);
 - channels, groups and anonymous ids: grow-only maps of value -> first seen (the earliest timestamp);
 - first_seen / last_seen: min / max;
-- counts: added only for history records that did not exist yet (the store makes that atomic).
+- counts: added only for history records that did not exist yet (processing.py keeps them exact).
 
-This module is pure: `plan` turns events into per-entity changes, `merge` combines profiles. The store
-reads, merges and writes; `apply_batch` ties the two together.
+This module is pure: `plan` turns events into per-entity changes, `merge` combines profiles.
+processing.py reads, merges and writes them through the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from segment_bridge.envelope import unpack
 from segment_bridge.mapping import Mapping, event_name
 
 Stamp = tuple[str, str]
@@ -271,164 +270,12 @@ def _expiry(timestamp: str, days: int) -> int:
     return int((datetime.fromisoformat(timestamp) + timedelta(days=days)).timestamp())
 
 
-# --- applying --------------------------------------------------------------------------------------
-
-
 @dataclass
-class Applied:
-    """What applying a batch did, for logs and metrics; `unapplied` holds events kept with a reason."""
+class Stored:
+    """An entity as read: its profile, the version to write against, history counted but not yet
+    confirmed written (`pending`: messageId -> name), and when it was deleted (privacy), if ever."""
 
-    entities: int = 0
-    history_written: int = 0
-    duplicates: int = 0
-    links: int = 0
-    deletions: int = 0
-    skipped: int = 0
-    ignored_preferences: int = 0
-    unapplied: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, other: Applied) -> None:
-        """Add another result's figures (and its unapplied events) to this one."""
-        self.entities += other.entities
-        self.history_written += other.history_written
-        self.duplicates += other.duplicates
-        self.links += other.links
-        self.deletions += other.deletions
-        self.skipped += other.skipped
-        self.ignored_preferences += other.ignored_preferences
-        self.unapplied.extend(other.unapplied)
-
-    def figures(self) -> dict[str, int]:
-        """For logs: counts only, never event content."""
-        return {
-            "entities": self.entities,
-            "history_written": self.history_written,
-            "duplicates": self.duplicates,
-            "links": self.links,
-            "deletions": self.deletions,
-            "skipped": self.skipped,
-            "ignored_preferences": self.ignored_preferences,
-            "unapplied": len(self.unapplied),
-        }
-
-
-class ProfileStore(Protocol):
-    def apply_plan(self, workspace_id: str, plan: Plan, mapping: Mapping) -> Applied: ...
-
-    def archive_raw(
-        self, workspace_id: str, received_at: datetime, name: str, events: list[dict[str, Any]]
-    ) -> str: ...
-
-    def keep_unapplied(
-        self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
-    ) -> None: ...
-
-
-class MappingSource(Protocol):
-    def get(self, workspace_id: str) -> Mapping | None: ...
-
-
-def receive_message(body: str, message_id: str, store: ProfileStore, mappings: MappingSource) -> Applied:
-    """One queue message: archive its events as received, then apply them under the workspace's current
-    mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
-    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue)."""
-    envelope, events = unpack(body)
-    received_at = datetime.fromisoformat(envelope.receivedAt)
-    name = f"{envelope.requestId}-{message_id}"
-    store.archive_raw(envelope.workspaceId, received_at, name, events)
-    mapping = mappings.get(envelope.workspaceId) or Mapping()
-    applied = apply_batch(envelope.workspaceId, events, mapping, store)
-    if applied.unapplied:
-        store.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
-    return applied
-
-
-def apply_batch(
-    workspace_id: str, events: list[dict[str, Any]], mapping: Mapping, store: ProfileStore
-) -> Applied:
-    """Apply one queue message's events: one read and about one transactional write per entity."""
-    result = plan(events, mapping)
-    applied = store.apply_plan(workspace_id, result, mapping)
-    applied.skipped += result.skipped
-    applied.ignored_preferences += result.ignored_preferences
-    return applied
-
-
-class ArchiveStore(ProfileStore, Protocol):
-    def archived_batches(self, workspace_id: str, day: date) -> Iterable[list[dict[str, Any]]]: ...
-
-
-def replay(
-    workspace_id: str,
-    since: date,
-    until: date,
-    mapping: Mapping,
-    store: ArchiveStore,
-    *,
-    dry_run: bool = False,
-    on_batch: Callable[[int], None] | None = None,
-) -> Applied:
-    """Run archived events received from `since` to `until` (inclusive, UTC days) through `mapping` again.
-
-    Everything the processor writes is idempotent, so a replay under an unchanged mapping changes nothing;
-    under a new mapping it adds what the new mapping finds (new channels, preferences, events that
-    filters had skipped). History already recorded keeps the name and mapping version it was written
-    with. With `dry_run`, nothing is written: the result counts what the mapping would apply.
-    `on_batch` is told the number of events of each archived batch once it is done (for progress)."""
-    total = Applied()
-    day = since
-    while day <= until:
-        for events in store.archived_batches(workspace_id, day):
-            if dry_run:
-                planned = plan(events, mapping)
-                total.add(
-                    Applied(
-                        entities=len(planned.entities),
-                        links=len(planned.links),
-                        deletions=len(planned.deletions),
-                        skipped=planned.skipped,
-                        ignored_preferences=planned.ignored_preferences,
-                    )
-                )
-            else:
-                total.add(apply_batch(workspace_id, events, mapping, store))
-            if on_batch is not None:
-                on_batch(len(events))
-        day += timedelta(days=1)
-    return total
-
-
-@dataclass(frozen=True)
-class ProfileChange:
-    """What a set of events would do to one entity: its profile before and after, and new history."""
-
-    kind: EntityKind
-    id: str
-    before: Profile | None
-    after: Profile
-    history: list[HistoryRecord]
-
-
-def preview(
-    events: list[dict[str, Any]],
-    mapping: Mapping,
-    current: Callable[[EntityKind, str], Profile | None],
-    recorded: Callable[[dict[str, set[str]]], dict[str, set[str]]] = lambda wanted: {},
-) -> tuple[Plan, list[ProfileChange]]:
-    """What applying `events` (intake's output) under `mapping` would change, entity by entity, given
-    each entity's `current` profile and which history items are `recorded` already (entity key ->
-    messageIds); nothing is written."""
-    result = plan(events, mapping)
-    changes = []
-    planned = {key: entity.changes() for key, entity in result.entities.items()}
-    known = recorded({key: {r.message_id for r in history} for key, (_, history, _) in planned.items()})
-    for key, entity in result.entities.items():
-        before = current(entity.kind, entity.id)
-        change, history, _ = planned[key]
-        history = [record for record in history if record.message_id not in known.get(key, set())]
-        change.counts = {}
-        for record in history:
-            change.counts[record.name] = change.counts.get(record.name, 0) + 1
-        after = merge(before or Profile(), change)
-        changes.append(ProfileChange(entity.kind, entity.id, before, after, history))
-    return result, changes
+    profile: Profile | None = None
+    version: int = 0
+    pending: dict[str, str] = field(default_factory=dict)
+    deleted_at: str | None = None
