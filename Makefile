@@ -53,10 +53,11 @@ test: setup                          ## run every test
 fuzz: setup                          ## hostile-input properties with 20x the examples (minutes, opt-in)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py --hypothesis-show-statistics
 
-lint: setup                          ## ruff lint + format check, mypy
+lint: setup                          ## ruff lint + format check, mypy, import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/bridge/segment_bridge functions bridge_dev benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 format: setup
 	$(VENV)/bin/ruff format .

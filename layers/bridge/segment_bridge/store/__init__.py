@@ -20,24 +20,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from segment_bridge.settings import Settings, get_settings
-from segment_bridge.store.archive import Archive
 from segment_bridge.store.aws import Clients, Sleep
-from segment_bridge.store.outbox import Outbox
-from segment_bridge.store.profiles import ProfileRepository
-from segment_bridge.store.queues import DeadLetter, Queues
-from segment_bridge.store.workspaces import IssuedKey, Workspace, WorkspaceRepository
+from segment_bridge.store.queues import DeadLetter
+from segment_bridge.store.workspaces import IssuedKey, Workspace
 
 if TYPE_CHECKING:
     from segment_bridge.auth import WorkspaceAuth
     from segment_bridge.mapping import Mapping
     from segment_bridge.outbound import ChangeRule, Destination
     from segment_bridge.profiles import Profile
+    from segment_bridge.store.archive import Archive
+    from segment_bridge.store.outbox import Outbox
+    from segment_bridge.store.profiles import ProfileRepository
+    from segment_bridge.store.queues import Queues
+    from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
 
@@ -53,19 +55,42 @@ class Store:
     sleep: Sleep = field(default=time.sleep, repr=False)
     session: boto3.session.Session | None = field(default=None, repr=False)
     clients: Clients = field(init=False, repr=False)
-    workspaces: WorkspaceRepository = field(init=False, repr=False)
-    profiles: ProfileRepository = field(init=False, repr=False)
-    archive: Archive = field(init=False, repr=False)
-    queues: Queues = field(init=False, repr=False)
-    outbox: Outbox = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.clients = Clients(self.session, self.endpoint_url)
-        self.workspaces = WorkspaceRepository(self.settings, self.clients)
-        self.profiles = ProfileRepository(self.settings, self.clients, self._sleep)
-        self.archive = Archive(self.settings, self.clients)
-        self.queues = Queues(self.settings, self.clients, self._sleep)
-        self.outbox = Outbox(self.settings, self.clients)
+
+    # Each repository is built (and its module imported) on first use, so a function loads only the
+    # repositories it uses at cold start (the ingest function never loads the profiles' models).
+
+    @cached_property
+    def workspaces(self) -> WorkspaceRepository:
+        from segment_bridge.store.workspaces import WorkspaceRepository
+
+        return WorkspaceRepository(self.settings, self.clients)
+
+    @cached_property
+    def profiles(self) -> ProfileRepository:
+        from segment_bridge.store.profiles import ProfileRepository
+
+        return ProfileRepository(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def archive(self) -> Archive:
+        from segment_bridge.store.archive import Archive
+
+        return Archive(self.settings, self.clients)
+
+    @cached_property
+    def queues(self) -> Queues:
+        from segment_bridge.store.queues import Queues
+
+        return Queues(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        from segment_bridge.store.outbox import Outbox
+
+        return Outbox(self.settings, self.clients)
 
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`
