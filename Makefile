@@ -81,6 +81,9 @@ build: tools                         ## sam build (needs python3.13)
 arm64: setup build                   ## the built layer and handlers, imported and run under aarch64 CPython 3.13 (qemu)
 	.ci/arm64
 
+events: setup                        ## write events/*.json and env.json again (from the code and the template)
+	$(PY) -m bridge_dev.events
+
 bench: setup                         ## benchmarks, each against a baseline measured in the same run
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_processor.py

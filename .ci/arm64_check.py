@@ -33,13 +33,22 @@ ENVIRONMENT = {
 }
 
 
+class CheckFailed(AssertionError):
+    """The artifact does not work as Lambda would run it."""
+
+
+def require(condition: object, failure: str) -> None:
+    if not condition:
+        raise CheckFailed(failure)
+
+
 def check(label: str, started: float) -> None:
     print(f"arm64: ok  {label} ({time.perf_counter() - started:.2f} s)", flush=True)
 
 
 def main() -> None:
-    assert platform.machine() == "aarch64", f"running on {platform.machine()}, not aarch64"
-    assert sys.version_info[:2] == (3, 13), f"CPython {platform.python_version()}, not 3.13"
+    require(platform.machine() == "aarch64", f"running on {platform.machine()}, not aarch64")
+    require(sys.version_info[:2] == (3, 13), f"CPython {platform.python_version()}, not 3.13")
     print(f"arm64: CPython {platform.python_version()} on {platform.machine()}", flush=True)
     os.environ.update(ENVIRONMENT)
     sys.path[:0] = [str(BUILD / "BridgeLayer" / "python"), str(BOTO3)]  # /opt/python, the runtime's boto3
@@ -49,17 +58,19 @@ def main() -> None:
     import pydantic_core
 
     for module in (pydantic_core._pydantic_core, orjson.orjson):
-        assert "aarch64" in Path(str(module.__file__)).name, f"{module.__name__} loaded from {module.__file__}"
+        loaded = Path(str(module.__file__)).name
+        require("aarch64" in loaded, f"{module.__name__} loaded from {loaded}")
     check("compiled wheels load: pydantic-core, orjson", started)
 
     for logical_id in HANDLERS:
         started = time.perf_counter()
         source = BUILD / logical_id / "app.py"
         spec = importlib.util.spec_from_file_location(f"{logical_id}.app", source)
-        assert spec is not None and spec.loader is not None, f"no handler at {source}"
+        if spec is None or spec.loader is None:
+            raise CheckFailed(f"no handler at {source}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        assert callable(module.lambda_handler), f"{source} has no lambda_handler"
+        require(callable(getattr(module, "lambda_handler", None)), f"{source} has no lambda_handler")
         check(f"{logical_id} imports (app.lambda_handler)", started)
 
     started = time.perf_counter()
@@ -67,14 +78,14 @@ def main() -> None:
 
     identify = {"type": "identify", "userId": "user-42", "traits": {"email": "ada@example.com"}}
     track = {"type": "track", "userId": 42, "event": "Signed Up", "timestamp": "2026-01-01T00:00:00Z"}
-    assert validate_event(identify).userId == "user-42"
-    assert validate_event(track).userId == "42"  # coerce_numbers_to_str, in pydantic-core
+    require(validate_event(identify).userId == "user-42", "a valid identify call was not read as sent")
+    require(validate_event(track).userId == "42", "a numeric userId was not read as a string")
     try:
         validate_event({"type": "track", "userId": "user-42"})
     except InvalidEvent as error:
-        assert "event" in error.reason, error.reason
+        require("event" in error.reason, f"a track call without a name refused for {error.reason!r}")
     else:
-        raise AssertionError("a track call without an event name was accepted")
+        raise CheckFailed("a track call without an event name was accepted")
     check("Spec validation (segment_bridge.spec)", started)
 
     started = time.perf_counter()
@@ -94,7 +105,7 @@ def main() -> None:
         max_bytes=262_144,
     )
     envelope, unpacked = unpack(body)
-    assert (envelope.workspaceId, envelope.count, unpacked) == ("ws_demo", 2, events), unpacked
+    require((envelope.workspaceId, envelope.count, unpacked) == ("ws_demo", 2, events), "pack/unpack differ")
     check("envelope pack/unpack (segment_bridge.envelope, intake.serialise)", started)
 
     started = time.perf_counter()
@@ -104,14 +115,17 @@ def main() -> None:
     mapping = Mapping.model_validate({"event_prefix": "segment : ", "channels": {"email": "email"}})
     result = plan(unpacked, mapping)
     profile = result.entities["U#user-42"]
-    assert mapping.channel_values(identify["traits"]) == {"email": ["ada@example.com"]}
-    assert [c.history.name for c in profile.contributions if c.history] == ["segment : Signed Up"]
+    require(
+        mapping.channel_values(identify["traits"]) == {"email": ["ada@example.com"]}, "channels not mapped"
+    )
+    names = [c.history.name for c in profile.contributions if c.history]
+    require(names == ["segment : Signed Up"], f"history named {names}")
     try:
         Mapping.model_validate({"channels": {"pigeon": "email"}})
     except ValueError:
         pass
     else:
-        raise AssertionError("a mapping with an unknown channel was accepted")
+        raise CheckFailed("a mapping with an unknown channel was accepted")
     check("mapping (segment_bridge.mapping, profiles.plan)", started)
     print("arm64: the built artifact imports and works on aarch64 CPython 3.13", flush=True)
 
