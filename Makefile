@@ -12,9 +12,9 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build bench deploy clean
+.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build arm64 events bench deploy clean
 
-$(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt requirements-cli.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r layers/bridge/requirements.txt -r requirements-dev.txt
@@ -78,6 +78,12 @@ security: tools scanners             ## checkov on the SAM-translated template, 
 
 build: tools                         ## sam build (needs python3.13)
 	PYENV_VERSION=$(SAM_PYENV) $(TOOLS)/bin/sam build
+
+arm64: setup build                   ## the built layer and handlers, imported and run under aarch64 CPython 3.13 (qemu)
+	.ci/arm64
+
+events: setup                        ## write events/*.json and env.json again (from the code and the template)
+	$(PY) -m bridge_dev.events
 
 bench: setup                         ## benchmarks, each against a baseline measured in the same run
 	$(PY) benchmarks/bench_ingest.py
