@@ -50,6 +50,40 @@ def checked(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def profile_item(
+    workspace_id: str,
+    kind: str,
+    entity_id: str,
+    profile: Profile,
+    *,
+    pending: dict[str, str],
+    version: int,
+    mapping_version: int,
+) -> dict[str, Any]:
+    """A profile as the ProfilesTable item `put_profile` writes."""
+    return {
+        "pk": f"WS#{workspace_id}#{kind}#{entity_id}",
+        "sk": "PROFILE",
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "id": entity_id,
+        "traits": profile.traits,
+        "trait_stamps": {name: list(stamp) for name, stamp in profile.trait_stamps.items()},
+        "channels": profile.channels,
+        "preferences": profile.preferences,
+        "preference_stamps": {name: list(stamp) for name, stamp in profile.preference_stamps.items()},
+        "groups": profile.groups,
+        "anonymous_ids": profile.anonymous_ids,
+        "counts": profile.counts,
+        "pending": pending,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "mapping_version": mapping_version,
+        "version": version,
+        "updated_at": now(),
+    }
+
+
 def _entity_key(pk: str) -> str:
     """`U#<id>` (the entity key) of a pk `WS#<ws>#U#<id>`."""
     return pk.split("#", 2)[2]
@@ -174,27 +208,15 @@ class ProfileRepository:
     ) -> bool:
         """Write the profile as `version`, only if the stored one is still `version - 1` (or none).
         False if another writer got there first. Unstorable if DynamoDB refuses the item."""
-        values = {
-            "pk": f"WS#{workspace_id}#{kind}#{entity_id}",
-            "sk": "PROFILE",
-            "workspace_id": workspace_id,
-            "kind": kind,
-            "id": entity_id,
-            "traits": profile.traits,
-            "trait_stamps": {name: list(stamp) for name, stamp in profile.trait_stamps.items()},
-            "channels": profile.channels,
-            "preferences": profile.preferences,
-            "preference_stamps": {name: list(stamp) for name, stamp in profile.preference_stamps.items()},
-            "groups": profile.groups,
-            "anonymous_ids": profile.anonymous_ids,
-            "counts": profile.counts,
-            "pending": pending,
-            "first_seen": profile.first_seen,
-            "last_seen": profile.last_seen,
-            "mapping_version": mapping_version,
-            "version": version,
-            "updated_at": now(),
-        }
+        values = profile_item(
+            workspace_id,
+            kind,
+            entity_id,
+            profile,
+            pending=pending,
+            version=version,
+            mapping_version=mapping_version,
+        )
         try:
             with aws_errors(WRITE_FAILURE):
                 self.clients.dynamodb.put_item(
