@@ -205,7 +205,7 @@ def pipeline(aws, workspaces):
     return Pipeline(aws, workspaces)
 
 
-@fuzz(40)
+@fuzz(60)
 @given(batch=st.lists(events(), min_size=1, max_size=12), mapping=MAPPINGS, fault_at=st.integers(0, 12))
 def test_every_accepted_event_is_applied_or_parked_and_only_aws_faults_fail_a_message(
     pipeline, batch, mapping, fault_at

@@ -201,7 +201,8 @@ def test_bounded_profiles_converge_whatever_the_order_events_arrive_in(changes, 
     rng.shuffle(shuffled)
     first, second = fold(changes), fold(shuffled)
     assert first == second
-    assert len(first.traits) <= MAX_TRAITS and len(first.groups) <= MAX_GROUPS
+    assert len(first.traits) <= MAX_TRAITS
+    assert len(first.groups) <= MAX_GROUPS
 
 
 def test_received_at_of_an_event_is_parsed_by_the_same_parser():
