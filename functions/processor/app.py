@@ -37,6 +37,9 @@ def handle(record: SQSRecord) -> None:
     metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=applied.duplicates)
     metrics.add_metric(name="EventsUnapplied", unit=MetricUnit.Count, value=len(applied.unapplied))
     metrics.add_metric(name="PreferencesIgnored", unit=MetricUnit.Count, value=applied.ignored_preferences)
+    metrics.add_metric(name="TimestampsClamped", unit=MetricUnit.Count, value=applied.clamped_timestamps)
+    metrics.add_metric(name="MappingPathsFailed", unit=MetricUnit.Count, value=applied.failed_paths)
+    metrics.add_metric(name="ProfileOverBudget", unit=MetricUnit.Count, value=applied.over_budget)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -55,6 +55,12 @@ class ServiceUnavailable(BridgeError):
     status, code = 503, "service_unavailable"
 
 
+class InvalidWorkspaceId(BridgeError):
+    """A workspace id outside limits.WORKSPACE_ID_PATTERN (a `#` would break our keys)."""
+
+    status, code = 400, "invalid_workspace_id"
+
+
 class NotFound(BridgeError):
     status, code = 404, "not_found"
 

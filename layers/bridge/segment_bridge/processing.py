@@ -39,7 +39,9 @@ from segment_bridge.profiles import (
     Plan,
     Profile,
     Stored,
+    bounded,
     merge,
+    over_budget,
     plan,
 )
 
@@ -116,6 +118,9 @@ class Applied:
     deletions: int = 0
     skipped: int = 0
     ignored_preferences: int = 0
+    clamped_timestamps: int = 0
+    failed_paths: int = 0
+    over_budget: int = 0
     unapplied: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Applied) -> None:
@@ -127,6 +132,9 @@ class Applied:
         self.deletions += other.deletions
         self.skipped += other.skipped
         self.ignored_preferences += other.ignored_preferences
+        self.clamped_timestamps += other.clamped_timestamps
+        self.failed_paths += other.failed_paths
+        self.over_budget += other.over_budget
         self.unapplied.extend(other.unapplied)
 
     def figures(self) -> dict[str, int]:
@@ -139,6 +147,9 @@ class Applied:
             "deletions": self.deletions,
             "skipped": self.skipped,
             "ignored_preferences": self.ignored_preferences,
+            "clamped_timestamps": self.clamped_timestamps,
+            "failed_paths": self.failed_paths,
+            "over_budget": self.over_budget,
             "unapplied": len(self.unapplied),
         }
 
@@ -173,6 +184,9 @@ def apply_batch(
     applied = apply_plan(workspace_id, result, mapping, store.profiles)
     applied.skipped += result.skipped
     applied.ignored_preferences += result.ignored_preferences
+    applied.clamped_timestamps += result.clamped_timestamps
+    applied.failed_paths += result.failed_paths
+    applied.unapplied.extend(result.unapplied)
     return applied
 
 
@@ -183,7 +197,10 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
         delete_identity(workspace_id, deletion, profiles)
         applied.deletions += 1
     for link in latest_links(planned.links):
-        profiles.put_link(workspace_id, link, mapping.version)
+        try:
+            profiles.put_link(workspace_id, link, mapping.version)
+        except Unstorable:  # plan refuses ids too long for their keys: only events from before the limits
+            applied.unapplied.extend(_unapplied_links(planned.links, link.previous_id))
     applied.links += len(planned.links)
 
     current = profiles.read_entities(workspace_id, list(planned.entities))
@@ -218,9 +235,78 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
         applied.entities += 1
         applied.history_written += written.counted
         applied.duplicates += written.known
+        parked = over_budget_events(entity, written.profile, stored[key].deleted_at)
+        applied.over_budget += len(parked)
+        applied.unapplied.extend(parked)
     # Only after every profile write: their `pending` lists make this step safe to crash and redo.
-    profiles.record(workspace_id, history, memberships, mapping.version)
+    applied.unapplied.extend(record_each(workspace_id, history, memberships, planned, mapping, profiles))
     return applied
+
+
+def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
+    """The entity's events that added something its bounded profile does not keep (README "Bounded
+    profiles"), with the maps concerned: they were applied otherwise (history, counts of kept names)."""
+    parked = []
+    for contribution in entity.contributions:
+        if contribution.event is None or (deleted_at is not None and contribution.timestamp <= deleted_at):
+            continue
+        maps = over_budget(contribution.profile, kept)
+        if contribution.history is not None and contribution.history.name not in kept.counts:
+            maps.append("counts")
+        if maps:
+            reason = f"the profile is at its budget: {', '.join(maps)} did not keep what this event added"
+            parked.append({"reason": reason, "event": contribution.event})
+    return parked
+
+
+def record_each(
+    workspace_id: str,
+    history: dict[str, list[HistoryRecord]],
+    memberships: dict[str, list[str]],
+    planned: Plan,
+    mapping: Mapping,
+    profiles: ProfileWrites,
+) -> list[dict[str, Any]]:
+    """Write the history and memberships; if DynamoDB refuses an item as invalid (plan refuses what it
+    knows of; this is defence in depth), write entity by entity, then record by record, and return the
+    events of the items refused. Every other failure propagates (the message is retried)."""
+    try:
+        profiles.record(workspace_id, history, memberships, mapping.version)
+        return []
+    except Unstorable:
+        pass
+    refused: list[dict[str, Any]] = []
+    reason = "DynamoDB refused its history or membership item"
+    for key in history:
+        try:
+            profiles.record(
+                workspace_id, {key: history[key]}, {key: memberships.get(key, [])}, mapping.version
+            )
+            continue
+        except Unstorable:
+            pass
+        events = {c.history.message_id: c.event for c in planned.entities[key].contributions if c.history}
+        for record in history[key]:
+            try:
+                profiles.record(workspace_id, {key: [record]}, {}, mapping.version)
+            except Unstorable:
+                if events.get(record.message_id) is not None:
+                    refused.append({"reason": reason, "event": events[record.message_id]})
+        try:
+            profiles.record(workspace_id, {}, {key: memberships.get(key, [])}, mapping.version)
+        except Unstorable:
+            group_events = [c.event for c in planned.entities[key].contributions if c.profile.groups]
+            refused += [{"reason": reason, "event": e} for e in group_events if e is not None]
+    return refused
+
+
+def _unapplied_links(links: list[Link], previous_id: str) -> list[dict[str, Any]]:
+    reason = "DynamoDB refused the identity link's keys"
+    return [
+        {"reason": reason, "event": link.event}
+        for link in links
+        if link.previous_id == previous_id and link.event
+    ]
 
 
 def latest_links(links: list[Link]) -> list[Link]:
@@ -253,7 +339,7 @@ def settle(stored: Stored, existing: set[str], change: Profile, records: dict[st
     profile.counts = dict(profile.counts)
     for name, count in Counter(record.name for record in new).items():
         profile.counts[name] = profile.counts.get(name, 0) + count
-    return Settled(profile, pending, new)
+    return Settled(bounded(profile), pending, new)
 
 
 @dataclass(frozen=True)
@@ -262,6 +348,8 @@ class Written:
     known: int
     to_record: list[HistoryRecord]
     """History items still to write (those not already there)."""
+    profile: Profile
+    """The profile as written (bounded)."""
 
 
 def write_entity(
@@ -294,7 +382,7 @@ def write_entity(
             existing = profiles.existing_history(workspace_id, wanted).get(entity.key, set())
             continue
         to_record = [record for mid, record in records.items() if mid not in existing]
-        return Written(len(settled.new), len(records) - len(settled.new), to_record)
+        return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
     raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
 
 

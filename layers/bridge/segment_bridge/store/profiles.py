@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from segment_bridge.errors import ConditionFailed
+from segment_bridge.errors import ConditionFailed, Unstorable
+from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
 from segment_bridge.profiles import HistoryRecord, Link, Profile, Stored
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import (
@@ -35,6 +36,52 @@ from segment_bridge.values import to_dynamo, to_json
 
 READ_FAILURE = "Profiles cannot be read right now."
 WRITE_FAILURE = "Profiles cannot be written right now."
+
+
+def checked(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` if its keys (and gsi1's) fit DynamoDB's key limits and the item its size limit; Unstorable
+    otherwise, before any call: ingest refuses such ids, this is defence in depth."""
+    if not keys_fit(values["pk"], values["sk"]) or not keys_fit(
+        values.get("gsi1pk", ""), values.get("gsi1sk", "")
+    ):
+        raise Unstorable("A key is longer than DynamoDB allows.")
+    if item_size(values) > ITEM_BYTES:
+        raise Unstorable("An item is larger than DynamoDB allows.")
+    return values
+
+
+def profile_item(
+    workspace_id: str,
+    kind: str,
+    entity_id: str,
+    profile: Profile,
+    *,
+    pending: dict[str, str],
+    version: int,
+    mapping_version: int,
+) -> dict[str, Any]:
+    """A profile as the ProfilesTable item `put_profile` writes."""
+    return {
+        "pk": f"WS#{workspace_id}#{kind}#{entity_id}",
+        "sk": "PROFILE",
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "id": entity_id,
+        "traits": profile.traits,
+        "trait_stamps": {name: list(stamp) for name, stamp in profile.trait_stamps.items()},
+        "channels": profile.channels,
+        "preferences": profile.preferences,
+        "preference_stamps": {name: list(stamp) for name, stamp in profile.preference_stamps.items()},
+        "groups": profile.groups,
+        "anonymous_ids": profile.anonymous_ids,
+        "counts": profile.counts,
+        "pending": pending,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "mapping_version": mapping_version,
+        "version": version,
+        "updated_at": now(),
+    }
 
 
 def _entity_key(pk: str) -> str:
@@ -161,32 +208,20 @@ class ProfileRepository:
     ) -> bool:
         """Write the profile as `version`, only if the stored one is still `version - 1` (or none).
         False if another writer got there first. Unstorable if DynamoDB refuses the item."""
-        values = {
-            "pk": f"WS#{workspace_id}#{kind}#{entity_id}",
-            "sk": "PROFILE",
-            "workspace_id": workspace_id,
-            "kind": kind,
-            "id": entity_id,
-            "traits": profile.traits,
-            "trait_stamps": {name: list(stamp) for name, stamp in profile.trait_stamps.items()},
-            "channels": profile.channels,
-            "preferences": profile.preferences,
-            "preference_stamps": {name: list(stamp) for name, stamp in profile.preference_stamps.items()},
-            "groups": profile.groups,
-            "anonymous_ids": profile.anonymous_ids,
-            "counts": profile.counts,
-            "pending": pending,
-            "first_seen": profile.first_seen,
-            "last_seen": profile.last_seen,
-            "mapping_version": mapping_version,
-            "version": version,
-            "updated_at": now(),
-        }
+        values = profile_item(
+            workspace_id,
+            kind,
+            entity_id,
+            profile,
+            pending=pending,
+            version=version,
+            mapping_version=mapping_version,
+        )
         try:
             with aws_errors(WRITE_FAILURE):
                 self.clients.dynamodb.put_item(
                     TableName=self.profiles_table,
-                    Item=item(to_dynamo(values)),
+                    Item=item(to_dynamo(checked(values))),
                     ConditionExpression="attribute_not_exists(pk) OR version = :version",
                     ExpressionAttributeValues=item({":version": version - 1}),
                 )
@@ -236,7 +271,9 @@ class ProfileRepository:
                 )
                 for group_id in groups
             ]
-        requests = [(table, {"PutRequest": {"Item": item(to_dynamo(values))}}) for table, values in puts]
+        requests = [
+            (table, {"PutRequest": {"Item": item(to_dynamo(checked(values)))}}) for table, values in puts
+        ]
         batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
 
     def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool:
@@ -247,15 +284,17 @@ class ProfileRepository:
                 self.clients.dynamodb.put_item(
                     TableName=self.profiles_table,
                     Item=item(
-                        {
-                            "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
-                            "sk": "LINK",
-                            "user_id": link.user_id,
-                            "stamp": stamp,
-                            "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
-                            "gsi1sk": f"LINK#{link.previous_id}",
-                            "mapping_version": mapping_version,
-                        }
+                        checked(
+                            {
+                                "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
+                                "sk": "LINK",
+                                "user_id": link.user_id,
+                                "stamp": stamp,
+                                "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
+                                "gsi1sk": f"LINK#{link.previous_id}",
+                                "mapping_version": mapping_version,
+                            }
+                        )
                     ),
                     ConditionExpression="attribute_not_exists(pk) OR stamp < :stamp",
                     ExpressionAttributeValues=item({":stamp": stamp}),
@@ -272,7 +311,9 @@ class ProfileRepository:
             with aws_errors("The deletion could not be recorded."):
                 self.clients.dynamodb.put_item(
                     TableName=self.profiles_table,
-                    Item=item({"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED", "deleted_at": deleted_at}),
+                    Item=item(
+                        checked({"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED", "deleted_at": deleted_at})
+                    ),
                     ConditionExpression="attribute_not_exists(pk) OR deleted_at < :at",
                     ExpressionAttributeValues=item({":at": deleted_at}),
                 )

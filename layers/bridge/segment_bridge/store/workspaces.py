@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
-from segment_bridge.errors import ConditionFailed, Conflict, NotFound
+from segment_bridge.errors import ConditionFailed, Conflict, InvalidWorkspaceId, NotFound
+from segment_bridge.limits import MAX_WORKSPACE_ID_BYTES, WORKSPACE_ID_PATTERN, valid_workspace_id
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import Clients, aws_errors, item, now, plain, query
 
@@ -106,6 +107,11 @@ class WorkspaceRepository:
 
     def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
         workspace_id = workspace_id or f"ws_{uuid.uuid4().hex[:20]}"
+        if not valid_workspace_id(workspace_id):
+            raise InvalidWorkspaceId(
+                f"A workspace id is 1-{MAX_WORKSPACE_ID_BYTES} letters, digits, '_' or '-' "
+                f"({WORKSPACE_ID_PATTERN}): '#' and other characters would break its keys."
+            )
         created_at = now()
         values = {"workspace_id": workspace_id, "name": name, "created_at": created_at, "keys": {}}
         refused = {"ConditionalCheckFailedException": Conflict(f"Workspace {workspace_id} already exists.")}
