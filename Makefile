@@ -12,7 +12,7 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build bench deploy clean
+.PHONY: setup tools scanners dev test fuzz soak burst lint format typecheck validate security build bench deploy clean
 
 $(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,7 @@ build: tools                         ## sam build (needs python3.13)
 bench: setup                         ## benchmarks, each against a baseline measured in the same run
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_processor.py
+	$(PY) benchmarks/bench_throughput.py
 	$(PY) benchmarks/bench_emitter.py
 	$(PY) benchmarks/bench_cost.py
 	$(PY) benchmarks/bench_latency.py
@@ -89,6 +90,9 @@ bench: setup                         ## benchmarks, each against a baseline meas
 
 soak: setup                          ## 5 minutes of sustained load on the local stack: nothing lost, memory flat
 	$(PY) benchmarks/bench_load.py --soak --seconds 300 --rate 150
+
+burst: setup                         ## 100,000 events from 20 workspaces on the local stack, 5 ms per AWS call
+	$(PY) benchmarks/bench_burst.py $(ARGS)
 
 deploy: build                        ## sam deploy (uses samconfig.toml; CONFIG_ENV=prod for prod)
 	$(TOOLS)/bin/sam deploy --config-env $${CONFIG_ENV:-default}
