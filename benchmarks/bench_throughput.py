@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,8 @@ class Design:
         self._loaded += 1
         name = f"bench_processor_{self._loaded}"
         spec = importlib.util.spec_from_file_location(name, source)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -279,8 +280,38 @@ def measure_throughput(design: Design, shape: str, latency_ms: float, messages: 
             "calls": sum(aws.meter.requests.values()),
             "by_call": {f"{s} {op}": n for (s, op), n in sorted(aws.meter.requests.items())},
             "wall": wall,
+            "stand_in": aws.meter.inside_seconds + aws.meter.meter_seconds,
             "failed": len(answer["batchItemFailures"]),
         }
+
+
+def at_once(
+    functions: dict[int, Any], events: dict[int, dict[str, Any]], durations: list[float], limit: float
+) -> tuple[dict[int, set[str]], int]:
+    """Invoke each function with its event, all at once (threads released together); the SQS messageIds
+    each reported failed (all of them if the invocation raised), and how many did not return in `limit`
+    seconds."""
+    barrier = threading.Barrier(len(functions))
+    failed: dict[int, set[str]] = {}
+
+    def invoke(n: int) -> None:
+        barrier.wait()
+        began = time.perf_counter()
+        try:
+            answer = functions[n].invoke(events[n], f"hot-{n}-{uuid.uuid4().hex[:8]}")
+            failed[n] = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        except Exception:  # the whole invocation failed: each of its messages comes back
+            failed[n] = {record["messageId"] for record in events[n]["Records"]}
+        durations.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=invoke, args=(n,), daemon=True) for n in functions]
+    for thread in threads:
+        thread.start()
+    stuck = 0
+    for thread in threads:
+        thread.join(timeout=limit)
+        stuck += thread.is_alive()
+    return failed, stuck
 
 
 def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
@@ -310,38 +341,17 @@ def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
         while any(pending.values()):
             rounds += 1
             active = [n for n, mine in pending.items() if mine]
-            barrier = threading.Barrier(len(active))
-            failed: dict[int, list[int]] = {}
-
-            def invoke(n: int, mine: list[int]) -> None:
-                event = sqs_event(aws.queue_arn, [bodies[j][0] for j in mine])
-                ids = [r["messageId"] for r in event["Records"]]
-                barrier.wait()
-                began = time.perf_counter()
-                try:
-                    answer = functions[n].invoke(event, f"hot-{n}-{rounds}")
-                    lost = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
-                    failed[n] = [j for j, id_ in zip(mine, ids, strict=True) if id_ in lost]
-                except Exception:  # the whole invocation failed: each of its messages comes back
-                    failed[n] = list(mine)
-                durations.append(time.perf_counter() - began)
-
-            threads = [
-                threading.Thread(target=invoke, args=(n, list(pending[n])), daemon=True) for n in active
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=design.timeout * 2)
-                stuck += thread.is_alive()
+            events = {n: sqs_event(aws.queue_arn, [bodies[j][0] for j in pending[n]]) for n in active}
+            failed, stuck = at_once({n: functions[n] for n in active}, events, durations, design.timeout * 2)
             if stuck:
                 break
             for n in active:
-                for j in pending[n]:
+                ids = [record["messageId"] for record in events[n]["Records"]]
+                mine, pending[n] = pending[n], []
+                for j, id_ in zip(mine, ids, strict=True):
                     receives[j] += 1
-                pending[n] = []
-                for j in failed.get(n, []):
-                    (dead if receives[j] >= design.max_receive_count else pending[n]).append(j)
+                    if id_ in failed.get(n, set()):
+                        (dead if receives[j] >= design.max_receive_count else pending[n]).append(j)
         wall = time.perf_counter() - started
         aws.recording(latency_ms, False)
 
@@ -468,7 +478,6 @@ def describe_tree() -> str:
 
 
 def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    first = next(iter(designs.values()))
     print(
         f"ProcessorFunction throughput on moto with injected per-call latency; one invocation of "
         f"{args.messages} full message(s) measured per row"
@@ -479,8 +488,18 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             f"{figures['timeout']} s, MaximumConcurrency {figures['max_concurrency']}"
         )
     print()
-    header = ("shape", "latency", "design", "ev/msg", "calls/ev", "ev/s", "worst invocation", "ceiling ev/s")
-    line = "{:<21} {:>7} {:<18} {:>6} {:>8} {:>6} {:>22} {:>12}"
+    header = (
+        "shape",
+        "latency",
+        "design",
+        "ev/msg",
+        "calls/ev",
+        "ev/s",
+        "moto",
+        "worst invocation",
+        "ceiling ev/s",
+    )
+    line = "{:<21} {:>7} {:<18} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
     print(line.format(*header))
     rows: list[tuple[dict[str, Any], dict[str, Any], str]] = []
     for shape_index, _ in enumerate(SHAPES):
@@ -500,6 +519,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
                         row["per_message"],
                         f"{row['calls'] / row['events']:.3f}",
                         f"{rate:.0f}",
+                        f"{row['stand_in'] / row['wall']:.0%}",
                         f"{worst:.1f} s / {figures['timeout']} s {verdict}",
                         f"{rate * figures['max_concurrency']:.0f}",
                     )
@@ -508,7 +528,8 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print()
     print("ev/msg: the fullest message intake packs of the shape (Limits.max_events events packed at the")
     print("  template's QUEUE_MESSAGE_BYTES); calls/ev: the handler's AWS calls per event; ev/s: events of")
-    print("  the measured invocation / its wall time (one invocation, its calls one after another or not).")
+    print("  the measured invocation / its wall time; moto: the share of that wall time spent in moto and")
+    print("  the meter, answering in process (AWS's own time is the injected latency, outside that share).")
     print(
         f"worst invocation = BatchSize x ev/msg / ev/s: BatchSize full messages, derived from "
         f"{args.messages} measured (exact if messages are applied one after another, pessimistic if "
@@ -517,10 +538,8 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print("ceiling = ev/s x MaximumConcurrency: every allowed invocation at once, each as fast as measured")
     slowest = max(rows, key=lambda r: r[0]["wall"] / r[0]["messages"])
     calls = ", ".join(f"{call} {n}" for call, n in slowest[0]["by_call"].items())
-    print(
-        f"calls of the slowest row ({slowest[2]}, {slowest[0]['shape']}, {slowest[0]['latency_ms']:g} ms): {calls}"
-    )
-    del first
+    row, _, name = slowest
+    print(f"calls of the slowest row ({name}, {row['shape']}, {row['latency_ms']:g} ms): {calls}")
 
     hot = {name: figures["hotkeys"] for name, figures in designs.items() if "hotkeys" in figures}
     if not hot:
@@ -575,11 +594,13 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             ),
             (
                 h["dead"] == 0,
-                f"nothing to the DLQ: {h['dead']} messages failed {designs[name]['max_receive_count']} receives",
+                f"nothing to the DLQ: {h['dead']} messages failed "
+                f"{designs[name]['max_receive_count']} receives",
             ),
             (
                 h["stuck"] == 0 and h["max_invocation"] <= timeout,
-                f"no livelock: every invocation returned, the longest in {h['max_invocation']:.2f} s (Timeout {timeout} s)",
+                f"no livelock: every invocation returned, the longest in {h['max_invocation']:.2f} s "
+                f"(Timeout {timeout} s)",
             ),
             (
                 h["max_receives"] <= designs[name]["max_receive_count"],
