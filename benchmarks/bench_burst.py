@@ -206,6 +206,7 @@ class Outcome:
     counted: dict[int, int]
     landed: dict[str, float]
     durations: list[float]
+    invocation_events: list[int]
     dlq: int
     queued: int
     began: float
@@ -277,12 +278,13 @@ def burst(args: argparse.Namespace) -> Outcome:
             store.create_workspace(f"burst {n}", workspace_id=workspace_id(n))
             store.issue_key(workspace_id(n), api_key(n))
         durations: list[float] = []
-        timed(stack.functions["ProcessorFunction"], durations)
+        sizes: list[int] = []
+        timed(stack.functions["ProcessorFunction"], durations, sizes)
         timeout = stack.functions["ProcessorFunction"].timeout_seconds
         with contextlib.redirect_stdout(io.StringIO()):
             for _ in range(concurrency - 1):  # the stack's own poller is the first environment
                 function = load_function(template, "ProcessorFunction")
-                timed(function, durations)
+                timed(function, durations, sizes)
                 poller = SqsPoller(
                     function.invoke,
                     stack.resources.queue_urls["IngestQueue"],
@@ -310,6 +312,7 @@ def burst(args: argparse.Namespace) -> Outcome:
             counted=counted(stack.aws_endpoint, stack.resources.tables["ProfilesTable"], args.workspaces),
             landed=dict(landed.at),
             durations=list(durations),
+            invocation_events=list(sizes),
             dlq=stack.queue_depth("IngestDLQ"),
             queued=depth,
             began=began,
@@ -325,8 +328,9 @@ def burst(args: argparse.Namespace) -> Outcome:
         stack.stop()
 
 
-def timed(function: LocalFunction, durations: list[float]) -> None:
-    """Time each invocation of the function (its handler wrapped), into `durations`."""
+def timed(function: LocalFunction, durations: list[float], sizes: list[int]) -> None:
+    """Time each invocation of the function (its handler wrapped) into `durations`, and count the events
+    of its messages into `sizes`."""
     handler = function.handler
 
     def timed_handler(event: dict[str, Any], context: Any) -> Any:
@@ -334,7 +338,11 @@ def timed(function: LocalFunction, durations: list[float]) -> None:
         try:
             return handler(event, context)
         finally:
+            size = 0
+            with contextlib.suppress(ValueError, KeyError, AttributeError):  # not an envelope: 0
+                size = sum(json.loads(r["body"]).get("count", 0) for r in event.get("Records", ()))
             durations.append(time.monotonic() - started)
+            sizes.append(size)
 
     function.handler = timed_handler
 
@@ -366,6 +374,7 @@ def report(args: argparse.Namespace, outcome: Outcome) -> int:
             latencies["noisy" if ws == 0 else "quiet"].append(at - sent)
 
     longest = max(outcome.durations, default=0.0)
+    biggest = max(outcome.invocation_events, default=0)
     print(
         f"burst on the local stack: {args.events} track events from {args.workspaces} workspaces (one "
         f"sends {counts[0]}, the others {min(counts[1:])}-{max(counts[1:])} each), webhook batches of "
@@ -388,7 +397,12 @@ def report(args: argparse.Namespace, outcome: Outcome) -> int:
     print(
         f"  ProcessorFunction       {len(outcome.durations):>8} invocations, median "
         f"{statistics.median(outcome.durations) if outcome.durations else 0:.1f} s, longest {longest:.1f} s "
-        f"(Timeout {outcome.timeout} s); {sum(d > outcome.timeout for d in outcome.durations)} over"
+        f"(Timeout {outcome.timeout} s); {sum(d > outcome.timeout for d in outcome.durations)} over; "
+        f"up to {biggest} events an invocation"
+    )
+    print(
+        f"  (the {outcome.concurrency} environments share this machine's cores and one interpreter with "
+        "moto: an invocation's time here includes waiting for CPU that Lambda gives each environment)"
     )
     print()
     print("POST sent -> history item written to DynamoDB, seconds")
