@@ -12,7 +12,7 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools scanners dev test fuzz soak burst lint format typecheck validate security build bench deploy clean
+.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build bench deploy clean
 
 $(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,7 @@ bench: setup                         ## benchmarks, each against a baseline meas
 soak: setup                          ## 5 minutes of sustained load on the local stack: nothing lost, memory flat
 	$(PY) benchmarks/bench_load.py --soak --seconds 300 --rate 150
 
+.PHONY: burst
 burst: setup                         ## 100,000 events from 20 workspaces on the local stack, 5 ms per AWS call
 	$(PY) benchmarks/bench_burst.py $(ARGS)
 
