@@ -88,6 +88,7 @@ events: setup                        ## write events/*.json and env.json again (
 bench: setup                         ## benchmarks, each against a baseline measured in the same run
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_processor.py
+	$(PY) benchmarks/bench_throughput.py
 	$(PY) benchmarks/bench_emitter.py
 	$(PY) benchmarks/bench_cost.py
 	$(PY) benchmarks/bench_latency.py
@@ -96,6 +97,10 @@ bench: setup                         ## benchmarks, each against a baseline meas
 
 soak: setup                          ## 5 minutes of sustained load on the local stack: nothing lost, memory flat
 	$(PY) benchmarks/bench_load.py --soak --seconds 300 --rate 150
+
+.PHONY: burst
+burst: setup                         ## 100,000 events from 20 workspaces on the local stack, 5 ms per AWS call
+	$(PY) benchmarks/bench_burst.py $(ARGS)
 
 deploy: build                        ## sam deploy (uses samconfig.toml; CONFIG_ENV=prod for prod)
 	$(TOOLS)/bin/sam deploy --config-env $${CONFIG_ENV:-default}

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -231,10 +232,13 @@ class AwsMeter:
     units (1 per started 4 KB of each item read strongly consistently, 1 for a missing item, half for
     eventually consistent reads), computed from item sizes tracked here, since moto's ConsumedCapacity is
     a constant. SQS: 64 KB chunks of each request's payload. Anything else: 1 per request.
-    `charge` adds calls made by AWS on our behalf that no handler makes (Lambda's SQS poller)."""
+    `charge` adds calls made by AWS on our behalf that no handler makes (Lambda's SQS poller).
+    `errors` counts the calls AWS refused, by error code (ConditionalCheckFailedException: a version
+    conflict). Calls made from several threads at once are counted alike (one lock)."""
 
     def __init__(self, template: Mapping[str, Any]) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
+        self.errors: Counter[tuple[str, str, str]] = Counter()  # (service, op, error code)
         self.units: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # (service, op, resource)
         self.payload_bytes: Counter[str] = Counter()  # service -> bytes sent
         self.inside_seconds = 0.0  # in moto, in process: stands in for AWS's own time
@@ -242,7 +246,8 @@ class AwsMeter:
         self.recording = False
         self._keys, self._indexes = table_indexes(template)
         self._items: dict[tuple[str, str], dict[str, Any]] = {}  # (table, key) -> item as stored
-        self._sent_at = 0.0
+        self._sending = threading.local()  # when this thread's call was sent
+        self._lock = threading.Lock()
 
     # --- wiring --------------------------------------------------------------------------------
 
@@ -267,11 +272,12 @@ class AwsMeter:
             self.payload_bytes[service] += payload
 
     def _send_started(self, **_: Any) -> None:
-        self._sent_at = time.perf_counter()
+        self._sending.at = time.perf_counter()
 
     def _send_ended(self, **_: Any) -> None:
         if self.recording:
-            self.inside_seconds += time.perf_counter() - self._sent_at
+            with self._lock:
+                self.inside_seconds += time.perf_counter() - self._sending.at
 
     def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         started = time.perf_counter()
@@ -280,10 +286,16 @@ class AwsMeter:
         self.meter_seconds += time.perf_counter() - started
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self._count(parsed, model, context)
+
+    def _count(self, parsed: dict[str, Any], model: Any, context: dict[str, Any]) -> None:
         started = time.perf_counter()
         service, operation = model.service_model.service_name, model.name
         params = context.get("bench_params", {})
         failed = "Error" in parsed
+        if failed and self.recording:
+            self.errors[service, operation, str(parsed["Error"].get("Code", ""))] += 1
         if service == "dynamodb":
             billed = self._dynamodb(operation, params, parsed, failed)
         elif service == "sqs":
@@ -475,3 +487,52 @@ def _sqs(operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -
 
 def sqs_chunks(payload: int) -> int:
     return max(1, math.ceil(payload / (64 * KB)))
+
+
+# ---------------------------------------------------------------------------------------------- latency
+
+
+class InjectedLatency:
+    """Every AWS call made through boto3's default session waits `seconds` before it is sent, in the
+    thread that makes it (a botocore `before-sign` hook: it runs once per attempt, retries included, for
+    every service and whether moto answers in process or over HTTP). In-region DynamoDB, SQS and S3
+    calls take milliseconds, which moto does not: without this, a design that waits on its calls one
+    after another looks as fast as one that overlaps them."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+
+    def install(self) -> None:
+        """On boto3's default session (the one the store's clients come from): call it after anything
+        that replaces that session (AwsMeter.install), before the store makes its clients."""
+        import boto3
+
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-sign", self._wait)
+
+    def _wait(self, **_: Any) -> None:
+        if self.seconds > 0:
+            time.sleep(self.seconds)
+
+
+def atomic_moto_writes() -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are: moto checks a ConditionExpression and then
+    stores the item in two Python steps, so two threads writing one item can both pass the check. One
+    lock around each write keeps concurrent invocations' version checks honest (what is measured is our
+    conflict handling, not moto's race)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_bench_atomic", False):
+        return
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+    DynamoDBBackend._bench_atomic = True  # type: ignore[attr-defined]
