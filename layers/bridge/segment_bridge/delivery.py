@@ -53,7 +53,7 @@ template's 20 stream retries outlast this."""
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 ATTEMPT_SECONDS = (3.0, 10.0)
 """The most one request may wait to connect, and then for each read of its answer."""
-MIN_ATTEMPT_SECONDS = 1.0
+MIN_ATTEMPT_SECONDS = 0.5
 """No attempt starts with less time than this left before the deadline."""
 STALLS_TOLERATED = 2
 """A destination that gave no answer in time this many times is given up on for the invocation."""
