@@ -177,7 +177,7 @@ def test_a_change_rule_whose_function_meets_a_record_of_another_shape_says_so():
         rule.fires({"eventName": "INSERT", "old": {}, "new": {"items": 5}})
     fired = {"eventName": "INSERT", "old": {}, "new": {"items": [1], "n": "x"}}
     assert rule.fires(fired)
-    with pytest.raises(Unsendable, match="`properties.n` cannot be evaluated"):
+    with pytest.raises(Unsendable, match=r"`properties\.n` cannot be evaluated"):
         rule.outbox_item(fired, "seq-1")
 
 
