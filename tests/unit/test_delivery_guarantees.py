@@ -275,12 +275,14 @@ def test_change_rules_with_functions_over_records_of_any_shape_send_or_park_neve
         }
         for rule in change_rules:
             keys = {"rule": rule.name, "record": change.record_id, "id": f"r{n}"}
-            sent = sender.received.count(outbound_message_id(APP, keys))
+            message_id = outbound_message_id(APP, keys)
+            sent = sender.received.count(message_id)
             parked = [
                 reason
                 for reason, record, _ in parking.parked
                 if (record.get("rule") == rule.name and record["change"]["new"].get("_id") == f"r{n}")
                 or record.get("sk") == f"RULE#{rule.name}#{change.record_id}"
+                or record.get("messageId") == message_id
             ]
             try:
                 fires = rule.fires(document)
