@@ -368,23 +368,23 @@ def _send_workspace(events: list[Outbound], target: Destination, sending: Sendin
     be MIN_ATTEMPT_SECONDS left; each attempt waits at most what is left."""
     clock, deadline = sending.clock, sending.deadline
     batches = requests_for(events)
-    stalls = 0
+    stalls = tried = 0
     for index, batch in enumerate(batches):
         attempt = 0
         answer = Answer(0, {}, "")
         while True:
             left = deadline - clock()
             if left < MIN_ATTEMPT_SECONDS:
-                _slow_down(
-                    batches[index:],
-                    f"Segment kept answering {answer.status or 'nothing'}",
-                    answer,
-                    sending,
-                    report,
+                reason = (
+                    f"Segment kept answering {answer.status or 'nothing'}"
+                    if tried
+                    else "the invocation had no time left to send"
                 )
+                _slow_down(batches[index:], reason, answer, sending, report)
                 return
             body = gzip.compress(request_body(batch, datetime.now(UTC)), compresslevel=6, mtime=0)
             report.requests += 1
+            tried += 1
             try:
                 answer = sending.sender.send(target.url, target.write_key, body, left)
                 outcome = verdict(answer.status)
