@@ -243,18 +243,25 @@ def destination() -> None:
 @destination.command("set")
 @click.argument("workspace_id")
 @click.option("--write-key", required=True, help="The write key of the Segment source to send to.")
-@click.option("--endpoint", default="us", show_default=True, help="us, eu, or a URL (a proxy or a stand-in).")
+@click.option(
+    "--endpoint",
+    default="us",
+    show_default=True,
+    help="us, eu, or an https URL (a proxy; plain http to a loopback stand-in on the local stack).",
+)
 @json_option
 @click.pass_context
 def destination_set(
     ctx: click.Context, workspace_id: str, write_key: str, endpoint: str, as_json: bool
 ) -> None:
-    """Send the workspace's outbox events to a Segment source."""
+    """Send the workspace's outbox events to a Segment source. The stack's SegmentEndpoints parameter
+    says which URLs it sends to (https to public addresses unless it says otherwise)."""
+    target = _target(ctx)
     try:
-        url = endpoint_url(endpoint)
+        url = endpoint_url(endpoint, target.settings.segment_endpoints)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--endpoint") from None
-    _target(ctx).store.set_segment_destination(workspace_id, write_key, endpoint)
+    target.store.set_segment_destination(workspace_id, write_key, endpoint)
     data = {"workspace_id": workspace_id, "url": url, "write_key": _mask(write_key)}
     show(as_json, data, f"{workspace_id} sends to {url} (write key {_mask(write_key)}).")
 
@@ -484,7 +491,8 @@ def dlq() -> None:
 @json_option
 @click.pass_context
 def dlq_list(ctx: click.Context, queue: operations.Queue, limit: int, as_json: bool) -> None:
-    """List a dead-letter queue's messages (they stay on it)."""
+    """List what is parked for a queue: the bucket's parked/<queue>/, where the queue's messages are
+    copied first (they stay on the queue until re-driven)."""
     rows = operations.list_dead_letters(_target(ctx), queue, limit)
     columns = (
         ["message_id", "sent_at", "receive_count", "kind", "workspace_id", "events", "received_at"]
@@ -500,8 +508,9 @@ def dlq_list(ctx: click.Context, queue: operations.Queue, limit: int, as_json: b
 @json_option
 @click.pass_context
 def dlq_redrive(ctx: click.Context, queue: operations.Queue, limit: int, as_json: bool) -> None:
-    """Ingest: put dead letters back on the IngestQueue. Emitter: send parked events to Segment again
-    (same messageIds, so Segment dedupes). What still cannot go stays, with the reason."""
+    """Move the queue's messages into the bucket's parked/, then act on what is parked. Ingest: put each
+    back on the IngestQueue. Emitter: send parked events to Segment again (same messageIds, so Segment
+    dedupes). A parked item is removed once sent or re-queued; what still cannot go stays, with why."""
     result = operations.redrive(_target(ctx), queue, limit)
     data = result.as_dict()
     text = f"Re-drove {result.redriven} {queue} dead letters."

@@ -27,6 +27,7 @@ from boto3.dynamodb.types import TypeSerializer
 from bridge_dev.pollers import lambda_sqs_event, lambda_stream_record
 from bridge_dev.template import (
     DEFAULT_BUCKET_NAME,
+    LOCAL_PARAMETERS,
     PSEUDO_PARAMETERS,
     TEMPLATE_PATH,
     LocalResources,
@@ -416,7 +417,7 @@ def sam_local_environment() -> dict[str, dict[str, str]]:
         queue_arns={name: f"arn:aws:sqs:us-east-1:{account}:{name}" for name in names["AWS::SQS::Queue"]},
         buckets={name: DEFAULT_BUCKET_NAME for name in names["AWS::S3::Bucket"]},
         template=template,
-        parameters={"AwsEndpointUrl": DOCKER_AWS_ENDPOINT},
+        parameters=LOCAL_PARAMETERS | {"AwsEndpointUrl": DOCKER_AWS_ENDPOINT},
     )
     shared = resources.environment()
     environments = {}

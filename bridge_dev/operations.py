@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -35,9 +35,16 @@ from segment_bridge.profiles import EntityKind, Profile
 from segment_bridge.settings import get_settings
 from segment_bridge.store import DeadLetter, get_store
 
+if TYPE_CHECKING:
+    from segment_bridge.store.parked import ParkedItem
+
 Queue = Literal["ingest", "emitter"]
 REDRIVE_SECONDS = 30.0
 """How long a re-drive keeps retrying an event Segment answers with a retryable error."""
+REDRIVE_CHUNK = 100
+"""Parked items re-driven together (one Segment request per workspace)."""
+SWEEP_LIMIT = 10_000
+"""The most dead letters one listing or re-drive moves from a queue into parked/."""
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -298,9 +305,81 @@ def describe_dead_letter(queue: Queue, letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+def describe_parked(queue: Queue, parked: ParkedItem) -> dict[str, Any]:
+    """One parked item as `dlq list` shows it; `message_id` is its id in the bucket (parked/)."""
+    document = parked.document
+    if document.get("kind") == "dead letter":
+        letter = DeadLetter(
+            message_id=str(document.get("message_id", "")),
+            body=str(document.get("body", "")),
+            receive_count=int(document.get("receive_count") or 0),
+            sent_at=str(document.get("sent_at", "")),
+            receipt_handle="",
+        )
+        described = describe_dead_letter(queue, letter)
+        return described | {"message_id": parked.parked_id, "queue_message_id": letter.message_id}
+    if document.get("kind") == "parked event":
+        found = document.get("record")
+        record: dict[str, Any] = found if isinstance(found, dict) else {}
+        return {
+            "message_id": parked.parked_id,
+            "sent_at": document.get("parked_at"),
+            "receive_count": 0,
+            "kind": "parked event",
+            "reason": document.get("reason", ""),
+            "workspace_id": document.get("workspace_id"),
+            "event": record.get("event"),
+            "messageId": record.get("messageId"),
+            "response": document.get("response"),
+        }
+    return {"message_id": parked.parked_id, "kind": "unreadable", "reason": document.get("reason", "")}
+
+
+def keep_dead_letters(target: Target, queue: Queue, *, take: bool, limit: int = SWEEP_LIMIT) -> int:
+    """Copy a dead-letter queue's messages into the bucket's parked/<queue>/, where `dlq list` and `dlq
+    redrive` read them and they outlive SQS's 14 days (a parked event's signal is not copied: the event
+    is already there). `take`: delete each message once it is kept (a re-drive); else leave them all on
+    the queue (a listing). Returns how many messages were seen."""
+    store = target.store
+    url = queue_url(target, queue)
+    if not take:
+        letters = store.peek_dead_letters(url, limit)
+        for letter in letters:
+            if not _is_signal(letter):
+                store.parked.keep_dead_letter(queue, letter)
+        return len(letters)
+    seen = 0
+    while seen < limit:
+        letters = store.take_dead_letters(url, min(10, limit - seen))
+        if not letters:
+            break
+        kept: list[DeadLetter] = []
+        try:
+            for letter in letters:
+                if not _is_signal(letter):
+                    store.parked.keep_dead_letter(queue, letter)
+                kept.append(letter)
+        finally:
+            store.delete_dead_letters(url, kept)
+            store.release_dead_letters(url, [letter for letter in letters if letter not in kept])
+        seen += len(letters)
+    return seen
+
+
+def _is_signal(letter: DeadLetter) -> bool:
+    """A parked event's EmitterDLQ message (the event itself is in the bucket)."""
+    try:
+        document = json.loads(letter.body)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("parked"), str)
+
+
 def list_dead_letters(target: Target, queue: Queue, limit: int) -> list[dict[str, Any]]:
-    letters = target.store.peek_dead_letters(queue_url(target, queue), limit)
-    return [describe_dead_letter(queue, letter) for letter in letters]
+    """What is parked for a queue (the bucket's parked/), its dead-letter queue's messages copied there
+    first (they stay on the queue)."""
+    keep_dead_letters(target, queue, take=False, limit=max(limit, 100))
+    return [describe_parked(queue, parked) for parked in target.store.parked.list_parked(queue, limit)]
 
 
 @dataclass
@@ -316,56 +395,77 @@ class Redrive:
 def redrive(
     target: Target, queue: Queue, limit: int, progress: Callable[[int], None] | None = None
 ) -> Redrive:
-    """Ingest: move dead letters back to the IngestQueue (the processor takes them again). Emitter: send
-    parked events to Segment again (same messageIds) and re-deliver stream batches Lambda gave up on.
-    What cannot go yet stays on the dead-letter queue, listed in `left` with the reason."""
-    url = queue_url(target, queue)
+    """Move the dead-letter queue's messages into parked/ first, then act on what is parked. Ingest: put
+    each back on the IngestQueue (the processor takes it again). Emitter: send parked events to Segment
+    again (same messageIds) and re-deliver stream batches Lambda gave up on. A parked item is removed
+    only once it is sent, parked again (with the new reason) or back on its queue; what cannot go yet
+    stays parked, listed in `left` with the reason."""
+    keep_dead_letters(target, queue, take=True)
     store = target.store
     result = Redrive(queue)
-    kept: list[DeadLetter] = []
-    try:
-        while result.redriven + len(kept) < limit:
-            letters = store.take_dead_letters(url, min(10, limit - result.redriven - len(kept)))
-            if not letters:
-                break
-            if queue == "ingest":
-                store.requeue(target.settings.ingest_queue_url, letters)
-                done = letters
-            else:
-                done, left = _redrive_emitter(target, letters)
-                kept += [letter for letter, _ in left]
-                result.left += [describe_dead_letter(queue, letter) | {"still": why} for letter, why in left]
-            store.delete_dead_letters(url, done)
-            result.redriven += len(done)
-            if progress is not None:
-                progress(len(letters))
-    finally:
-        store.release_dead_letters(url, kept)
+    items = store.parked.list_parked(queue, limit)
+    for start in range(0, len(items), REDRIVE_CHUNK):
+        chunk = items[start : start + REDRIVE_CHUNK]
+        if queue == "ingest":
+            done, left = _redrive_ingest(target, chunk)
+        else:
+            done, left = _redrive_emitter(target, chunk)
+        for parked in done:
+            store.parked.remove(parked.key)
+        result.redriven += len(done)
+        result.left += [describe_parked(queue, parked) | {"still": why} for parked, why in left]
+        if progress is not None:
+            progress(len(chunk))
     return result
 
 
+def _redrive_ingest(
+    target: Target, items: list[ParkedItem]
+) -> tuple[list[ParkedItem], list[tuple[ParkedItem, str]]]:
+    letters = [
+        (parked, str(parked.document.get("body", "")))
+        for parked in items
+        if parked.document.get("kind") == "dead letter"
+    ]
+    left = [
+        (parked, "not a queue message") for parked in items if parked.document.get("kind") != "dead letter"
+    ]
+    for start in range(0, len(letters), 10):
+        batch = letters[start : start + 10]
+        target.store.requeue(
+            target.settings.ingest_queue_url,
+            [DeadLetter(str(n), body, 0, "", "") for n, (_, body) in enumerate(batch)],
+        )
+    return [parked for parked, _ in letters], left
+
+
 def _redrive_emitter(
-    target: Target, letters: list[DeadLetter]
-) -> tuple[list[DeadLetter], list[tuple[DeadLetter, str]]]:
+    target: Target, items: list[ParkedItem]
+) -> tuple[list[ParkedItem], list[tuple[ParkedItem, str]]]:
     store, settings = target.store, target.settings
     destination = functools.cache(store.segment_destination)  # one lookup per workspace, None included
     sending = Sending(
         destination=destination,
-        sender=HttpSender(),
-        parking=store.queues,
+        sender=HttpSender(policy=settings.segment_endpoints),
+        parking=store.parked,
         deadline=time.time() + REDRIVE_SECONDS,
         clock=time.time,
         sleep=time.sleep,
     )
-    done: list[DeadLetter] = []
-    left: list[tuple[DeadLetter, str]] = []
-    parked: list[tuple[DeadLetter, str, dict[str, Any]]] = []
-    for letter in letters:
-        try:
-            document = json.loads(letter.body)
-        except json.JSONDecodeError:
-            left.append((letter, "not JSON"))
-            continue
+    done: list[ParkedItem] = []
+    left: list[tuple[ParkedItem, str]] = []
+    events: list[tuple[ParkedItem, str, dict[str, Any]]] = []
+    for parked in items:
+        document = parked.document
+        if document.get("kind") == "dead letter":
+            try:
+                document = json.loads(str(document.get("body", "")))
+            except json.JSONDecodeError:
+                left.append((parked, "not JSON"))
+                continue
+            if not isinstance(document, dict):
+                left.append((parked, "not a JSON object"))
+                continue
         record = document.get("record")
         if "DDBStreamBatchInfo" in document:
             info = document["DDBStreamBatchInfo"]
@@ -373,7 +473,7 @@ def _redrive_emitter(
                 info["streamArn"], info["shardId"], info["startSequenceNumber"], info["endSequenceNumber"]
             )
             if not records:
-                left.append((letter, "the stream no longer holds these records (kept 24 h)"))
+                left.append((parked, "the stream no longer holds these records (kept 24 h)"))
                 continue
             report = deliver(
                 stream_changes(
@@ -385,22 +485,22 @@ def _redrive_emitter(
                 sending=sending,
             )
             if report.failed:
-                left.append((letter, f"Segment did not take {len(report.failed)} of its events yet"))
+                left.append((parked, f"Segment did not take {len(report.failed)} of its events yet"))
             else:
-                done.append(letter)
+                done.append(parked)
         elif isinstance(record, dict) and record.get("messageId") and document.get("workspace_id"):
-            parked.append((letter, str(document["workspace_id"]), record))
+            events.append((parked, str(document["workspace_id"]), record))
         else:
-            left.append((letter, "an invalid outbox item: write a corrected one instead"))
-    if parked:
-        report = redeliver([(workspace_id, record) for _, workspace_id, record in parked], sending)
+            left.append((parked, "an invalid outbox item: write a corrected one instead"))
+    if events:
+        report = redeliver([(workspace_id, record) for _, workspace_id, record in events], sending)
         failed = set(report.failed)
-        for letter, workspace_id, record in parked:
+        for parked, workspace_id, record in events:
             if record["messageId"] in failed:
                 reason = "no Segment write key" if destination(workspace_id) is None else "Segment"
-                left.append((letter, f"not sent: {reason}"))
+                left.append((parked, f"not sent: {reason}"))
             else:
-                done.append(letter)  # sent, or parked again with Segment's new answer
+                done.append(parked)  # sent, or parked again with Segment's new answer
     return done, left
 
 

@@ -30,6 +30,10 @@ TEMPLATE_PATH = (Path(__file__).resolve().parent / "template.yaml").resolve()
 """The repository's template.yaml (bridge_dev/template.yaml links to it), or, once `pip install ".[cli]"` has
 installed the package, the copy of it the wheel carries."""
 DEFAULT_BUCKET_NAME = "segment-bridge-archive"
+LOCAL_PARAMETERS = {"SegmentEndpoints": "local"}
+"""The local stack's parameter overrides (as `sam deploy --parameter-overrides` gives a deployed one): its
+Segment stand-in listens on plain http on 127.0.0.1, which only SegmentEndpoints=local lets the emitter
+send to. A deployed stack's own parameters replace these."""
 
 # SQS queue properties that map one to one onto queue attributes of the same name.
 _QUEUE_ATTRIBUTES: tuple[QueueAttributeNameType, ...] = (
@@ -152,8 +156,8 @@ class LocalResources:
     buckets: Mapping[str, str]
     template: Mapping[str, Any] = field(repr=False, compare=False)
     pseudo_parameters: Mapping[str, str] = field(default_factory=lambda: PSEUDO_PARAMETERS, repr=False)
-    parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Parameter values that override the template's defaults (a deployed stack's)."""
+    parameters: Mapping[str, str] = field(default_factory=lambda: dict(LOCAL_PARAMETERS), repr=False)
+    """Parameter values that override the template's defaults (the local stack's, or a deployed stack's)."""
 
     def environment(self) -> dict[str, str]:
         """Globals.Function.Environment.Variables of the template, resolved for these resources (a variable

@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
-from segment_bridge.delivery import HttpSender, Sending, deliver, stream_changes
+from segment_bridge.delivery import PARALLEL_WORKSPACES, HttpSender, Sending, deliver, stream_changes
 from segment_bridge.outbound import ChangeRule, Destination
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
@@ -39,7 +39,7 @@ def rules() -> TtlCache[str, list[ChangeRule]]:
 
 @lru_cache(maxsize=1)
 def sender() -> HttpSender:
-    return HttpSender()
+    return HttpSender(policy=get_settings().segment_endpoints)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -54,10 +54,11 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
         sending=Sending(
             destination=destinations().get,
             sender=sender(),
-            parking=get_store().queues,
+            parking=get_store().parked,
             deadline=time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS,
             clock=time.time,  # wall clock: records' ages come from their stream timestamps
             sleep=time.sleep,
+            parallel=PARALLEL_WORKSPACES,  # a stalled destination delays no other workspace
         ),
         rules=rules().get("all") or [],
     )
@@ -67,6 +68,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
         ("EventsRetried", report.retried),
         ("EventsParked", report.parked),
         ("EchoesSuppressed", report.echoes),
+        ("DestinationsGivenUp", len(report.given_up)),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     return {"batchItemFailures": [{"itemIdentifier": record_id} for record_id in report.failed]}

@@ -169,7 +169,11 @@ def test_the_destination_is_stored_with_its_key_masked(cli):
         "write_key": "…cdef",
     }
     _, _, err = cli("destination", "set", workspace, "--write-key", "k", "--endpoint", "ftp://x", ok=False)
-    assert "us, eu or an http(s) URL" in err
+    assert "us, eu or an https URL" in err
+    _, _, err = cli(
+        "destination", "set", workspace, "--write-key", "k", "--endpoint", "https://169.254.169.254", ok=False
+    )
+    assert "metadata" in err
 
 
 # ---------------------------------------------------------------------------------------------- mapping

@@ -118,7 +118,7 @@ def test_a_timeout_is_retried(emitter, aws, segment):
     from segment_bridge.delivery import HttpSender
 
     emitter.sender.cache_clear()
-    emitter.sender = lambda: HttpSender(timeout=(1.0, 0.5))
+    emitter.sender = lambda: HttpSender(timeout=(1.0, 0.5), policy="local")
     segment.answer_next(Scripted(200, delay=1.0))
     publish(aws, "EVT#1")
     assert run(emitter, aws) == {"batchItemFailures": []}

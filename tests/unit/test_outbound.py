@@ -91,12 +91,94 @@ def test_retry_after_as_seconds_or_http_date():
     assert retry_after_seconds(None, now) is None
 
 
-def test_endpoints():
-    assert endpoint_url("us") == "https://api.segment.io/v1/batch"
-    assert endpoint_url("eu") == "https://events.eu1.segmentapis.com/v1/batch"
-    assert endpoint_url("http://127.0.0.1:3001") == "http://127.0.0.1:3001/v1/batch"
-    with pytest.raises(ValueError, match="us, eu"):
-        endpoint_url("asia")
+ACCEPTED = [
+    # (endpoint, policy, the /v1/batch URL)
+    ("us", "public", "https://api.segment.io/v1/batch"),
+    ("eu", "public", "https://events.eu1.segmentapis.com/v1/batch"),
+    ("https://proxy.example.com", "public", "https://proxy.example.com/v1/batch"),
+    ("https://proxy.example.com/segment/", "public", "https://proxy.example.com/segment/v1/batch"),
+    ("https://proxy.example.com:8443/v1/batch", "public", "https://proxy.example.com:8443/v1/batch"),
+    ("https://8.8.8.8", "public", "https://8.8.8.8/v1/batch"),
+    ("https://10.0.0.7", "private", "https://10.0.0.7/v1/batch"),
+    ("https://192.168.1.2:8443", "private", "https://192.168.1.2:8443/v1/batch"),
+    ("https://169.254.10.10", "private", "https://169.254.10.10/v1/batch"),
+    ("https://[fd12::1]", "private", "https://[fd12::1]/v1/batch"),
+    ("http://127.0.0.1:3001", "local", "http://127.0.0.1:3001/v1/batch"),
+    ("http://localhost:3001", "local", "http://localhost:3001/v1/batch"),
+    ("http://[::1]:3001", "local", "http://[::1]:3001/v1/batch"),
+]
+
+REFUSED = [
+    # (endpoint, policy, why)
+    ("asia", "public", "us, eu"),
+    ("ftp://x.example.com", "local", "us, eu"),
+    ("https://", "public", "us, eu"),
+    ("http://api.segment.io", "public", "https"),
+    ("http://api.segment.io", "local", "https"),  # plain http leaves the machine: never
+    ("http://10.0.0.7", "private", "https"),
+    ("http://127.0.0.1:3001", "public", "https"),
+    ("http://127.0.0.1:3001", "private", "https"),
+    ("https://127.0.0.1", "public", "private, loopback or link-local"),
+    ("https://localhost", "public", "private, loopback or link-local"),
+    ("https://10.1.2.3", "public", "private, loopback or link-local"),
+    ("https://172.16.0.1", "public", "private, loopback or link-local"),
+    ("https://192.168.0.1", "public", "private, loopback or link-local"),
+    ("https://100.64.0.1", "public", "private, loopback or link-local"),
+    ("https://169.254.1.1", "public", "private, loopback or link-local"),
+    ("https://[fe80::1]", "public", "private, loopback or link-local"),
+    ("https://[::ffff:10.0.0.1]", "public", "private, loopback or link-local"),
+    ("https://169.254.169.254", "public", "metadata"),
+    ("https://169.254.169.254", "private", "metadata"),
+    ("http://169.254.169.254", "local", "https"),
+    ("https://169.254.170.2", "local", "metadata"),
+    ("https://[fd00:ec2::254]", "private", "metadata"),
+    ("https://[::ffff:169.254.169.254]", "local", "metadata"),
+    ("https://0.0.0.0", "local", "not a destination"),
+    ("https://224.0.0.1", "local", "not a destination"),
+    ("https://api.segment.io/v1/batch?x=1", "public", "query or a fragment"),
+    ("https://api.segment.io#", "public", "query or a fragment"),
+    ("https://evil.example.com/#/v1/batch", "public", "query or a fragment"),
+    ("https://evil.example.com/?/v1/batch", "public", "query or a fragment"),
+    ("https://user:pass@api.segment.io", "public", "credentials"),
+    ("https://api.segment.io@169.254.169.254", "public", "credentials"),
+    ("https://api.segment.io:0", "public", "port"),
+    ("https://api.segment.io:99999", "public", "us, eu"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "policy", "url"), ACCEPTED)
+def test_endpoints_segment_like_under_the_policy_are_accepted(endpoint, policy, url):
+    assert endpoint_url(endpoint, policy) == url
+
+
+@pytest.mark.parametrize(("endpoint", "policy", "why"), REFUSED)
+def test_endpoints_that_are_not_segment_like_or_not_allowed_are_refused(endpoint, policy, why):
+    from segment_bridge.outbound import EndpointRefused
+
+    with pytest.raises(EndpointRefused, match=why):
+        endpoint_url(endpoint, policy)
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+23:59"]
+)
+def test_a_timestamp_without_a_utc_equivalent_is_unsendable_not_a_crash(timestamp):
+    with pytest.raises(Unsendable, match="out of range"):
+        call({**ITEM, "timestamp": timestamp})
+
+
+def test_a_change_rule_whose_function_meets_a_record_of_another_shape_says_so():
+    from segment_bridge.outbound import ChangeRule
+
+    rule = ChangeRule(
+        name="long", table="T", when="length(new.items) > `0`", event="E", properties={"n": "abs(new.n)"}
+    )
+    with pytest.raises(Unsendable, match="change rule long: `when` cannot be evaluated"):
+        rule.fires({"eventName": "INSERT", "old": {}, "new": {"items": 5}})
+    fired = {"eventName": "INSERT", "old": {}, "new": {"items": [1], "n": "x"}}
+    assert rule.fires(fired)
+    with pytest.raises(Unsendable, match=r"`properties\.n` cannot be evaluated"):
+        rule.outbox_item(fired, "seq-1")
 
 
 def test_a_change_rule_fires_on_its_condition_and_builds_an_outbox_item():

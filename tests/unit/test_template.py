@@ -302,6 +302,8 @@ def test_alarms_watch_both_dead_letter_queues_each_function_and_the_emitter_iter
     assert {
         ("ApproximateNumberOfMessagesVisible", "IngestDLQ"),
         ("ApproximateNumberOfMessagesVisible", "EmitterDLQ"),
+        ("ApproximateAgeOfOldestMessage", "IngestDLQ"),
+        ("ApproximateAgeOfOldestMessage", "EmitterDLQ"),
         ("Errors", "IngestFunction"),
         ("Errors", "ProcessorFunction"),
         ("Errors", "EmitterFunction"),
@@ -477,3 +479,45 @@ def test_the_dashboard_charts_what_issue_15_lists(template):
             assert ("AWS/Lambda", metric, f"${{{function}}}") in charted
     assert ("AWS/Lambda", "IteratorAge", "${EmitterFunction}") in charted
     assert "DashboardUrl" in template["Outputs"]
+
+
+def test_the_dead_letter_queues_age_alarms_fire_well_before_sqs_drops_a_message(template):
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm").values()
+    ages = [a for a in alarms if a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"]
+    assert len(ages) == 2
+    for alarm in ages:
+        assert alarm["Properties"]["Threshold"] <= 7 * 24 * 3600  # SQS keeps a message 14 days
+
+
+def test_parked_items_never_expire_unless_the_operator_sets_a_retention(template):
+    rules = template["Resources"]["ArchiveBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (parked,) = [rule for rule in rules if "Fn::If" in rule]
+    condition, expiring, otherwise = parked["Fn::If"]
+    assert template["Parameters"]["ParkedRetentionDays"]["Default"] == 0
+    assert template["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ParkedRetentionDays"}, 0]}]
+    }
+    assert expiring["Prefix"] == "parked/"
+    assert expiring["ExpirationInDays"] == {"Ref": "ParkedRetentionDays"}
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert not [rule for rule in rules if "Fn::If" not in rule and rule["Prefix"].startswith("parked")]
+
+
+def test_the_emitter_may_write_only_parked_events_to_the_bucket(template):
+    statements = template["Resources"]["EmitterFunction"]["Properties"]["Policies"][0]["Statement"]
+    s3 = [s for s in statements if isinstance(s, dict) and str(s.get("Action", "")).startswith("s3:")]
+    assert s3 == [
+        {
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": {"Fn::Sub": "${ArchiveBucket.Arn}/parked/emitter/*"},
+        }
+    ]
+
+
+def test_deployed_stacks_send_only_to_public_https_endpoints_by_default(template):
+    parameter = template["Parameters"]["SegmentEndpoints"]
+    assert parameter["Default"] == "public"
+    assert parameter["AllowedValues"] == ["public", "private", "local"]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["SEGMENT_ENDPOINTS"] == {"Ref": "SegmentEndpoints"}

@@ -13,16 +13,19 @@ Only new items (INSERT) are sent; changing or deleting an outbox item sends noth
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from segment_bridge import PRODUCT_NAME, __version__
 from segment_bridge.mapping import FAILED, Expression, search
+from segment_bridge.settings import EndpointPolicy
 from segment_bridge.values import to_json
 
 ENDPOINTS = {
@@ -91,14 +94,11 @@ def track_call(
             f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in error.errors(include_url=False)
         )
         raise Unsendable(f"invalid outbox item ({reasons})") from None
-    timestamp = outbox.timestamp or datetime.fromtimestamp(created_at, tz=UTC)
-    if timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=UTC)
     payload: dict[str, Any] = {
         "type": "track",
         "event": outbox.event,
         "properties": outbox.properties,
-        "timestamp": timestamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": _utc_stamp(outbox.timestamp, created_at),
         "messageId": outbound_message_id(table, keys),
         "context": {**outbox.context, "integration": {"name": PRODUCT_NAME, "version": __version__}},
     }
@@ -106,10 +106,25 @@ def track_call(
         payload["userId"] = outbox.userId
     if outbox.anonymousId:
         payload["anonymousId"] = outbox.anonymousId
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    try:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    except (TypeError, ValueError) as error:  # e.g. a circular or non-text value
+        raise Unsendable(f"the item's values cannot be written as JSON ({type(error).__name__})") from None
     if len(body) > MAX_EVENT_BYTES:
         raise Unsendable(f"the event is {len(body)} bytes; Segment accepts at most {MAX_EVENT_BYTES}")
     return Outbound(record_id, outbox.workspace_id, payload, body, created_at)
+
+
+def _utc_stamp(timestamp: datetime | None, created_at: float) -> str:
+    """The event's time in UTC as Segment takes it; Unsendable when it has no UTC equivalent (year 1 or
+    9999 with an offset that crosses the calendar's ends) or the record's own time is unreadable."""
+    try:
+        moment = timestamp or datetime.fromtimestamp(created_at, tz=UTC)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        raise Unsendable("the timestamp has no UTC equivalent (out of range)") from None
 
 
 def requests_for(events: list[Outbound]) -> list[list[Outbound]]:
@@ -169,13 +184,87 @@ class Destination:
     write_key: str = field(repr=False)
 
 
-def endpoint_url(endpoint: str) -> str:
-    """`us`, `eu`, or an explicit URL (a proxy, or a stand-in for tests) -> the /v1/batch URL."""
+"""Which destinations a stack sends to (template parameter SegmentEndpoints, variable SEGMENT_ENDPOINTS):
+- public: https to public addresses only (Segment's endpoints, a proxy on the internet). The default.
+- private: also https to private, link-local, shared and loopback addresses (a proxy in your VPC).
+- local: also plain http to a loopback address (a Segment stand-in on the same machine: tests and the
+  local stack only).
+Cloud metadata addresses are refused under every policy. (EndpointPolicy lives in settings.)"""
+
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "169.254.169.253", "fd00:ec2::254")
+)
+
+
+class EndpointRefused(ValueError):
+    """A destination URL (or an address it resolves to) the stack's endpoint policy does not send to."""
+
+
+def endpoint_url(endpoint: str, policy: EndpointPolicy = "public") -> str:
+    """`us`, `eu`, or an explicit URL (a proxy, or a stand-in for tests) -> the /v1/batch URL. Refuses
+    (EndpointRefused) a URL that is not https (plain http only to loopback under the `local` policy),
+    carries credentials, a query or a fragment, or names an address the policy does not allow."""
     if endpoint in ENDPOINTS:
         return ENDPOINTS[endpoint]
-    if not endpoint.startswith(("https://", "http://")):
-        raise ValueError("the endpoint must be us, eu or an http(s) URL")
-    return endpoint.rstrip("/") + ("" if endpoint.rstrip("/").endswith("/v1/batch") else "/v1/batch")
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise EndpointRefused("the endpoint must be us, eu or an https URL") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise EndpointRefused("the endpoint must be us, eu or an https URL")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise EndpointRefused("the endpoint URL must not carry credentials (the write key is sent apart)")
+    if parts.query or parts.fragment or "?" in endpoint or "#" in endpoint:
+        raise EndpointRefused("the endpoint URL must not have a query or a fragment")
+    if port == 0:
+        raise EndpointRefused("the endpoint URL has no usable port")
+    address = _literal_address(host)
+    loopback = host.lower().rstrip(".") == "localhost" or (address is not None and address.is_loopback)
+    if parts.scheme == "http" and not (policy == "local" and loopback):
+        raise EndpointRefused(
+            "the endpoint must use https (plain http only to a loopback stand-in, SegmentEndpoints=local)"
+        )
+    if address is not None:
+        refusal = address_refusal(address, policy)
+        if refusal:
+            raise EndpointRefused(refusal)
+    elif loopback and policy == "public":
+        raise EndpointRefused(address_refusal(ipaddress.ip_address("127.0.0.1"), policy) or "refused")
+    return batch_url(endpoint)
+
+
+def batch_url(endpoint: str) -> str:
+    """The /v1/batch URL of `us`, `eu` or a URL, unchecked (what was stored is checked when sent)."""
+    if endpoint in ENDPOINTS:
+        return ENDPOINTS[endpoint]
+    base = endpoint.rstrip("/")
+    return base if base.endswith("/v1/batch") else base + "/v1/batch"
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def address_refusal(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: EndpointPolicy
+) -> str | None:
+    """Why the policy does not send to this address (None: it does)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES:
+        return f"{address} is a cloud metadata address: never a destination"
+    if address.is_unspecified or address.is_multicast:
+        return f"{address} is not a destination address"
+    if policy == "public" and not address.is_global:
+        return (
+            f"{address} is a private, loopback or link-local address: refused unless the stack's "
+            "SegmentEndpoints parameter is private"
+        )
+    return None
 
 
 class ChangeRule(BaseModel):
@@ -196,29 +285,37 @@ class ChangeRule(BaseModel):
     timestamp: Expression | None = None
 
     def fires(self, document: dict[str, Any]) -> bool:
-        found = search(self.when, document)  # a `when` that fails on this change does not fire
-        return found is not FAILED and bool(found)
+        """Whether the change fires the rule; Unsendable when `when` cannot be evaluated on it."""
+        return bool(self._evaluate("when", self.when, document))
 
     def outbox_item(self, document: dict[str, Any], record_id: str) -> dict[str, Any]:
-        """The outbox item this change stands for (validated like one the product writes)."""
+        """The outbox item this change stands for (validated like one the product writes); Unsendable
+        when one of the rule's expressions cannot be evaluated on the record."""
 
-        def value(expression: str | None) -> Any:
-            found = search(expression, document) if expression else None
-            return None if found is FAILED else found  # a path that fails finds nothing
+        def value(expression: str | None, name: str = "") -> Any:
+            return self._evaluate(name, expression, document) if expression else None
 
-        workspace = value(self.workspace)
+        workspace = value(self.workspace, "workspace")
         item: dict[str, Any] = {
             "pk": f"WS#{workspace}" if isinstance(workspace, str) and workspace else "",
             "sk": f"RULE#{self.name}#{record_id}",
             "event": self.event,
-            "properties": {name: value(expression) for name, expression in self.properties.items()},
+            "properties": {
+                name: value(expression, f"properties.{name}") for name, expression in self.properties.items()
+            },
         }
         for field_name, expression in (
             ("userId", self.user_id),
             ("anonymousId", self.anonymous_id),
             ("timestamp", self.timestamp),
         ):
-            found = value(expression)
+            found = value(expression, field_name)
             if found is not None:
-                item[field_name] = str(found)
+                item[field_name] = found if isinstance(found, str) else json.dumps(found, default=str)
         return item
+
+    def _evaluate(self, name: str, expression: str, document: dict[str, Any]) -> Any:
+        found = search(expression, document)  # JMESPath functions raise on values of another type
+        if found is FAILED:
+            raise Unsendable(f"change rule {self.name}: `{name}` cannot be evaluated on this record")
+        return found

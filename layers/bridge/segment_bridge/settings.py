@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+EndpointPolicy = Literal["public", "private", "local"]
+"""Where outbound events may go (template parameter SegmentEndpoints); see outbound.endpoint_url."""
 
 
 class Settings(BaseModel):
@@ -25,6 +29,9 @@ class Settings(BaseModel):
     """Workspaces' Segment write keys are secrets named <prefix>/<workspace_id>/write-key."""
     outbox_table: str = Field(alias="OUTBOX_TABLE", min_length=1)
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
+    segment_endpoints: EndpointPolicy = Field(alias="SEGMENT_ENDPOINTS", default="public")
+    """public: https to public addresses; private: also private/link-local (a proxy in a VPC); local:
+    also plain http to loopback (a Segment stand-in: tests and the local stack)."""
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,8 @@
     profiles.py    ProfilesTable (profiles, tombstones, identity links, group memberships) and EventsTable
                    (per-entity event history)
     archive.py     ArchiveBucket: raw/, rejected/, unapplied/
-    queues.py      IngestQueue (intake's messages), EmitterDLQ (parked outbound events), both DLQs' letters
+    parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
+    queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
     from segment_bridge.store.outbox import Outbox
+    from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.workspaces import WorkspaceRepository
@@ -85,6 +87,12 @@ class Store:
         from segment_bridge.store.queues import Queues
 
         return Queues(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def parked(self) -> Parked:
+        from segment_bridge.store.parked import Parked
+
+        return Parked(self.settings, self.clients)
 
     @cached_property
     def outbox(self) -> Outbox:
@@ -193,7 +201,7 @@ class Store:
         response: dict[str, Any] | None = None,
         workspace_id: str | None = None,
     ) -> None:
-        self.queues.park_outbound(reason, record, response, workspace_id)
+        self.parked.park_outbound(reason, record, response, workspace_id)
 
     def peek_dead_letters(self, queue_url: str, limit: int = 100) -> list[DeadLetter]:
         return self.queues.peek_dead_letters(queue_url, limit)

@@ -10,6 +10,7 @@ from typing import Any
 from segment_bridge.errors import Conflict, NotFound
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import Clients, aws_errors, item
+from segment_bridge.values import to_dynamo
 
 
 class Outbox:
@@ -18,14 +19,17 @@ class Outbox:
         self.clients = clients
 
     def publish(self, values: dict[str, Any]) -> None:
-        """Write an outbox item, as the product does. An item with the same keys is left as it was (an
-        outbox item is sent once, when it is first written)."""
+        """Write an outbox item, as the product does, through the one value conversion every DynamoDB
+        write uses (values.to_dynamo). An item with the same keys is left as it was (an outbox item is
+        sent once, when it is first written)."""
         taken = Conflict(f"The outbox already holds {values['pk']} / {values['sk']}.")
         with aws_errors(
             "The outbox item could not be written.", refused={"ConditionalCheckFailedException": taken}
         ):
             self.clients.dynamodb.put_item(
-                TableName=self.table, Item=item(values), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self.table,
+                Item=item(to_dynamo(values)),
+                ConditionExpression="attribute_not_exists(pk)",
             )
 
     def stream_records(self, stream_arn: str, shard_id: str, first: str, last: str) -> list[dict[str, Any]]:

@@ -1,9 +1,8 @@
-"""The queues: the ingest queue (intake's packed messages), parked outbound events, and the operator's
-view of both dead-letter queues.
+"""The queues: the ingest queue (intake's packed messages) and the operator's view of both dead-letter
+queues.
 
 EmitterDLQ messages
-    {"reason", "record", "workspace_id"?, "response"?}: an outbound event that was not sent (its track
-        call, or the outbox item itself when it is invalid), with Segment's answer if there was one
+    a parked outbound event's signal (store/parked.py: the event itself is kept in the bucket)
     or Lambda's on-failure record for a stream batch: {"requestContext", "DDBStreamBatchInfo"}
 IngestDLQ messages: IngestQueue messages (intake's envelope) that failed maxReceiveCount times.
 """
@@ -11,7 +10,6 @@ IngestDLQ messages: IngestQueue messages (intake's envelope) that failed maxRece
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,26 +105,6 @@ class Queues:
             if not pending:
                 return
         raise ServiceUnavailable("The queue did not take every event; retry the request.")
-
-    # --- parked outbound events ----------------------------------------------------------------
-
-    def park_outbound(
-        self,
-        reason: str,
-        record: dict[str, Any],
-        response: dict[str, Any] | None = None,
-        workspace_id: str | None = None,
-    ) -> None:
-        """Keep an outbound event that was not sent, whole, with the reason, its workspace and Segment's
-        answer, in the emitter's dead-letter queue (the CLI lists and re-drives it)."""
-        parked: dict[str, Any] = {"reason": reason, "record": record}
-        if workspace_id is not None:
-            parked["workspace_id"] = workspace_id
-        if response is not None:
-            parked["response"] = response
-        body = json.dumps(parked, separators=(",", ":"), default=str)
-        with aws_errors("The outbound event could not be parked."):
-            self.clients.sqs.send_message(QueueUrl=self.emitter_dlq_url, MessageBody=body)
 
     # --- dead letters (the operator's view of both DLQs) ----------------------------------------
 

@@ -73,6 +73,7 @@ class WorkspaceRepository:
     def __init__(self, settings: Settings, clients: Clients) -> None:
         self.table = settings.workspaces_table
         self.secrets_prefix = settings.secrets_prefix
+        self.endpoint_policy = settings.segment_endpoints
         self.clients = clients
 
     def _get(self, key: dict[str, Any], failure: str, *, consistent: bool = True) -> dict[str, Any] | None:
@@ -272,7 +273,7 @@ class WorkspaceRepository:
         and `us`, `eu` or an explicit URL."""
         from segment_bridge.outbound import endpoint_url
 
-        endpoint_url(endpoint)  # refuses anything else
+        endpoint_url(endpoint, self.endpoint_policy)  # refuses anything else
         self.get_workspace(workspace_id)
         name = self._write_key_secret(workspace_id)
         failure = "The Segment destination could not be stored."
@@ -292,7 +293,7 @@ class WorkspaceRepository:
 
     def segment_destination(self, workspace_id: str) -> Destination | None:
         """The workspace's /v1/batch URL and write key; None if it has none."""
-        from segment_bridge.outbound import Destination, endpoint_url
+        from segment_bridge.outbound import Destination, batch_url
 
         failure = "The Segment destination cannot be read right now."
         stored = self._get(_workspace_key(workspace_id), failure, consistent=False)
@@ -304,7 +305,8 @@ class WorkspaceRepository:
                 secret = self.clients.secrets.get_secret_value(SecretId=self._write_key_secret(workspace_id))
         except NotFound:
             return None
-        return Destination(url=endpoint_url(endpoint), write_key=secret["SecretString"])
+        # Checked when sent (HttpSender): an endpoint the policy now refuses parks its events, with why.
+        return Destination(url=batch_url(endpoint), write_key=secret["SecretString"])
 
     # --- change rules (deployment-wide) ----------------------------------------------------------
 

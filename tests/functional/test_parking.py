@@ -1,0 +1,207 @@
+"""Durable parking: what is not sent (outbound) or not applied (ingest dead letters) is kept whole in the
+archive bucket's parked/ as well as signalled on its dead-letter queue, so it outlives SQS's 14 days;
+`dlq list` and `dlq redrive` read it from there, and a re-driven item is removed only once it is sent,
+parked again, or back on its queue. Also: the CLI's `publish` writes through the one value conversion."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+
+from bridge_dev import operations
+from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from bridge_dev.segment_api import FakeSegment
+from bridge_dev.target import Target
+from tests.conftest import load_handler
+from tests.functional.conftest import FakeContext, stream_lambda_event
+from tests.functional.test_processor_and_emitter import receive_all
+
+WRITE_KEY = "segment-source-write-key-1"
+
+
+@pytest.fixture
+def target(aws, workspaces) -> Target:
+    return Target("moto", aws, boto3.session.Session())
+
+
+@pytest.fixture
+def emitter(aws):
+    module = load_handler("emitter")
+    module.destinations.cache_clear()
+    module.sender.cache_clear()
+    return module
+
+
+def publish(aws, sk: str, **fields: Any) -> None:
+    item = {"pk": f"WS#{WS}", "sk": sk, "event": "Flow Completed", "userId": "user-42"} | fields
+    boto3.resource("dynamodb").Table(aws.tables["OutboxTable"]).put_item(Item=item)
+
+
+def purge(queue_url: str) -> None:
+    """What SQS does after 14 days (MessageRetentionPeriod): the messages are gone."""
+    boto3.client("sqs").purge_queue(QueueUrl=queue_url)
+    assert receive_all(queue_url) == []
+
+
+def parked_objects(aws, queue: str) -> list[dict[str, Any]]:
+    s3 = boto3.client("s3")
+    bucket = aws.buckets["ArchiveBucket"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"parked/{queue}/").get("Contents", [])
+    return [
+        json.loads(gzip.decompress(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())) for o in listed
+    ]
+
+
+def test_a_parked_event_outlives_its_queue_and_redrives_from_the_bucket(emitter, aws, target):
+    # Given an event parked because its workspace has no destination yet
+    publish(aws, "EVT#1")
+    assert emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext()) == {
+        "batchItemFailures": []
+    }
+    (signal,) = [json.loads(m["Body"]) for m in receive_all(aws.queue_urls["EmitterDLQ"])]
+    assert signal["parked"].startswith("parked/emitter/")
+    assert "no Segment write key" in signal["reason"]
+
+    # When the queue's retention passes
+    purge(aws.queue_urls["EmitterDLQ"])
+
+    # Then the event is still listed, re-drives once a destination is set, and is then removed
+    (listed,) = operations.list_dead_letters(target, "emitter", 100)
+    assert listed["kind"] == "parked event"
+    assert listed["workspace_id"] == WS
+    assert listed["messageId"].startswith("sbo-")
+    with FakeSegment({WRITE_KEY}).start() as segment:
+        kept = operations.redrive(target, "emitter", 100)
+        assert kept.redriven == 0
+        assert [left["message_id"] for left in kept.left] == [listed["message_id"]]
+        assert len(operations.list_dead_letters(target, "emitter", 100)) == 1  # still parked
+
+        target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
+        assert operations.redrive(target, "emitter", 100).redriven == 1
+        assert segment.deliveries == {listed["messageId"]: 1}
+    assert operations.list_dead_letters(target, "emitter", 100) == []
+    assert parked_objects(aws, "emitter") == []
+
+
+def test_a_redriven_event_refused_again_is_parked_again_with_the_new_answer_then_removed(
+    emitter, aws, target
+):
+    publish(aws, "EVT#1")
+    emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+    with FakeSegment({"another-write-key"}).start() as segment:  # our write key is now refused (401)
+        target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
+
+        result = operations.redrive(target, "emitter", 100)
+
+    assert result.redriven == 1  # dealt with: parked again, with the new reason
+    (document,) = parked_objects(aws, "emitter")
+    assert "401" in document["reason"]
+    assert document["record"]["messageId"].startswith("sbo-")
+
+
+def test_an_item_of_400_kb_is_parked_whole_in_the_bucket_and_signalled_within_sqs_limits(emitter, aws):
+    blob = "x" * 390_000
+    publish(aws, "EVT#big", properties={"blob": blob, "n": Decimal("1.5")})
+
+    response = emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+
+    assert response == {"batchItemFailures": []}
+    (document,) = parked_objects(aws, "emitter")
+    assert document["record"]["properties"] == {"blob": blob, "n": 1.5}  # whole
+    assert "32768" in document["reason"]
+    (message,) = receive_all(aws.queue_urls["EmitterDLQ"])
+    assert len(message["Body"].encode()) < 64 * 1024  # a pointer and a summary, not the payload
+    signal = json.loads(message["Body"])
+    assert signal["parked"].startswith("parked/emitter/")
+    assert "record" not in signal
+
+
+def test_an_overflowing_timestamp_is_parked_and_the_rest_of_the_batch_is_sent(emitter, aws, workspaces):
+    with FakeSegment({WRITE_KEY}).start() as segment:
+        workspaces.set_segment_destination(WS, WRITE_KEY, segment.url)
+        publish(aws, "EVT#early", timestamp="0001-01-01T00:00:00+01:00")
+        publish(aws, "EVT#late", timestamp="9999-12-31T23:59:59-01:00")
+        publish(aws, "EVT#ok", timestamp="2026-01-01T10:00:00Z")
+
+        response = emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+
+        assert response == {"batchItemFailures": []}
+        assert len(segment.events) == 1
+    documents = parked_objects(aws, "emitter")
+    assert sorted(d["record"]["sk"] for d in documents) == ["EVT#early", "EVT#late"]
+    assert all("out of range" in d["reason"] for d in documents)
+
+
+def test_an_ingest_dead_letter_is_kept_in_the_bucket_outlives_its_queue_and_redrives(aws, target):
+    from segment_bridge.envelope import pack
+    from segment_bridge.intake import serialise
+
+    # Given a queue message the processor gave up on (Lambda's redrive put it on the IngestDLQ)
+    event = {"type": "identify", "userId": "u1", "messageId": "m1", "traits": {"plan": "x"}}
+    (body,) = pack(
+        [serialise(event)],
+        workspace_id=WS,
+        request_id="req-1",
+        received_at="2026-01-01T00:00:00.000Z",
+        max_bytes=262_144,
+    )
+    boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody=body)
+
+    # When an operator lists it (it is copied to parked/ingest/), then the queue's retention passes
+    (listed,) = operations.list_dead_letters(target, "ingest", 100)
+    assert listed["workspace_id"] == WS
+    purge(aws.queue_urls["IngestDLQ"])
+
+    # Then it is still listed, and re-driving puts it back on the IngestQueue and removes it
+    assert [d["message_id"] for d in operations.list_dead_letters(target, "ingest", 100)] == [
+        listed["message_id"]
+    ]
+    assert operations.redrive(target, "ingest", 100).redriven == 1
+    assert [m["Body"] for m in receive_all(aws.queue_urls["IngestQueue"])] == [body]
+    assert operations.list_dead_letters(target, "ingest", 100) == []
+
+
+def test_a_redrive_takes_dead_letters_off_their_queue_once_kept(aws, target):
+    boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody="not an envelope")
+
+    result = operations.redrive(target, "ingest", 100)
+
+    assert result.redriven == 1  # back on the IngestQueue: the processor decides again
+    assert receive_all(aws.queue_urls["IngestDLQ"]) == []
+    assert parked_objects(aws, "ingest") == []
+
+
+def test_publish_writes_through_the_one_value_conversion(aws, target, emitter):
+    # floats, empty map keys and non-finite numbers, as the processor writes them
+    with FakeSegment({WRITE_KEY}).start() as segment:
+        target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
+        published = operations.publish(
+            target,
+            WS,
+            event="Scored",
+            user_id="user-42",
+            anonymous_id=None,
+            properties={"score": 0.1, "": "dropped", "nested": {"": 1, "ratio": 2.5}, "nan": float("nan")},
+        )
+        stored = (
+            boto3.resource("dynamodb")
+            .Table(aws.tables["OutboxTable"])
+            .get_item(Key={"pk": published["pk"], "sk": published["sk"]})["Item"]
+        )
+        assert stored["properties"] == {
+            "score": Decimal("0.1"),
+            "nested": {"ratio": Decimal("2.5")},
+            "nan": None,
+        }
+
+        emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+        assert segment.events[published["messageId"]]["properties"] == {
+            "score": 0.1,
+            "nested": {"ratio": 2.5},
+            "nan": None,
+        }
