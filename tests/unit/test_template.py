@@ -20,7 +20,9 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture
-def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+def session(
+    monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+) -> Iterator[boto3.session.Session]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -31,7 +33,7 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        yield boto3.session.Session(region_name="us-east-1")
+        yield boto_session
 
 
 @pytest.fixture
@@ -236,7 +238,7 @@ def test_env_json_gives_every_function_the_template_variables_of_the_local_stack
 
 
 def test_the_ingest_handler_serves_exactly_the_template_routes():
-    from tests.conftest import load_handler
+    from tests.conftest import lambda_function
 
     events = load_template()["Resources"]["IngestFunction"]["Properties"]["Events"]
     routes = {
@@ -244,7 +246,7 @@ def test_the_ingest_handler_serves_exactly_the_template_routes():
         for e in events.values()
         if e["Type"] == "HttpApi"
     }
-    served = {("POST", f"/v1/{route}") for route in load_handler("ingest").ROUTES}
+    served = {("POST", f"/v1/{route}") for route in lambda_function("IngestFunction").module.ROUTES}
     assert routes == served
 
 
@@ -306,11 +308,11 @@ def test_alarms_watch_both_dead_letter_queues_each_function_and_the_emitter_iter
 
 
 def test_the_ingest_handler_emits_the_metric_its_internal_errors_alarm_watches(template):
-    from tests.conftest import load_handler
+    from tests.conftest import lambda_function
 
     alarm = template["Resources"]["IngestInternalErrorsAlarm"]["Properties"]
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    ingest = load_handler("ingest")
+    ingest = lambda_function("IngestFunction").module
 
     ingest.failed(RuntimeError("a bug"))
     emitted = ingest.metrics.serialize_metric_set()
