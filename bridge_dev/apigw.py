@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 HOST = "127.0.0.1"
+"""Where the local stack serves (and what a request without a peer address comes from)."""
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway's payload quota for an HTTP API request."""
 _DRAIN_LIMIT_BYTES = 64 * 1024 * 1024

@@ -31,7 +31,7 @@ import requests
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from bridge_dev.apigw import HttpApi, QuietRequestHandler, RequestRecord, http_routes
+from bridge_dev.apigw import HOST, HttpApi, QuietRequestHandler, RequestRecord, http_routes
 from bridge_dev.events import (
     DEMO_API_KEY,
     DEMO_WORKSPACE_ID,
@@ -51,7 +51,6 @@ from segment_bridge.store import Store, get_store
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-HOST = "127.0.0.1"
 DEFAULT_PORT = 3000  # sam local start-api's
 DEFAULT_AWS_PORT = 5000  # moto_server's
 WEBHOOK_PATH = "/v1/segment"
