@@ -199,6 +199,19 @@ Values:
     }
 
 
+def test_what_one_caller_changes_in_the_template_no_later_caller_sees(tmp_path: Path):
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n", encoding="utf-8")
+
+    first = load_template(path)
+    first["Resources"]["Queue"]["Type"] = "changed"
+    first["Resources"]["Other"] = {}
+
+    assert load_template(path) == {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}
+    path.write_text("Resources: {}\n", encoding="utf-8")
+    assert load_template(path) == {"Resources": {}}  # an edited file is read again
+
+
 def test_environment_refuses_what_it_cannot_resolve(session, template):
     broken = json.loads(json.dumps(template))
     broken["Globals"]["Function"]["Environment"]["Variables"]["LAYER"] = {"Ref": "BridgeLayer"}
