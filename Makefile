@@ -12,9 +12,9 @@ REGION      ?= us-east-1
 SAM_PYENV   ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build bench deploy clean
+.PHONY: setup tools scanners dev test fuzz soak lint format typecheck validate security build arm64 events bench deploy clean
 
-$(VENV)/.installed: requirements-dev.txt layers/bridge/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt requirements-cli.txt layers/bridge/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r layers/bridge/requirements.txt -r requirements-dev.txt
@@ -50,13 +50,14 @@ dev: setup                           ## run the pipeline locally (embedded AWS +
 test: setup                          ## run every test
 	$(PY) -m pytest
 
-fuzz: setup                          ## hostile-input properties with 20x the examples (minutes, opt-in)
-	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py --hypothesis-show-statistics
+fuzz: setup                          ## hostile-input and every-event-accounted properties, 20x the examples (opt-in)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py tests/functional/test_every_event_accounted.py --hypothesis-show-statistics
 
-lint: setup                          ## ruff lint + format check, mypy
+lint: setup                          ## ruff lint + format check, mypy, import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/bridge/segment_bridge functions bridge_dev benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 format: setup
 	$(VENV)/bin/ruff format .
@@ -77,6 +78,12 @@ security: tools scanners             ## checkov on the SAM-translated template, 
 
 build: tools                         ## sam build (needs python3.13)
 	PYENV_VERSION=$(SAM_PYENV) $(TOOLS)/bin/sam build
+
+arm64: setup build                   ## the built layer and handlers, imported and run under aarch64 CPython 3.13 (qemu)
+	.ci/arm64
+
+events: setup                        ## write events/*.json and env.json again (from the code and the template)
+	$(PY) -m bridge_dev.events
 
 bench: setup                         ## benchmarks, each against a baseline measured in the same run
 	$(PY) benchmarks/bench_ingest.py

@@ -26,7 +26,7 @@ from segment_bridge import __version__
 from segment_bridge.auth import new_api_key
 from segment_bridge.errors import BridgeError
 from segment_bridge.outbound import endpoint_url
-from segment_bridge.profiles import replay
+from segment_bridge.processing import replay
 
 F = TypeVar("F", bound=Callable[..., Any])
 

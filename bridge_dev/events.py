@@ -1,7 +1,13 @@
-"""Writes the sample events in events/ (API Gateway HTTP API v2 requests to the IngestFunction).
+"""Writes the sample events in events/ and env.json: what `sam local invoke` and the tests run.
 
-They are committed: `sam local invoke IngestFunction -e events/<file>.json` and the tests use them.
-Run `python -m bridge_dev.events` to write them again after changing this file.
+- ingest_*.json: API Gateway HTTP API (v2) requests to the IngestFunction;
+- processor_sqs_batch.json: an SQS batch for the ProcessorFunction, its bodies intake's own envelopes;
+- emitter_*.json: DynamoDB stream batches for the EmitterFunction, shaped by the local stream poller;
+- env.json: each function's environment (template.yaml's) aimed at `make dev`'s embedded AWS as a Docker
+  container reaches it.
+
+They are committed. Run `make events` (`python -m bridge_dev.events`) to write them again after changing
+this file or the template; a test fails if a committed file differs from what this writes.
 
 The keys below are for the local stack and tests only: the local stack seeds these workspaces.
 """
@@ -10,13 +16,30 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from segment_bridge.auth import sign
+from boto3.dynamodb.types import TypeSerializer
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
+from bridge_dev.template import (
+    DEFAULT_BUCKET_NAME,
+    PSEUDO_PARAMETERS,
+    TEMPLATE_PATH,
+    LocalResources,
+    load_template,
+)
+from segment_bridge.auth import sign
+from segment_bridge.envelope import pack
+from segment_bridge.intake import Limits, iso, prepare, serialise
+from segment_bridge.outbound import ChangeRule
+
+ROOT = TEMPLATE_PATH.parent
+EVENTS_DIR = ROOT / "events"
+ENV_FILE = ROOT / "env.json"
 
 DEMO_WORKSPACE_ID = "ws_demo"
 DEMO_API_KEY = "sbk_demo_Zq3xkP0vN7aR2mT8wY5cL1fH6jB9dG4s"
@@ -241,12 +264,190 @@ def build() -> dict[str, dict[str, Any]]:
     }
 
 
-def main() -> None:
-    for name, event in build().items():
-        (EVENTS_DIR / name).write_text(
-            json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+# ---------------------------------------------------------------------------------------------- processor
+
+INGEST_QUEUE_ARN = f"arn:aws:sqs:us-east-1:{PSEUDO_PARAMETERS['AWS::AccountId']}:IngestQueue"
+
+
+def queue_message(request: dict[str, Any], workspace_id: str, number: int) -> dict[str, Any]:
+    """The queue message intake writes for a sample HTTP request (its envelope, exactly as packed), as
+    boto3's ReceiveMessage returns it."""
+    received_at = datetime.fromtimestamp(request["requestContext"]["timeEpoch"] / 1000, tz=UTC)
+    accepted, _ = prepare(request["body"].encode(), workspace_id, received_at, request["rawPath"])
+    [body] = pack(
+        [serialise(event) for event in accepted],
+        workspace_id=workspace_id,
+        request_id=request["requestContext"]["requestId"],
+        received_at=iso(received_at),
+        max_bytes=Limits().queue_message_bytes,
+    )
+    sent_ms = str(RECEIVED_EPOCH_MS + number)
+    return {
+        "MessageId": f"4d3c2b1a-0000-4000-8000-00000000000{number}",
+        "ReceiptHandle": f"AQEBsampleReceiptHandle{number}==",
+        "MD5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        "Body": body,
+        "Attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": sent_ms,
+            "SenderId": "AROAEXAMPLEINGEST:IngestFunction",
+            "ApproximateFirstReceiveTimestamp": sent_ms,
+        },
+    }
+
+
+def processor_sqs_batch(ingest_events: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Two messages of the demo workspace: the webhook batch (user-42) and the SDK batch (user-7)."""
+    return lambda_sqs_event(
+        INGEST_QUEUE_ARN,
+        [
+            queue_message(ingest_events["ingest_webhook_batch.json"], DEMO_WORKSPACE_ID, 1),
+            queue_message(ingest_events["ingest_sdk_batch_basic.json"], DEMO_WORKSPACE_ID, 2),
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- emitter
+
+OUTBOX_ITEM = {
+    "pk": f"WS#{DEMO_WORKSPACE_ID}",
+    "sk": "EVT#7f1c0d2e-flow-completed",
+    "event": "Flow Completed",
+    "userId": "user-42",
+    "properties": {"flowId": "onboarding"},
+    "timestamp": "2026-01-01T10:00:00Z",
+    "context": {},
+}
+"""The outbox item README's "Send your product's events to Segment" writes."""
+
+APP_TABLE = "FlowStates"
+FLOW_COMPLETED_RULE = ChangeRule(
+    name="flow-completed",
+    table=APP_TABLE,
+    event="Flow Completed",
+    when="new.status == 'COMPLETED' && old.status != 'COMPLETED'",
+    workspace="new.workspace_id",
+    user_id="new.userId",
+    properties={"flowId": "new.flowId"},
+)
+"""README's change rule: emitter_change_rule_modify.json is a change of its table that it fires on."""
+
+CHANGED_AT = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+_serializer = TypeSerializer()
+
+
+def _image(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def stream_record(
+    table: str, event_name: str, keys: list[str], new: dict[str, Any], old: dict[str, Any] | None, number: int
+) -> dict[str, Any]:
+    """A change of `table` as boto3's dynamodbstreams GetRecords returns it, shaped by the local stream
+    poller (`lambda_stream_record`) as Lambda hands it to the function."""
+    account = PSEUDO_PARAMETERS["AWS::AccountId"]
+    stream_arn = f"arn:aws:dynamodb:us-east-1:{account}:table/{table}/stream/2026-01-01T00:00:00.000"
+    change: dict[str, Any] = {
+        "ApproximateCreationDateTime": CHANGED_AT,
+        "Keys": _image({name: new[name] for name in keys}),
+        "NewImage": _image(new),
+        "SequenceNumber": f"{number:021d}",
+        "SizeBytes": len(json.dumps(new)),
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        change["OldImage"] = _image(old)
+    record = {
+        "eventID": f"c81e728d9d4c2f636f067f89cc14862{number}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+    }
+    return lambda_stream_record(record, stream_arn)
+
+
+def emitter_outbox_insert() -> dict[str, Any]:
+    return {"Records": [stream_record("OutboxTable", "INSERT", ["pk", "sk"], OUTBOX_ITEM, None, 1)]}
+
+
+def emitter_change_rule_modify() -> dict[str, Any]:
+    old = {
+        "workspace_id": DEMO_WORKSPACE_ID,
+        "flowId": "onboarding",
+        "userId": "user-42",
+        "status": "STARTED",
+    }
+    return {
+        "Records": [
+            stream_record(
+                APP_TABLE, "MODIFY", ["workspace_id", "flowId"], {**old, "status": "COMPLETED"}, old, 2
+            )
+        ]
+    }
+
+
+# ---------------------------------------------------------------------------------------------- env.json
+
+LOCAL_AWS_PORT = 5000
+"""make dev's embedded AWS (bridge_dev.local.DEFAULT_AWS_PORT)."""
+DOCKER_AWS_ENDPOINT = f"http://host.docker.internal:{LOCAL_AWS_PORT}"
+"""make dev's embedded AWS as a `sam local invoke` container reaches it."""
+
+
+def sam_local_environment() -> dict[str, dict[str, str]]:
+    """Each function's environment in template.yaml (Globals and its own), resolved for the resources
+    `make dev` creates and with AwsEndpointUrl set, so every AWS client of the function goes there."""
+    template = load_template()
+    names = {
+        kind: [name for name, resource in template["Resources"].items() if resource["Type"] == kind]
+        for kind in (
+            "AWS::DynamoDB::Table",
+            "AWS::SQS::Queue",
+            "AWS::S3::Bucket",
+            "AWS::Serverless::Function",
         )
-        print(f"wrote events/{name}")
+    }
+    account = PSEUDO_PARAMETERS["AWS::AccountId"]
+    resources = LocalResources(
+        tables={name: name for name in names["AWS::DynamoDB::Table"]},
+        queue_urls={name: f"{DOCKER_AWS_ENDPOINT}/{account}/{name}" for name in names["AWS::SQS::Queue"]},
+        queue_arns={name: f"arn:aws:sqs:us-east-1:{account}:{name}" for name in names["AWS::SQS::Queue"]},
+        buckets={name: DEFAULT_BUCKET_NAME for name in names["AWS::S3::Bucket"]},
+        template=template,
+        parameters={"AwsEndpointUrl": DOCKER_AWS_ENDPOINT},
+    )
+    shared = resources.environment()
+    environments = {}
+    for function in names["AWS::Serverless::Function"]:
+        own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        environments[function] = shared | {name: str(resources.resolve(value)) for name, value in own.items()}
+    return environments
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def build_all() -> dict[Path, Any]:
+    """Every generated file, by path."""
+    ingest = build()
+    files: dict[Path, Any] = {EVENTS_DIR / name: event for name, event in ingest.items()}
+    files[EVENTS_DIR / "processor_sqs_batch.json"] = processor_sqs_batch(ingest)
+    files[EVENTS_DIR / "emitter_outbox_insert.json"] = emitter_outbox_insert()
+    files[EVENTS_DIR / "emitter_change_rule_modify.json"] = emitter_change_rule_modify()
+    files[ENV_FILE] = sam_local_environment()
+    return files
+
+
+def as_text(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    for path, document in build_all().items():
+        path.write_text(as_text(document), encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -24,13 +24,14 @@ import yaml
 
 from bridge_dev.runtime import lambda_environment, lambda_stream_record, load_function
 from bridge_dev.target import Target
-from segment_bridge.delivery import HttpSender, deliver, redeliver, stream_changes
+from segment_bridge.delivery import HttpSender, Sending, deliver, redeliver, stream_changes
 from segment_bridge.envelope import unpack
 from segment_bridge.errors import InvalidPayload, NotFound
 from segment_bridge.intake import Limits, decode_body, iso, prepare
 from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
-from segment_bridge.profiles import EntityKind, Profile, ProfileChange, preview
+from segment_bridge.processing import ProfileChange, preview
+from segment_bridge.profiles import EntityKind, Profile
 from segment_bridge.store import DeadLetter
 
 Queue = Literal["ingest", "emitter"]
@@ -347,14 +348,14 @@ def _redrive_emitter(
 ) -> tuple[list[DeadLetter], list[tuple[DeadLetter, str]]]:
     store, settings = target.store, target.settings
     destination = functools.cache(store.segment_destination)  # one lookup per workspace, None included
-    sending: dict[str, Any] = {
-        "destination": destination,
-        "sender": HttpSender(),
-        "parking": store,
-        "deadline": time.time() + REDRIVE_SECONDS,
-        "clock": time.time,
-        "sleep": time.sleep,
-    }
+    sending = Sending(
+        destination=destination,
+        sender=HttpSender(),
+        parking=store.queues,
+        deadline=time.time() + REDRIVE_SECONDS,
+        clock=time.time,
+        sleep=time.sleep,
+    )
     done: list[DeadLetter] = []
     left: list[tuple[DeadLetter, str]] = []
     parked: list[tuple[DeadLetter, str, dict[str, Any]]] = []
@@ -380,7 +381,7 @@ def _redrive_emitter(
                 outbox_table=settings.outbox_table,
                 own_tables=frozenset({settings.profiles_table, settings.events_table}),
                 rules=store.change_rules(),
-                **sending,
+                sending=sending,
             )
             if report.failed:
                 left.append((letter, f"Segment did not take {len(report.failed)} of its events yet"))
@@ -391,7 +392,7 @@ def _redrive_emitter(
         else:
             left.append((letter, "an invalid outbox item: write a corrected one instead"))
     if parked:
-        report = redeliver([(workspace_id, record) for _, workspace_id, record in parked], **sending)
+        report = redeliver([(workspace_id, record) for _, workspace_id, record in parked], sending)
         failed = set(report.failed)
         for letter, workspace_id, record in parked:
             if record["messageId"] in failed:

@@ -129,15 +129,18 @@ def load_function(template: Mapping[str, Any], logical_id: str) -> LocalFunction
 
 @contextlib.contextmanager
 def lambda_environment(
-    variables: Mapping[str, str], *, aws: Mapping[str, str] | None = None
+    variables: Mapping[str, str], *, aws: Mapping[str, str] | None = None, inherit: bool = True
 ) -> Iterator[None]:
     """os.environ as Lambda gives the template's functions, for the block's time: `variables` set (the
     template's environment, resolved for a stack) and, with `aws`, every AWS_* variable of the caller
     replaced by `aws` (credentials, region, endpoint), so no profile or endpoint override of the shell
-    sends the functions' boto3 elsewhere. The settings and store caches are cleared on the way in and out;
-    os.environ is restored whole on the way out."""
+    sends the functions' boto3 elsewhere. With `inherit=False` nothing else of the caller's environment
+    stays (a container's, as `sam local invoke` gives it). The settings and store caches are cleared on
+    the way in and out; os.environ is restored whole on the way out."""
     saved = dict(os.environ)
     try:
+        if not inherit:
+            os.environ.clear()
         if aws is not None:
             for name in [name for name in os.environ if name.startswith("AWS_")]:
                 del os.environ[name]

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+TEMPLATE_PATH = (Path(__file__).resolve().parent / "template.yaml").resolve()
+"""The repository's template.yaml (bridge_dev/template.yaml links to it), or, once `pip install ".[cli]"` has
+installed the package, the copy of it the wheel carries."""
 DEFAULT_BUCKET_NAME = "segment-bridge-archive"
 
 # SQS queue properties that map one to one onto queue attributes of the same name.
@@ -149,6 +151,8 @@ PSEUDO_PARAMETERS = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 """What CloudFormation's pseudo parameters are on the local stack (moto's default account and region)."""
+NO_VALUE: Any = object()
+"""What `Ref: AWS::NoValue` resolves to: the property (here, the variable) is left out."""
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,13 @@ class LocalResources:
     """Parameter values that override the template's defaults (a deployed stack's)."""
 
     def environment(self) -> dict[str, str]:
-        """Globals.Function.Environment.Variables of the template, resolved for these resources."""
+        """Globals.Function.Environment.Variables of the template, resolved for these resources (a variable
+        whose value is AWS::NoValue is left out, as CloudFormation leaves it out)."""
         variables = (
             self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
         )
-        return {name: _as_string(self.resolve(value)) for name, value in variables.items()}
+        resolved = {name: self.resolve(value) for name, value in variables.items()}
+        return {name: _as_string(value) for name, value in resolved.items() if value is not NO_VALUE}
 
     def resolve(self, value: Any) -> Any:
         """Resolve Ref, Fn::GetAtt, Fn::FindInMap and Fn::Sub over the local resources and the defaults."""
@@ -191,13 +197,40 @@ class LocalResources:
                 return self.template["Mappings"][mapping][first][second]
             except KeyError as error:
                 raise TemplateError(f"no mapping {mapping}.{first}.{second} in the template") from error
+        if key == "Fn::If":
+            condition, if_true, if_false = argument
+            return self.resolve(if_true if self.condition(condition) else if_false)
         if key == "Fn::Sub" and isinstance(argument, str):
             return _SUB_VARIABLE.sub(lambda match: _as_string(self._sub_variable(match.group(1))), argument)
         if key.startswith("Fn::") or key == "Condition":
             raise TemplateError(f"{key} is not resolved locally")
         return {key: self.resolve(argument)}
 
+    def condition(self, name: str) -> bool:
+        """A condition of the template, evaluated over the parameters' values."""
+        try:
+            return self._truth(self.template["Conditions"][name])
+        except KeyError as error:
+            raise TemplateError(f"no condition {name} in the template") from error
+
+    def _truth(self, value: Any) -> bool:
+        [(key, argument)] = value.items()
+        if key == "Condition":
+            return self.condition(argument)
+        if key == "Fn::Equals":
+            first, second = (self.resolve(part) for part in argument)
+            return bool(_as_string(first) == _as_string(second))
+        if key == "Fn::Not":
+            return not self._truth(argument[0])
+        if key == "Fn::And":
+            return all(self._truth(part) for part in argument)
+        if key == "Fn::Or":
+            return any(self._truth(part) for part in argument)
+        raise TemplateError(f"{key} is not a condition function")
+
     def _ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.pseudo_parameters:
             return self.pseudo_parameters[name]
         for names in (self.tables, self.queue_urls, self.buckets, self.parameters):

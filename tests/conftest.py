@@ -46,6 +46,11 @@ settings.register_profile("long", max_examples=2000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+SECONDS_LEFT = 10
+"""The time an invocation in a test has left, whatever the function's timeout (the emitter keeps 5 s of
+it in reserve)."""
+
+
 def lambda_function(logical_id: str) -> LocalFunction:
     """A function of template.yaml as Lambda loads it (bridge_dev.runtime): its handler imported afresh,
     as in a new container (nothing cached), with its memory and timeout."""

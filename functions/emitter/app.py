@@ -15,8 +15,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
-from segment_bridge.delivery import Destination, HttpSender, deliver, stream_changes
-from segment_bridge.outbound import ChangeRule
+from segment_bridge.delivery import HttpSender, Sending, deliver, stream_changes
+from segment_bridge.outbound import ChangeRule, Destination
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -29,12 +29,12 @@ SAFETY_SECONDS = 5.0
 
 @lru_cache(maxsize=1)
 def destinations() -> TtlCache[str, Destination]:
-    return TtlCache(get_store().segment_destination, ttl=get_settings().auth_cache_seconds)
+    return TtlCache(get_store().workspaces.segment_destination, ttl=get_settings().auth_cache_seconds)
 
 
 @lru_cache(maxsize=1)
 def rules() -> TtlCache[str, list[ChangeRule]]:
-    return TtlCache(lambda _: get_store().change_rules(), ttl=get_settings().auth_cache_seconds)
+    return TtlCache(lambda _: get_store().workspaces.change_rules(), ttl=get_settings().auth_cache_seconds)
 
 
 @lru_cache(maxsize=1)
@@ -51,12 +51,14 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
         changes,
         outbox_table=settings.outbox_table,
         own_tables=frozenset({settings.profiles_table, settings.events_table}),
-        destination=destinations().get,
-        sender=sender(),
-        parking=get_store(),
-        deadline=time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS,
-        clock=time.time,  # wall clock: records' ages come from their stream timestamps
-        sleep=time.sleep,
+        sending=Sending(
+            destination=destinations().get,
+            sender=sender(),
+            parking=get_store().queues,
+            deadline=time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS,
+            clock=time.time,  # wall clock: records' ages come from their stream timestamps
+            sleep=time.sleep,
+        ),
         rules=rules().get("all") or [],
     )
     logger.info("outbox batch delivered", extra=report.figures())

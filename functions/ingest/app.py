@@ -24,7 +24,9 @@ ROUTES = ("segment", "batch", "import", "identify", "track", "page", "screen", "
 
 @lru_cache(maxsize=1)
 def key_directory() -> CachedKeyDirectory:
-    return CachedKeyDirectory(get_store().workspace_for_key_hash, ttl=get_settings().auth_cache_seconds)
+    return CachedKeyDirectory(
+        get_store().workspaces.workspace_for_key_hash, ttl=get_settings().auth_cache_seconds
+    )
 
 
 def deliver() -> Response[dict[str, object]]:

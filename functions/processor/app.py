@@ -1,7 +1,7 @@
 """ProcessorFunction: SQS batch of packed Segment events -> raw archive -> mapping -> DynamoDB profiles.
 
-Each queue message is judged on its own (partial batch response): one bad message never blocks the rest,
-and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven.
+Each queue message is judged on its own (partial batch response): one failed message never blocks the
+rest, and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.mapping import Mapping
-from segment_bridge.profiles import receive_message
+from segment_bridge.processing import receive_message
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -27,7 +27,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @lru_cache(maxsize=1)
 def mappings() -> TtlCache[str, Mapping]:
-    return TtlCache(get_store().get_mapping, ttl=get_settings().auth_cache_seconds)
+    return TtlCache(get_store().workspaces.get_mapping, ttl=get_settings().auth_cache_seconds)
 
 
 def handle(record: SQSRecord) -> None:
@@ -37,6 +37,9 @@ def handle(record: SQSRecord) -> None:
     metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=applied.duplicates)
     metrics.add_metric(name="EventsUnapplied", unit=MetricUnit.Count, value=len(applied.unapplied))
     metrics.add_metric(name="PreferencesIgnored", unit=MetricUnit.Count, value=applied.ignored_preferences)
+    metrics.add_metric(name="TimestampsClamped", unit=MetricUnit.Count, value=applied.clamped_timestamps)
+    metrics.add_metric(name="MappingPathsFailed", unit=MetricUnit.Count, value=applied.failed_paths)
+    metrics.add_metric(name="ProfileOverBudget", unit=MetricUnit.Count, value=applied.over_budget)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -19,7 +19,8 @@ from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID
 from bridge_dev.local import DEMO_WRITE_KEY, LocalStack, start
 from bridge_dev.target import local_target
 from segment_bridge.auth import hash_key, sign
-from segment_bridge.store import Store
+from segment_bridge.errors import ServiceUnavailable
+from segment_bridge.store.profiles import ProfileRepository
 from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
@@ -323,14 +324,14 @@ def test_a_poisoned_message_ends_in_the_dlq_and_redrives_after_the_fix(stack, cl
     # The template's 360 s visibility timeout would make five receives take half an hour.
     sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "1"})
     time.sleep(2)  # moto fixes a receive's visibility timeout when its long poll (1 s) starts
-    original = Store.apply_plan
+    original = ProfileRepository.read_entities
 
-    def broken(self: Store, workspace_id: str, *args: Any, **kwargs: Any) -> Any:
+    def broken(self: ProfileRepository, workspace_id: str, *args: Any, **kwargs: Any) -> Any:
         if workspace_id == ws["workspace_id"]:
-            raise RuntimeError("a bug in this workspace's processing")
+            raise ServiceUnavailable("the profiles table fails for this workspace")
         return original(self, workspace_id, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "apply_plan", broken)
+    monkeypatch.setattr(ProfileRepository, "read_entities", broken)
     try:
         assert post(stack, ws["api_key"], {"batch": [identify("poisoned-user", plan="x")]}).status_code == 200
         [letter] = eventually(
@@ -345,7 +346,7 @@ def test_a_poisoned_message_ends_in_the_dlq_and_redrives_after_the_fix(stack, cl
     assert letter["events"] == 1
     assert _user(cli, ws["workspace_id"], "poisoned-user") is None
 
-    monkeypatch.setattr(Store, "apply_plan", original)  # the fix
+    monkeypatch.setattr(ProfileRepository, "read_entities", original)  # the fix
     assert cli.json("dlq", "redrive", "ingest")["redriven"] >= 1
     user = eventually(lambda: _user(cli, ws["workspace_id"], "poisoned-user"))
     assert user["traits"] == {"plan": "x"}

@@ -32,6 +32,7 @@ from bridge_dev.events import (
     http_event,
 )
 from segment_bridge.auth import hash_key, new_api_key, sign
+from segment_bridge.store.workspaces import WorkspaceRepository
 from tests.conftest import lambda_function
 from tests.functional.conftest import Delivery
 
@@ -370,7 +371,7 @@ def lookups(workspaces, monkeypatch) -> list[tuple[str, Any]]:
     monkeypatch.setenv("AUTH_CACHE_SECONDS", "0")
     get_settings.cache_clear()
     calls: list[tuple[str, Any]] = []
-    lookup, compare = type(workspaces).workspace_for_key_hash, hmac.compare_digest
+    lookup, compare = WorkspaceRepository.workspace_for_key_hash, hmac.compare_digest
 
     def recording_lookup(self: Any, key_hash: str) -> Any:
         calls.append(("lookup", key_hash))
@@ -380,7 +381,7 @@ def lookups(workspaces, monkeypatch) -> list[tuple[str, Any]]:
         calls.append(("compare_digest", (a, b)))
         return compare(a, b)
 
-    monkeypatch.setattr(type(workspaces), "workspace_for_key_hash", recording_lookup)
+    monkeypatch.setattr(WorkspaceRepository, "workspace_for_key_hash", recording_lookup)
     monkeypatch.setattr(hmac, "compare_digest", recording_compare)
     return calls
 

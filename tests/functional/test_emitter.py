@@ -12,15 +12,13 @@ import pytest
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.events import http_event
 from bridge_dev.segment_api import FakeSegment, Scripted
-from tests.conftest import lambda_function
+from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import stream_lambda_event
 from tests.functional.test_processor_and_emitter import receive_all
 
 WRITE_KEY = "segment-source-write-key-1"
 
 
-SECONDS_LEFT = 10
-"""The time an invocation has left, unless a test says otherwise (the emitter keeps 5 s in reserve)."""
 LITTLE_TIME_LEFT = 6
 """An invocation with little time left: 1 s once the emitter's reserve is kept."""
 

@@ -39,7 +39,7 @@ def before_call(
 ) -> Iterator[None]:
     """Run `hook(operation, request)` before each of the store's DynamoDB calls of `operations` (`request`
     is the call's JSON body); what it returns (if anything) is AWS's answer instead of the real one."""
-    client = store._dynamodb  # the client the processor's store uses
+    client = store.clients.dynamodb  # the client the processor's store uses
 
     def handler(model: Any, params: dict[str, Any], **_: Any) -> Any:
         if model.name in operations:
@@ -97,7 +97,7 @@ def another_invocation_first(store: Store, events: list[dict[str, Any]]) -> Iter
     """Just before the store's first profile write, a second container (its own Store and clients)
     applies `events`: the two invocations interleave at the worst moment. Yields what it intercepted."""
     from segment_bridge.mapping import Mapping
-    from segment_bridge.profiles import apply_batch
+    from segment_bridge.processing import apply_batch
 
     intercepted: list[str] = []
 
@@ -134,7 +134,7 @@ def test_the_same_message_delivered_twice_concurrently_counts_once(processor, wo
 def test_an_unavailable_archive_fails_the_message_before_anything_is_applied(processor, workspaces):
     """The raw archive is written first: if S3 fails, the message is retried and nothing is half-done."""
     events = [event("track", "s1", T1, event="Clicked")]
-    client = workspaces._s3
+    client = workspaces.clients.s3
 
     def s3_down(model: Any, params: dict[str, Any], **_: Any) -> Any:
         return AWSResponse("https://s3.amazonaws.com/", 503, {}, None), {

@@ -328,7 +328,7 @@ def test_queue_unavailable_is_503_so_segment_retries(ingest, workspaces, aws):
 
 def test_entries_the_queue_fails_are_retried_until_every_event_is_on_it(ingest, queue, workspaces):
     workspaces.sleep = lambda seconds: None
-    real = workspaces._sqs.send_message_batch
+    real = workspaces.clients.sqs.send_message_batch
     calls = []
 
     def flaky(QueueUrl, Entries):
@@ -339,7 +339,7 @@ def test_entries_the_queue_fails_are_retried_until_every_event_is_on_it(ingest, 
         failed = [{"Id": Entries[0]["Id"], "SenderFault": False, "Code": "InternalError"}]
         return {**sent, "Failed": failed}
 
-    workspaces._sqs.send_message_batch = flaky
+    workspaces.clients.sqs.send_message_batch = flaky
     body = json.dumps(
         [
             track(n, properties={"blob": base64.b64encode(bytes(range(256)) * 40).decode() + str(n)})
@@ -361,7 +361,7 @@ def test_a_queue_that_keeps_failing_entries_is_503(ingest, workspaces):
             "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "ServiceUnavailable"} for e in Entries],
         }
 
-    workspaces._sqs.send_message_batch = always_failing
+    workspaces.clients.sqs.send_message_batch = always_failing
     assert_error(ingest(sample("ingest_webhook_batch.json")), 503, "service_unavailable")
 
 

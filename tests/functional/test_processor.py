@@ -159,7 +159,7 @@ def test_delete_removes_the_user_everywhere_and_older_late_events_stay_out(proce
 
 def test_one_message_of_many_users_costs_one_read_and_about_one_write_per_user(processor, workspaces):
     calls = []
-    client = workspaces._dynamodb
+    client = workspaces.clients.dynamodb
     for name in ("batch_get_item", "transact_write_items", "put_item", "update_item", "batch_write_item"):
         real = getattr(client, name)
 
@@ -221,7 +221,7 @@ def test_sdk_samples_land_as_profiles(ingest, aws, workspaces, name):
 
 
 def test_replay_runs_archived_events_through_the_current_mapping(processor, workspaces):
-    from segment_bridge.profiles import replay
+    from segment_bridge.processing import replay
 
     workspaces.set_mapping(WS, Mapping(channels={"email": "email"}, exclude_events={"Invited"}))
     processor(
@@ -253,18 +253,18 @@ def test_a_crash_between_profile_and_history_writes_counts_once_on_redelivery(pr
     from segment_bridge.errors import ServiceUnavailable
 
     events = [event("track", f"m{n}", T1, event="Signed Up") for n in range(4)]
-    real = workspaces._batch_write
+    real = workspaces.profiles.record
 
-    def crash(requests):
+    def crash(*args, **kwargs):
         raise ServiceUnavailable("the process died here")
 
-    workspaces._batch_write = crash
+    workspaces.profiles.record = crash
     with pytest.raises(BatchProcessingError):
         processor(events)
     assert workspaces.read_profile(WS, "U", "user-1").counts == {"Signed Up": 4}  # counted, history pending
     assert workspaces.read_history(WS, "U", "user-1") == []
 
-    workspaces._batch_write = real
+    workspaces.profiles.record = real
     assert processor(events) == {"batchItemFailures": []}  # the queue redelivers the message
     assert workspaces.read_profile(WS, "U", "user-1").counts == {"Signed Up": 4}
     assert len(workspaces.read_history(WS, "U", "user-1")) == 4

@@ -121,7 +121,8 @@ def test_environment_holds_every_global_variable_resolved_to_the_local_resources
 
     environment = resources.environment()
 
-    assert set(environment) == set(variables)
+    # AWS_ENDPOINT_URL only with the AwsEndpointUrl parameter (sam local invoke): absent by default.
+    assert set(environment) == set(variables) - {"AWS_ENDPOINT_URL"}
     assert all(isinstance(value, str) and value for value in environment.values())
     ingest_url = session.client("sqs").get_queue_url(QueueName="IngestQueue")["QueueUrl"]
     assert environment["INGEST_QUEUE_URL"] == ingest_url
@@ -241,8 +242,11 @@ def test_env_json_gives_every_function_the_template_variables_of_the_local_stack
 
     assert set(env_json) == set(_of_type(template, "AWS::Serverless::Function"))
     for function, variables in env_json.items():
-        assert set(variables) == set(expected), function
+        # plus the endpoint `sam local invoke` needs (tests/unit/test_sam_local.py)
+        assert set(variables) == {*expected, "AWS_ENDPOINT_URL"}, function
         for name, value in variables.items():
+            if name == "AWS_ENDPOINT_URL":
+                continue
             if name in ("INGEST_QUEUE_URL", "INGEST_DLQ_URL", "EMITTER_DLQ_URL"):
                 queue = value.rsplit("/", 1)[-1]  # moto in server mode names the URL after its own host
                 assert expected[name].endswith(f"/{queue}"), (function, name)
@@ -399,3 +403,92 @@ def test_every_checkov_suppression_names_one_check_and_says_why(template):
     for name, skip in skips:
         assert skip["id"].startswith("CKV_AWS_"), (name, skip)
         assert len(skip.get("comment", "").split()) >= 8, (name, skip)
+
+
+# --- the dashboard ------------------------------------------------------------------------------------
+
+AWS_METRICS = {
+    # namespace: (the resource type its dimension names, the dimension, the metrics we chart)
+    "AWS/ApiGateway": ("AWS::Serverless::HttpApi", "ApiId", {"Count", "4xx", "5xx", "Latency"}),
+    "AWS/SQS": (
+        "AWS::SQS::Queue",
+        "QueueName",
+        {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+    ),
+    "AWS/Lambda": (
+        "AWS::Serverless::Function",
+        "FunctionName",
+        {"Errors", "Throttles", "Duration", "IteratorAge"},
+    ),
+}
+
+
+def _dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
+    """Each metric line of the dashboard: [namespace, name, dimension, value, ..., {options}?], with the
+    ${...} references of its Fn::Sub left in place."""
+    (dashboard,) = _of_type(template, "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
+    return [metric for widget in body["widgets"] for metric in widget["properties"]["metrics"]]
+
+
+def _emitted_metrics() -> set[str]:
+    """The metric names the handlers pass to Powertools' add_metric: literal names, and the names of the
+    (name, value) tuples a loop feeds it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "functions"
+    names: set[str] = set()
+    for source in root.glob("*/app.py"):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_metric":
+                name = next(k.value for k in node.keywords if k.arg == "name")
+                if isinstance(name, ast.Constant):
+                    names.add(name.value)
+            if (
+                isinstance(node, ast.For)
+                and isinstance(node.iter, ast.Tuple)
+                and "add_metric" in ast.unparse(node)
+            ):
+                names |= {
+                    element.elts[0].value
+                    for element in node.iter.elts
+                    if isinstance(element, ast.Tuple) and isinstance(element.elts[0], ast.Constant)
+                }
+    return names
+
+
+def test_every_metric_the_dashboard_charts_is_emitted_or_an_aws_metric_of_a_resource_of_the_stack(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    emitted = _emitted_metrics()
+    assert {"EventsAccepted", "EventsSent", "EventsParked"} <= emitted  # the parser finds both forms
+
+    for namespace, name, *rest in _dashboard_metrics(template):
+        dimensions = dict(zip(rest[0::2], rest[1::2], strict=False)) if rest else {}
+        dimensions = {key: value for key, value in dimensions.items() if isinstance(key, str)}
+        if namespace == variables["POWERTOOLS_METRICS_NAMESPACE"]:
+            assert name in emitted, f"no handler emits {name}"
+            assert dimensions == {"service": variables["POWERTOOLS_SERVICE_NAME"]}, name
+            continue
+        assert namespace in AWS_METRICS, f"{namespace} is neither ours nor charted on purpose"
+        resource_type, dimension, metrics = AWS_METRICS[namespace]
+        assert name in metrics, f"{namespace} {name}"
+        (value,) = [value for key, value in dimensions.items() if key == dimension]
+        logical_id = value.removeprefix("${").removesuffix("}").removesuffix(".QueueName")
+        assert template["Resources"][logical_id]["Type"] == resource_type, value
+
+
+def test_the_dashboard_charts_what_issue_15_lists(template):
+    charted = {(metric[0], metric[1], metric[3]) for metric in _dashboard_metrics(template)}
+    names = {(namespace, name) for namespace, name, _ in charted}
+    assert {("AWS/ApiGateway", status) for status in ("Count", "4xx", "5xx")} <= names
+    assert {("SegmentBridge", "EventsAccepted"), ("SegmentBridge", "EventsRejected")} <= names
+    assert {("SegmentBridge", "EventsSent"), ("SegmentBridge", "EventsParked")} <= names
+    for queue in ("IngestQueue", "IngestDLQ", "EmitterDLQ"):
+        for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+            assert ("AWS/SQS", metric, f"${{{queue}.QueueName}}") in charted
+    for function in ("ProcessorFunction", "EmitterFunction"):
+        for metric in ("Errors", "Duration"):
+            assert ("AWS/Lambda", metric, f"${{{function}}}") in charted
+    assert ("AWS/Lambda", "IteratorAge", "${EmitterFunction}") in charted
+    assert "DashboardUrl" in template["Outputs"]

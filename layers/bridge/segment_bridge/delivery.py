@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from segment_bridge.outbound import (
     ChangeRule,
+    Destination,
     Outbound,
     Unsendable,
     request_body,
@@ -71,12 +72,6 @@ def stream_changes(event: dict[str, Any], now: Callable[[], float]) -> list[Chan
 
 
 @dataclass(frozen=True)
-class Destination:
-    url: str
-    write_key: str
-
-
-@dataclass(frozen=True)
 class Answer:
     status: int
     headers: dict[str, str]
@@ -117,6 +112,19 @@ class Report:
         }
 
 
+@dataclass(frozen=True)
+class Sending:
+    """How a batch is sent: each workspace's destination, the HTTP sender, where what cannot be sent is
+    parked, the time by which to stop (the invocation's), and the clock and sleep to keep it with."""
+
+    destination: Callable[[str], Destination | None]
+    sender: Sender
+    parking: Parking
+    deadline: float
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+
+
 class Unreachable(Exception):
     """A request that could not be answered (timeout, connection error): worth retrying."""
 
@@ -126,12 +134,7 @@ def deliver(
     *,
     outbox_table: str,
     own_tables: frozenset[str],
-    destination: Callable[[str], Destination | None],
-    sender: Sender,
-    parking: Parking,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    sending: Sending,
     rules: Iterable[ChangeRule] = (),
 ) -> Report:
     """Send every new outbox item, and every change that fires a rule, of the batch; returns what
@@ -152,25 +155,16 @@ def deliver(
                     created_at=change.created_at,
                 )
             except Unsendable as error:
-                parking.park_outbound(str(error), item)
+                sending.parking.park_outbound(str(error), item)
                 report.parked += 1
                 continue
             by_workspace.setdefault(event.workspace_id, []).append(event)
 
-    _send_all(by_workspace, destination, sender, parking, deadline, clock, sleep, report, park_homeless=True)
+    _send_all(by_workspace, sending, report, park_homeless=True)
     return report
 
 
-def redeliver(
-    parked: list[tuple[str, dict[str, Any]]],
-    *,
-    destination: Callable[[str], Destination | None],
-    sender: Sender,
-    parking: Parking,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> Report:
+def redeliver(parked: list[tuple[str, dict[str, Any]]], sending: Sending) -> Report:
     """Send parked track calls again, as (workspace id, payload) pairs, under their own messageIds (so
     Segment dedupes what it already has). What fails for good is parked again with the new reason; what
     is still worth retrying after `deadline` is listed in `failed` by messageId."""
@@ -178,33 +172,24 @@ def redeliver(
     by_workspace: dict[str, list[Outbound]] = {}
     for workspace_id, payload in parked:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
-        event = Outbound(str(payload.get("messageId", "")), workspace_id, payload, body, clock())
+        event = Outbound(str(payload.get("messageId", "")), workspace_id, payload, body, sending.clock())
         by_workspace.setdefault(workspace_id, []).append(event)
-    _send_all(by_workspace, destination, sender, parking, deadline, clock, sleep, report, park_homeless=False)
+    _send_all(by_workspace, sending, report, park_homeless=False)
     return report
 
 
 def _send_all(
-    by_workspace: dict[str, list[Outbound]],
-    destination: Callable[[str], Destination | None],
-    sender: Sender,
-    parking: Parking,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-    report: Report,
-    *,
-    park_homeless: bool,
+    by_workspace: dict[str, list[Outbound]], sending: Sending, report: Report, *, park_homeless: bool
 ) -> None:
     """Each workspace's events to its destination. A workspace without one: its events are parked
     (`park_homeless`) or listed in `failed` (left where they are)."""
     for workspace_id, events in by_workspace.items():
-        target = destination(workspace_id)
+        target = sending.destination(workspace_id)
         if target is not None:
-            _send_workspace(events, target, sender, parking, deadline, clock, sleep, report)
+            _send_workspace(events, target, sending, report)
         elif park_homeless:
             for event in events:
-                parking.park_outbound(
+                sending.parking.park_outbound(
                     f"workspace {workspace_id} has no Segment write key", event.payload, None, workspace_id
                 )
             report.parked += len(events)
@@ -232,16 +217,14 @@ def _items_of(
     ]
 
 
-def _send_workspace(
-    events: list[Outbound],
-    target: Destination,
-    sender: Sender,
-    parking: Parking,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-    report: Report,
-) -> None:
+def _send_workspace(events: list[Outbound], target: Destination, sending: Sending, report: Report) -> None:
+    sender, parking, deadline, clock, sleep = (
+        sending.sender,
+        sending.parking,
+        sending.deadline,
+        sending.clock,
+        sending.sleep,
+    )
     batches = requests_for(events)
     for index, batch in enumerate(batches):
         attempt = 0

@@ -55,6 +55,12 @@ class ServiceUnavailable(BridgeError):
     status, code = 503, "service_unavailable"
 
 
+class InvalidWorkspaceId(BridgeError):
+    """A workspace id outside limits.WORKSPACE_ID_PATTERN (a `#` would break our keys)."""
+
+    status, code = 400, "invalid_workspace_id"
+
+
 class NotFound(BridgeError):
     status, code = 404, "not_found"
 
@@ -65,3 +71,13 @@ class Conflict(BridgeError):
 
 class UnsupportedEncoding(BridgeError):
     status, code = 415, "unsupported_encoding"
+
+
+class ConditionFailed(Conflict):
+    """A conditional write found the item other than it expected: another writer got there first."""
+
+
+class Unstorable(BridgeError):
+    """DynamoDB refused an item or key as invalid (over its size or depth limits): retrying cannot help."""
+
+    status, code = 400, "unstorable"

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
 
 from segment_bridge import PRODUCT_NAME
 from segment_bridge.auth import (
@@ -35,7 +34,11 @@ from segment_bridge.errors import (
     UnreadableBody,
     UnsupportedEncoding,
 )
+from segment_bridge.limits import UNSTORABLE_NUMBER, storable_number
 from segment_bridge.spec import EVENT_TYPES, InvalidEvent, validate_event
+from segment_bridge.timestamps import FUTURE_TOLERANCE, InvalidTimestamp
+from segment_bridge.timestamps import iso as _iso
+from segment_bridge.timestamps import parse as parse_timestamp
 
 SINGLE_CALL_PATHS = {f"/v1/{kind}": kind for kind in EVENT_TYPES - {"delete"}}
 """Segment's HTTP API: /v1/identify, /v1/track, ... take one event whose type the path decides."""
@@ -253,9 +256,6 @@ def _inflate(data: bytes, wbits: int, name: str, max_bytes: int) -> bytes:
     return out
 
 
-_datetime = TypeAdapter(datetime)
-
-
 def parse_payload(raw: bytes, call_type: str | None) -> Payload:
     """One event, an array of events, or `{"batch": [...]}` (Segment's batch API) into a Payload."""
     try:
@@ -301,8 +301,8 @@ def parse_payload(raw: bytes, call_type: str | None) -> Payload:
 
 def _optional_datetime(value: object) -> datetime | None:
     try:
-        return _aware(_datetime.validate_python(value)) if value else None
-    except ValidationError:
+        return parse_timestamp(value) if value else None
+    except InvalidTimestamp:
         return None
 
 
@@ -343,6 +343,8 @@ def judge(
             model = validate_event(event)
             if unstorable:
                 raise InvalidEvent(unstorable)
+            if model.receivedAt is not None and model.receivedAt - received_at > FUTURE_TOLERANCE:
+                raise InvalidEvent("receivedAt is more than 23 hours after the delivery was received")
         except InvalidEvent as error:
             reject(index, event, message_id, error.reason)
             continue
@@ -374,10 +376,6 @@ def judge(
     return accepted, kept
 
 
-_INTEGER_LIMIT = 10**38
-_SMALLEST, _LARGEST = 1e-130, 1e126
-
-
 def _unstorable(event: Any, limits: Limits) -> str | None:
     """Why the processor could not store `event` (nesting, numbers), or None.
 
@@ -394,18 +392,9 @@ def _unstorable(event: Any, limits: Limits) -> str | None:
         for child in value.values() if isinstance(value, dict) else value:
             if isinstance(child, dict | list):
                 stack.append((child, depth + 1))
-            elif reason is None and not _storable_number(child):
-                reason = "a number is NaN, infinite, of more than 38 digits or beyond 1e-130..1e126"
+            elif reason is None and not storable_number(child):
+                reason = UNSTORABLE_NUMBER
     return reason
-
-
-def _storable_number(value: object) -> bool:
-    """What DynamoDB's Number holds: 38 significant digits, magnitudes from 1e-130 to below 1e126."""
-    if type(value) is int:
-        return -_INTEGER_LIMIT < value < _INTEGER_LIMIT
-    if type(value) is float:
-        return value == 0 or _SMALLEST <= abs(value) < _LARGEST
-    return True
 
 
 def serialise(event: dict[str, Any]) -> bytes:
@@ -484,5 +473,5 @@ def _aware(moment: datetime) -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and a Z, as Segment writes timestamps."""
-    return _aware(moment).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC with milliseconds and a Z, as Segment writes timestamps (timestamps.iso)."""
+    return _iso(moment)

@@ -7,8 +7,9 @@ Powertools ships with), evaluated against an identify's traits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -85,27 +86,50 @@ class Mapping(BaseModel):
 
     def channel_values(self, traits: dict[str, Any]) -> dict[str, list[str]]:
         """Each channel's values found in the traits (a string or a list of strings; others ignored)."""
-        found: dict[str, list[str]] = {}
-        for channel, expression in self.channels.items():
-            values = [value for value in _as_list(compiled(expression).search(traits)) if _usable(value)]
-            if values:
-                found[channel] = [value.strip() for value in values]
-        return found
+        return self.evaluate(traits).channels
 
     def preference_values(self, traits: dict[str, Any]) -> tuple[dict[str, str], int]:
         """(valid preferences, how many mapped values were ignored as invalid)."""
-        valid: dict[str, str] = {}
-        ignored = 0
+        found = self.evaluate(traits)
+        return found.preferences, found.ignored_preferences
+
+    def evaluate(self, traits: dict[str, Any]) -> Found:
+        """Every channel and preference path on one identify's traits. A path that fails on these traits
+        (a function given a value of another type) finds nothing and is counted in `failed_paths`."""
+        found = Found()
+        for channel, expression in self.channels.items():
+            result = search(expression, traits)
+            if result is FAILED:
+                found.failed_paths += 1
+                continue
+            values = [value for value in _as_list(result) if _usable(value)]
+            if values:
+                found.channels[channel] = [value.strip() for value in values]
         for preference, expression in self.preferences.items():
-            value = compiled(expression).search(traits)
+            value = search(expression, traits)
+            if value is FAILED:
+                found.failed_paths += 1
+                continue
             if value is None:
                 continue
             code = value.strip().lower() if isinstance(value, str) else None
             if code in ISO_639_1:
-                valid[preference] = code
+                found.preferences[preference] = code
             else:
-                ignored += 1
-        return valid, ignored
+                found.ignored_preferences += 1
+        return found
+
+
+@dataclass
+class Found:
+    """What a mapping's paths found in one identify's traits."""
+
+    channels: dict[str, list[str]] = field(default_factory=dict)
+    preferences: dict[str, str] = field(default_factory=dict)
+    ignored_preferences: int = 0
+    """Mapped preference values that are not valid (e.g. not an ISO 639-1 code)."""
+    failed_paths: int = 0
+    """Paths that could not be evaluated on these traits: they found nothing."""
 
 
 def event_name(event: dict[str, Any]) -> str:
@@ -116,6 +140,20 @@ def event_name(event: dict[str, Any]) -> str:
     name = event.get("name")
     noun = "Page" if kind == "page" else "Screen"
     return f"Viewed {name} {noun}" if isinstance(name, str) and name else f"Loaded a {noun}"
+
+
+FAILED: Final = object()
+"""What `search` returns for an expression that cannot be evaluated on the data."""
+
+
+def search(expression: str, data: Any) -> Any:
+    """The expression's result on `data`, or FAILED when evaluating it fails on this data (a JMESPath
+    function given a value of another type, a comparison of mixed types, nesting too deep). The error
+    is dropped, never logged: its text quotes the data (an email, a name)."""
+    try:
+        return compiled(expression).search(data)
+    except Exception:  # any failure on this one record means "nothing found" for it
+        return FAILED
 
 
 @lru_cache(maxsize=512)

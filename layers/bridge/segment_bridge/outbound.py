@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from segment_bridge import PRODUCT_NAME, __version__
-from segment_bridge.mapping import Expression, compiled
+from segment_bridge.mapping import FAILED, Expression, search
 from segment_bridge.values import to_json
 
 ENDPOINTS = {
@@ -161,6 +161,14 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a workspace's track calls go: its /v1/batch URL and its Segment source's write key."""
+
+    url: str
+    write_key: str = field(repr=False)
+
+
 def endpoint_url(endpoint: str) -> str:
     """`us`, `eu`, or an explicit URL (a proxy, or a stand-in for tests) -> the /v1/batch URL."""
     if endpoint in ENDPOINTS:
@@ -188,13 +196,15 @@ class ChangeRule(BaseModel):
     timestamp: Expression | None = None
 
     def fires(self, document: dict[str, Any]) -> bool:
-        return bool(compiled(self.when).search(document))
+        found = search(self.when, document)  # a `when` that fails on this change does not fire
+        return found is not FAILED and bool(found)
 
     def outbox_item(self, document: dict[str, Any], record_id: str) -> dict[str, Any]:
         """The outbox item this change stands for (validated like one the product writes)."""
 
         def value(expression: str | None) -> Any:
-            return compiled(expression).search(document) if expression else None
+            found = search(expression, document) if expression else None
+            return None if found is FAILED else found  # a path that fails finds nothing
 
         workspace = value(self.workspace)
         item: dict[str, Any] = {

@@ -4,21 +4,48 @@ Every field of a profile is a small CRDT, so applying events late, twice or in a
 - traits and preferences: last writer wins per name, by (event timestamp, messageId);
 - channels, groups and anonymous ids: grow-only maps of value -> first seen (the earliest timestamp);
 - first_seen / last_seen: min / max;
-- counts: added only for history records that did not exist yet (the store makes that atomic).
+- counts: added only for history records that did not exist yet (processing.py keeps them exact).
 
-This module is pure: `plan` turns events into per-entity changes, `merge` combines profiles. The store
-reads, merges and writes; `apply_batch` ties the two together.
+Profiles are bounded (README "Bounded profiles"): each grow-only map keeps at most a fixed number of
+entries, chosen by an order-independent rule (trait and counted names: the smallest names; channel
+values, groups, anonymous ids: the earliest first seen, then the smallest value), and a trait larger
+than MAX_TRAIT_BYTES is not kept. Keeping the N smallest under a key that merging only lowers is itself
+a merge (`bounded(merge(bounded(a), b)) == bounded(merge(a, b))`), so events in any order still converge;
+with the caps below, a profile item stays under limits.PROFILE_BUDGET_BYTES (tests/unit/test_limits.py).
+
+An event `plan` cannot apply for a reason of its own (an id too long for its keys, a timestamp no form
+of the Spec spells, a value DynamoDB cannot hold) is returned in `Plan.unapplied` with its reason.
+
+This module is pure: `plan` turns events into per-entity changes, `merge` combines profiles.
+processing.py reads, merges and writes them through the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from segment_bridge.envelope import unpack
+from segment_bridge.limits import ITEM_BYTES, SORT_KEY_BYTES, id_fits, unstorable, utf8_bytes, value_size
 from segment_bridge.mapping import Mapping, event_name
+from segment_bridge.timestamps import InvalidTimestamp, event_time
+
+MAX_TRAITS = 100
+"""Trait names a profile keeps (the smallest names); preferences are one per kind (language)."""
+MAX_TRAIT_NAME_BYTES = 256
+MAX_TRAIT_BYTES = 1024
+"""One trait, name and value as DynamoDB counts them; a larger one is not kept in the profile."""
+MAX_CHANNEL_VALUES = 10
+"""Values per channel (the earliest first seen)."""
+MAX_CHANNEL_VALUE_BYTES = 320
+MAX_GROUPS = 32
+MAX_ANONYMOUS_IDS = 32
+MAX_COUNTED_NAMES = 100
+"""Event names a profile counts (the smallest names); every event still gets its history item."""
+MAX_COUNTED_NAME_BYTES = 256
+MAX_HISTORY_PROPERTIES_BYTES = ITEM_BYTES - 8 * 1024
+"""A history item's properties; the rest of the item (keys, name, timestamps) fits in 8 KB."""
 
 Stamp = tuple[str, str]
 """(timestamp, messageId): the later stamp wins; the messageId breaks ties deterministically."""
@@ -55,18 +82,55 @@ def merge(base: Profile, change: Profile) -> Profile:
     counts = dict(base.counts)
     for name, count in change.counts.items():
         counts[name] = counts.get(name, 0) + count
-    return Profile(
-        traits=traits,
-        trait_stamps=trait_stamps,
-        channels=channels,
-        preferences=preferences,
-        preference_stamps=preference_stamps,
-        groups=_earliest(base.groups, change.groups),
-        anonymous_ids=_earliest(base.anonymous_ids, change.anonymous_ids),
-        counts=counts,
-        first_seen=_min(base.first_seen, change.first_seen),
-        last_seen=_max(base.last_seen, change.last_seen),
+    return bounded(
+        Profile(
+            traits=traits,
+            trait_stamps=trait_stamps,
+            channels=channels,
+            preferences=preferences,
+            preference_stamps=preference_stamps,
+            groups=_earliest(base.groups, change.groups),
+            anonymous_ids=_earliest(base.anonymous_ids, change.anonymous_ids),
+            counts=counts,
+            first_seen=_min(base.first_seen, change.first_seen),
+            last_seen=_max(base.last_seen, change.last_seen),
+        )
     )
+
+
+def bounded(profile: Profile) -> Profile:
+    """The profile with each grow-only map cut to its cap by the order-independent rule (module doc)."""
+    if len(profile.traits) > MAX_TRAITS:
+        kept = sorted(profile.traits)[:MAX_TRAITS]
+        profile.traits = {name: profile.traits[name] for name in kept}
+        profile.trait_stamps = {name: profile.trait_stamps[name] for name in kept}
+    for channel, values in profile.channels.items():
+        profile.channels[channel] = _earliest_n(values, MAX_CHANNEL_VALUES)
+    profile.groups = _earliest_n(profile.groups, MAX_GROUPS)
+    profile.anonymous_ids = _earliest_n(profile.anonymous_ids, MAX_ANONYMOUS_IDS)
+    if len(profile.counts) > MAX_COUNTED_NAMES:
+        profile.counts = {name: profile.counts[name] for name in sorted(profile.counts)[:MAX_COUNTED_NAMES]}
+    return profile
+
+
+def _earliest_n(seen: dict[str, str], n: int) -> dict[str, str]:
+    if len(seen) <= n:
+        return seen
+    return dict(sorted(seen.items(), key=lambda entry: (entry[1], entry[0]))[:n])
+
+
+def over_budget(change: Profile, kept: Profile) -> list[str]:
+    """The maps in which `change` added something `kept` (the profile after the caps) does not hold."""
+    maps = []
+    if set(change.traits) - set(kept.traits):
+        maps.append("traits")
+    if any(set(values) - set(kept.channels.get(name, {})) for name, values in change.channels.items()):
+        maps.append("channels")
+    if set(change.groups) - set(kept.groups):
+        maps.append("groups")
+    if set(change.anonymous_ids) - set(kept.anonymous_ids):
+        maps.append("anonymous_ids")
+    return maps
 
 
 def _last_writer_wins(
@@ -154,6 +218,7 @@ class Link:
     previous_id: str
     user_id: str
     stamp: Stamp
+    event: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -174,6 +239,15 @@ class Plan:
     deletions: list[Deletion] = field(default_factory=list)
     skipped: int = 0
     ignored_preferences: int = 0
+    clamped_timestamps: int = 0
+    """Events stamped more than 23 h after they were received: counted at receivedAt (timestamps.py)."""
+    failed_paths: int = 0
+    """Mapping paths that could not be evaluated on an event (they found nothing)."""
+    unapplied: list[dict[str, Any]] = field(default_factory=list)
+    """{"reason", "event"}: events not applied, or applied only in part, for a reason of their own."""
+
+    def park(self, event: dict[str, Any], reason: str) -> None:
+        self.unapplied.append({"reason": reason, "event": event})
 
     def entity(self, kind: EntityKind, entity_id: str) -> EntityPlan:
         key = f"{kind}#{entity_id}"
@@ -184,64 +258,119 @@ class Plan:
 
 def plan(events: Iterable[dict[str, Any]], mapping: Mapping) -> Plan:
     """What the events change, per entity, under the workspace's mapping. Events are intake's output:
-    valid, with messageId, timestamp and receivedAt."""
+    valid, with messageId, timestamp and receivedAt; one that cannot be applied for a reason of its own
+    (archived before today's limits, say) is returned in `unapplied` and its neighbours still apply."""
     result = Plan()
     for event in events:
-        kind = event["type"]
-        if not mapping.applies_to(kind):
+        if not mapping.applies_to(event.get("type", "")):
             result.skipped += 1
             continue
-        stamp: Stamp = (_normalised(event.get("timestamp") or event["receivedAt"]), event["messageId"])
-        when = stamp[0]
-        user_id: str = event.get("userId") or ""
-        anonymous_id: str = event.get("anonymousId") or ""
-        identity: tuple[EntityKind, str] = ("U", user_id) if user_id else ("A", anonymous_id)
-        seen = Profile(first_seen=when, last_seen=when)
-        if user_id and anonymous_id:
-            seen.anonymous_ids = {anonymous_id: when}
-
-        if kind == "identify":
-            traits = _traits(event)
-            change = merge(seen, _trait_change(traits, stamp))
-            change.channels = {
-                channel: dict.fromkeys(values, when)
-                for channel, values in mapping.channel_values(traits).items()
-            }
-            preferences, ignored = mapping.preference_values(traits)
-            change.preferences, change.preference_stamps = preferences, dict.fromkeys(preferences, stamp)
-            result.ignored_preferences += ignored
-            result.entity(*identity).contributions.append(Contribution(when, change, event=event))
-            if user_id and anonymous_id:
-                result.links.append(Link(anonymous_id, user_id, stamp))
-        elif kind in ("track", "page", "screen"):
-            name = event_name(event)
-            if not mapping.keeps_event(name):
-                result.skipped += 1
-                continue
-            record = HistoryRecord(
-                message_id=event["messageId"],
-                name=mapping.event_prefix + name,
-                type=kind,
-                timestamp=when,
-                received_at=event["receivedAt"],
-                properties=event.get("properties") or {},
-                expires_at=_expiry(when, mapping.history_days),
-            )
-            result.entity(*identity).contributions.append(Contribution(when, seen, record, event))
-        elif kind == "group":
-            group_id = event["groupId"]
-            group_change = merge(
-                Profile(first_seen=when, last_seen=when), _trait_change(_traits(event), stamp)
-            )
-            result.entity("G", group_id).contributions.append(Contribution(when, group_change, event=event))
-            seen.groups = {group_id: when}
-            result.entity(*identity).contributions.append(Contribution(when, seen, event=event))
-        elif kind == "alias":
-            result.links.append(Link(event["previousId"], user_id, stamp))
-            result.entity(*identity).contributions.append(Contribution(when, seen, event=event))
-        elif kind == "delete":
-            result.deletions.append(Deletion(identity[0], identity[1], when))
+        reason = _unusable(event)
+        if reason is not None:
+            result.park(event, reason)
+            continue
+        _plan_event(event, mapping, result)
     return result
+
+
+IDS_BY_TYPE = {"group": ("groupId",), "alias": ("previousId",)}
+
+
+def _unusable(event: dict[str, Any]) -> str | None:
+    """Why an event cannot be applied at all, or None. Never quotes the event's values."""
+    identity = event.get("userId") or event.get("anonymousId")
+    if not isinstance(identity, str) or not identity:
+        return "the event has no userId or anonymousId"
+    for name in ("userId", "anonymousId", *IDS_BY_TYPE.get(event["type"], ())):
+        value = event.get(name)
+        if value is None and name in ("userId", "anonymousId"):
+            continue
+        if not isinstance(value, str) or not value or not id_fits(value):
+            return f"{name} is missing, not a string or longer than the DynamoDB keys it becomes allow"
+    message_id = event.get("messageId")
+    if not isinstance(message_id, str) or not message_id or utf8_bytes(message_id) > SORT_KEY_BYTES - 4:
+        return "messageId is missing, not a string or longer than its DynamoDB key allows"
+    try:
+        event_time(event.get("timestamp"), event.get("receivedAt") or event.get("timestamp"))
+    except InvalidTimestamp:
+        return "timestamp or receivedAt is not a timestamp the Spec accepts, or falls outside years 1-9999"
+    why = unstorable(event, levels=33)  # the event itself is one level; what we store is one less deep
+    if why is not None:
+        return f"DynamoDB cannot hold the event: {why}"
+    if value_size(event.get("properties") or {}) > MAX_HISTORY_PROPERTIES_BYTES:
+        return "its properties are larger than a DynamoDB item holds"
+    return None
+
+
+def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
+    kind = event["type"]
+    when, clamped = event_time(event.get("timestamp"), event.get("receivedAt") or event.get("timestamp"))
+    result.clamped_timestamps += clamped
+    stamp: Stamp = (when, event["messageId"])
+    user_id: str = event.get("userId") or ""
+    anonymous_id: str = event.get("anonymousId") or ""
+    identity: tuple[EntityKind, str] = ("U", user_id) if user_id else ("A", anonymous_id)
+    seen = Profile(first_seen=when, last_seen=when)
+    if user_id and anonymous_id:
+        seen.anonymous_ids = {anonymous_id: when}
+
+    if kind == "identify":
+        traits, too_large = _kept_traits(_traits(event))
+        if too_large:
+            result.park(event, "traits larger than a profile keeps were not kept (the rest was applied)")
+        found = mapping.evaluate(traits)
+        result.failed_paths += found.failed_paths
+        result.ignored_preferences += found.ignored_preferences
+        change = merge(seen, _trait_change(traits, stamp))
+        change.channels = {
+            channel: {value: when for value in values if utf8_bytes(value) <= MAX_CHANNEL_VALUE_BYTES}
+            for channel, values in found.channels.items()
+        }
+        change.preferences = found.preferences
+        change.preference_stamps = dict.fromkeys(found.preferences, stamp)
+        result.entity(*identity).contributions.append(Contribution(when, change, event=event))
+        if user_id and anonymous_id:
+            result.links.append(Link(anonymous_id, user_id, stamp, event))
+    elif kind in ("track", "page", "screen"):
+        name = event_name(event)
+        if not mapping.keeps_event(name):
+            result.skipped += 1
+            return
+        record = HistoryRecord(
+            message_id=event["messageId"],
+            name=mapping.event_prefix + name,
+            type=kind,
+            timestamp=when,
+            received_at=event["receivedAt"],
+            properties=event.get("properties") or {},
+            expires_at=_expiry(when, mapping.history_days),
+        )
+        result.entity(*identity).contributions.append(Contribution(when, seen, record, event))
+    elif kind == "group":
+        group_id = event["groupId"]
+        traits, too_large = _kept_traits(_traits(event))
+        if too_large:
+            result.park(event, "traits larger than a profile keeps were not kept (the rest was applied)")
+        group_change = merge(Profile(first_seen=when, last_seen=when), _trait_change(traits, stamp))
+        result.entity("G", group_id).contributions.append(Contribution(when, group_change, event=event))
+        seen.groups = {group_id: when}
+        result.entity(*identity).contributions.append(Contribution(when, seen, event=event))
+    elif kind == "alias":
+        result.links.append(Link(event["previousId"], user_id, stamp, event))
+        result.entity(*identity).contributions.append(Contribution(when, seen, event=event))
+    elif kind == "delete":
+        result.deletions.append(Deletion(identity[0], identity[1], when))
+
+
+def _kept_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(the traits a profile keeps, whether any was too large): each within MAX_TRAIT_BYTES."""
+    kept = {
+        name: value
+        for name, value in traits.items()
+        if utf8_bytes(name) <= MAX_TRAIT_NAME_BYTES
+        and utf8_bytes(name) + value_size(value) <= MAX_TRAIT_BYTES
+    }
+    return kept, len(kept) < len(traits)
 
 
 def _traits(event: dict[str, Any]) -> dict[str, Any]:
@@ -259,176 +388,21 @@ def _trait_change(traits: dict[str, Any], stamp: Stamp) -> Profile:
     return Profile(traits=dict(traits), trait_stamps=dict.fromkeys(traits, stamp))
 
 
-def _normalised(timestamp: str) -> str:
-    """One spelling per instant (UTC, milliseconds, Z), so timestamps compare as strings."""
-    moment = datetime.fromisoformat(timestamp)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _expiry(timestamp: str, days: int) -> int:
-    return int((datetime.fromisoformat(timestamp) + timedelta(days=days)).timestamp())
-
-
-# --- applying --------------------------------------------------------------------------------------
+    """Epoch seconds `days` after `timestamp` (a normalised one), at most the end of year 9999."""
+    moment = datetime.fromisoformat(timestamp)
+    try:
+        return int((moment + timedelta(days=days)).timestamp())
+    except OverflowError:
+        return int(datetime.max.replace(tzinfo=moment.tzinfo).timestamp())
 
 
 @dataclass
-class Applied:
-    """What applying a batch did, for logs and metrics; `unapplied` holds events kept with a reason."""
+class Stored:
+    """An entity as read: its profile, the version to write against, history counted but not yet
+    confirmed written (`pending`: messageId -> name), and when it was deleted (privacy), if ever."""
 
-    entities: int = 0
-    history_written: int = 0
-    duplicates: int = 0
-    links: int = 0
-    deletions: int = 0
-    skipped: int = 0
-    ignored_preferences: int = 0
-    unapplied: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, other: Applied) -> None:
-        """Add another result's figures (and its unapplied events) to this one."""
-        self.entities += other.entities
-        self.history_written += other.history_written
-        self.duplicates += other.duplicates
-        self.links += other.links
-        self.deletions += other.deletions
-        self.skipped += other.skipped
-        self.ignored_preferences += other.ignored_preferences
-        self.unapplied.extend(other.unapplied)
-
-    def figures(self) -> dict[str, int]:
-        """For logs: counts only, never event content."""
-        return {
-            "entities": self.entities,
-            "history_written": self.history_written,
-            "duplicates": self.duplicates,
-            "links": self.links,
-            "deletions": self.deletions,
-            "skipped": self.skipped,
-            "ignored_preferences": self.ignored_preferences,
-            "unapplied": len(self.unapplied),
-        }
-
-
-class ProfileStore(Protocol):
-    def apply_plan(self, workspace_id: str, plan: Plan, mapping: Mapping) -> Applied: ...
-
-    def archive_raw(
-        self, workspace_id: str, received_at: datetime, name: str, events: list[dict[str, Any]]
-    ) -> str: ...
-
-    def keep_unapplied(
-        self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
-    ) -> None: ...
-
-
-class MappingSource(Protocol):
-    def get(self, workspace_id: str) -> Mapping | None: ...
-
-
-def receive_message(body: str, message_id: str, store: ProfileStore, mappings: MappingSource) -> Applied:
-    """One queue message: archive its events as received, then apply them under the workspace's current
-    mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
-    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue)."""
-    envelope, events = unpack(body)
-    received_at = datetime.fromisoformat(envelope.receivedAt)
-    name = f"{envelope.requestId}-{message_id}"
-    store.archive_raw(envelope.workspaceId, received_at, name, events)
-    mapping = mappings.get(envelope.workspaceId) or Mapping()
-    applied = apply_batch(envelope.workspaceId, events, mapping, store)
-    if applied.unapplied:
-        store.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
-    return applied
-
-
-def apply_batch(
-    workspace_id: str, events: list[dict[str, Any]], mapping: Mapping, store: ProfileStore
-) -> Applied:
-    """Apply one queue message's events: one read and about one transactional write per entity."""
-    result = plan(events, mapping)
-    applied = store.apply_plan(workspace_id, result, mapping)
-    applied.skipped += result.skipped
-    applied.ignored_preferences += result.ignored_preferences
-    return applied
-
-
-class ArchiveStore(ProfileStore, Protocol):
-    def archived_batches(self, workspace_id: str, day: date) -> Iterable[list[dict[str, Any]]]: ...
-
-
-def replay(
-    workspace_id: str,
-    since: date,
-    until: date,
-    mapping: Mapping,
-    store: ArchiveStore,
-    *,
-    dry_run: bool = False,
-    on_batch: Callable[[int], None] | None = None,
-) -> Applied:
-    """Run archived events received from `since` to `until` (inclusive, UTC days) through `mapping` again.
-
-    Everything the processor writes is idempotent, so a replay under an unchanged mapping changes nothing;
-    under a new mapping it adds what the new mapping finds (new channels, preferences, events that
-    filters had skipped). History already recorded keeps the name and mapping version it was written
-    with. With `dry_run`, nothing is written: the result counts what the mapping would apply.
-    `on_batch` is told the number of events of each archived batch once it is done (for progress)."""
-    total = Applied()
-    day = since
-    while day <= until:
-        for events in store.archived_batches(workspace_id, day):
-            if dry_run:
-                planned = plan(events, mapping)
-                total.add(
-                    Applied(
-                        entities=len(planned.entities),
-                        links=len(planned.links),
-                        deletions=len(planned.deletions),
-                        skipped=planned.skipped,
-                        ignored_preferences=planned.ignored_preferences,
-                    )
-                )
-            else:
-                total.add(apply_batch(workspace_id, events, mapping, store))
-            if on_batch is not None:
-                on_batch(len(events))
-        day += timedelta(days=1)
-    return total
-
-
-@dataclass(frozen=True)
-class ProfileChange:
-    """What a set of events would do to one entity: its profile before and after, and new history."""
-
-    kind: EntityKind
-    id: str
-    before: Profile | None
-    after: Profile
-    history: list[HistoryRecord]
-
-
-def preview(
-    events: list[dict[str, Any]],
-    mapping: Mapping,
-    current: Callable[[EntityKind, str], Profile | None],
-    recorded: Callable[[dict[str, set[str]]], dict[str, set[str]]] = lambda wanted: {},
-) -> tuple[Plan, list[ProfileChange]]:
-    """What applying `events` (intake's output) under `mapping` would change, entity by entity, given
-    each entity's `current` profile and which history items are `recorded` already (entity key ->
-    messageIds); nothing is written."""
-    result = plan(events, mapping)
-    changes = []
-    planned = {key: entity.changes() for key, entity in result.entities.items()}
-    known = recorded({key: {r.message_id for r in history} for key, (_, history, _) in planned.items()})
-    for key, entity in result.entities.items():
-        before = current(entity.kind, entity.id)
-        change, history, _ = planned[key]
-        history = [record for record in history if record.message_id not in known.get(key, set())]
-        change.counts = {}
-        for record in history:
-            change.counts[record.name] = change.counts.get(record.name, 0) + 1
-        after = merge(before or Profile(), change)
-        changes.append(ProfileChange(entity.kind, entity.id, before, after, history))
-    return result, changes
+    profile: Profile | None = None
+    version: int = 0
+    pending: dict[str, str] = field(default_factory=dict)
+    deleted_at: str | None = None

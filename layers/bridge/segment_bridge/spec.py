@@ -6,18 +6,36 @@ included) and only adds its enrichment, so nothing a customer sends is lost in t
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from segment_bridge.limits import MAX_ID_BYTES, utf8_bytes
+from segment_bridge.timestamps import Timestamp
 
 MAX_ID_LENGTH = 1024
-"""userId, anonymousId, groupId and previousId: bounded so they fit DynamoDB keys with room to spare."""
+"""userId, anonymousId, groupId and previousId in characters; in UTF-8 bytes they must also fit every
+DynamoDB key they become (limits.MAX_ID_BYTES)."""
 MAX_MESSAGE_ID_LENGTH = 100
 """Segment dedupes on messageId and caps it at 100 characters."""
 MAX_EVENT_NAME_LENGTH = 1024
 
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+def _fits_keys(value: str) -> str:
+    if utf8_bytes(value) > MAX_ID_BYTES:
+        raise ValueError(f"at most {MAX_ID_BYTES} bytes in UTF-8 (it becomes part of DynamoDB keys)")
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_fits_keys)]
 """Segment's API takes numeric ids as strings; so do we (`coerce_numbers_to_str`)."""
 
 
@@ -29,10 +47,10 @@ class _Call(BaseModel):
     userId: Identifier | None = None
     anonymousId: Identifier | None = None
     messageId: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)] | None = None
-    timestamp: datetime | None = None
-    originalTimestamp: datetime | None = None
-    sentAt: datetime | None = None
-    receivedAt: datetime | None = None
+    timestamp: Timestamp | None = None
+    originalTimestamp: Timestamp | None = None
+    sentAt: Timestamp | None = None
+    receivedAt: Timestamp | None = None
     context: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
 

@@ -1,0 +1,134 @@
+"""Run by .ci/arm64 under an aarch64 CPython 3.13: the built layer and handlers import and work.
+
+argv: the sam build folder, the folder holding the boto3 Lambda provides. Any ImportError (a compiled
+wheel of the wrong architecture or ABI, a module missing from the layer) fails the run with its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+BUILD, BOTO3 = Path(sys.argv[1]), Path(sys.argv[2])
+HANDLERS = ("IngestFunction", "ProcessorFunction", "EmitterFunction")
+# What Lambda gives the functions; the names only need to be well formed (nothing here calls AWS).
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "segment-bridge",
+    "POWERTOOLS_METRICS_NAMESPACE": "SegmentBridge",
+    "WORKSPACES_TABLE": "WorkspacesTable",
+    "PROFILES_TABLE": "ProfilesTable",
+    "EVENTS_TABLE": "EventsTable",
+    "OUTBOX_TABLE": "OutboxTable",
+    "ARCHIVE_BUCKET": "segment-bridge-archive",
+    "INGEST_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/IngestQueue",
+    "INGEST_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/IngestDLQ",
+    "EMITTER_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/EmitterDLQ",
+    "QUEUE_MESSAGE_BYTES": "262144",
+    "SECRETS_PREFIX": "segment-bridge/arm64-check",
+}
+
+
+class CheckFailed(AssertionError):
+    """The artifact does not work as Lambda would run it."""
+
+
+def require(condition: object, failure: str) -> None:
+    if not condition:
+        raise CheckFailed(failure)
+
+
+def check(label: str, started: float) -> None:
+    print(f"arm64: ok  {label} ({time.perf_counter() - started:.2f} s)", flush=True)
+
+
+def main() -> None:
+    require(platform.machine() == "aarch64", f"running on {platform.machine()}, not aarch64")
+    require(sys.version_info[:2] == (3, 13), f"CPython {platform.python_version()}, not 3.13")
+    print(f"arm64: CPython {platform.python_version()} on {platform.machine()}", flush=True)
+    os.environ.update(ENVIRONMENT)
+    sys.path[:0] = [str(BUILD / "BridgeLayer" / "python"), str(BOTO3)]  # /opt/python, the runtime's boto3
+
+    started = time.perf_counter()
+    import orjson
+    import pydantic_core
+
+    for module in (pydantic_core._pydantic_core, orjson.orjson):
+        loaded = Path(str(module.__file__)).name
+        require("aarch64" in loaded, f"{module.__name__} loaded from {loaded}")
+    check("compiled wheels load: pydantic-core, orjson", started)
+
+    for logical_id in HANDLERS:
+        started = time.perf_counter()
+        source = BUILD / logical_id / "app.py"
+        spec = importlib.util.spec_from_file_location(f"{logical_id}.app", source)
+        if spec is None or spec.loader is None:
+            raise CheckFailed(f"no handler at {source}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        require(callable(getattr(module, "lambda_handler", None)), f"{source} has no lambda_handler")
+        check(f"{logical_id} imports (app.lambda_handler)", started)
+
+    started = time.perf_counter()
+    from segment_bridge.spec import InvalidEvent, validate_event
+
+    identify = {"type": "identify", "userId": "user-42", "traits": {"email": "ada@example.com"}}
+    track = {"type": "track", "userId": 42, "event": "Signed Up", "timestamp": "2026-01-01T00:00:00Z"}
+    require(validate_event(identify).userId == "user-42", "a valid identify call was not read as sent")
+    require(validate_event(track).userId == "42", "a numeric userId was not read as a string")
+    try:
+        validate_event({"type": "track", "userId": "user-42"})
+    except InvalidEvent as error:
+        require("event" in error.reason, f"a track call without a name refused for {error.reason!r}")
+    else:
+        raise CheckFailed("a track call without an event name was accepted")
+    check("Spec validation (segment_bridge.spec)", started)
+
+    started = time.perf_counter()
+    from segment_bridge.envelope import pack, unpack
+    from segment_bridge.intake import serialise
+
+    events = [
+        {**identify, "messageId": "m-1", "timestamp": "2026-01-01T00:00:00.000Z"},
+        {**track, "userId": "user-42", "messageId": "m-2", "timestamp": "2026-01-01T00:00:01.000Z"},
+    ]
+    events = [{**event, "receivedAt": "2026-01-01T00:00:02.000Z"} for event in events]
+    [body] = pack(
+        [serialise(event) for event in events],  # orjson
+        workspace_id="ws_demo",
+        request_id="req-1",
+        received_at="2026-01-01T00:00:02.000Z",
+        max_bytes=262_144,
+    )
+    envelope, unpacked = unpack(body)
+    require((envelope.workspaceId, envelope.count, unpacked) == ("ws_demo", 2, events), "pack/unpack differ")
+    check("envelope pack/unpack (segment_bridge.envelope, intake.serialise)", started)
+
+    started = time.perf_counter()
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.profiles import plan
+
+    mapping = Mapping.model_validate({"event_prefix": "segment : ", "channels": {"email": "email"}})
+    result = plan(unpacked, mapping)
+    profile = result.entities["U#user-42"]
+    require(
+        mapping.channel_values(identify["traits"]) == {"email": ["ada@example.com"]}, "channels not mapped"
+    )
+    names = [c.history.name for c in profile.contributions if c.history]
+    require(names == ["segment : Signed Up"], f"history named {names}")
+    try:
+        Mapping.model_validate({"channels": {"pigeon": "email"}})
+    except ValueError:
+        pass
+    else:
+        raise CheckFailed("a mapping with an unknown channel was accepted")
+    check("mapping (segment_bridge.mapping, profiles.plan)", started)
+    print("arm64: the built artifact imports and works on aarch64 CPython 3.13", flush=True)
+
+
+if __name__ == "__main__":
+    main()

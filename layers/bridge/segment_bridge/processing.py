@@ -1,0 +1,477 @@
+"""The processor's use case: a queue message's events -> the workspace's profiles, links and history.
+
+    receive_message  archive the message's events, apply them, keep what cannot be applied
+    apply_batch      plan (profiles.py, pure) then apply: the algorithm below
+    replay           archived events through a mapping again
+    preview          what events would change, writing nothing
+
+How a batch is applied exactly once, without transactions (`apply_plan`):
+1. privacy deletes first (a tombstone, then the identity's data and links);
+2. identity links: one conditional write per previousId, the latest (by timestamp) wins;
+3. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
+   history items exist already;
+4. per entity, `settle` merges the change and counts only records that have no history item and are not
+   pending; the profile is written conditionally on the version read, listing the new records as
+   `pending` (a write-ahead log). If another writer got there first, read again and settle again;
+5. only after every profile write, the history (and membership) items. A crash between 4 and 5 is
+   finished by the redelivery: pending records are never counted again, their items are written, and
+   entries leave `pending` once their items are seen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from segment_bridge.envelope import unpack
+from segment_bridge.errors import ServiceUnavailable, Unstorable
+from segment_bridge.mapping import Mapping
+from segment_bridge.profiles import (
+    Contribution,
+    Deletion,
+    EntityKind,
+    EntityPlan,
+    HistoryRecord,
+    Link,
+    Plan,
+    Profile,
+    Stored,
+    bounded,
+    merge,
+    over_budget,
+    plan,
+)
+
+WRITE_ATTEMPTS = 6
+"""Conditional profile writes tried per entity before the message is retried as a whole."""
+
+
+# --- what the use case needs from the store ----------------------------------------------------------
+
+
+class ProfileWrites(Protocol):
+    """store.profiles: the processor's reads and single-purpose writes."""
+
+    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
+    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
+    def put_profile(
+        self,
+        workspace_id: str,
+        kind: str,
+        entity_id: str,
+        profile: Profile,
+        *,
+        pending: dict[str, str],
+        version: int,
+        mapping_version: int,
+    ) -> bool: ...
+    def record(
+        self,
+        workspace_id: str,
+        history: dict[str, list[HistoryRecord]],
+        memberships: dict[str, list[str]],
+        mapping_version: int,
+    ) -> None: ...
+    def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool: ...
+    def put_tombstone(self, workspace_id: str, key: str, deleted_at: str) -> bool: ...
+    def linked_ids(self, workspace_id: str, user_id: str) -> list[str]: ...
+    def erase(self, workspace_id: str, identities: list[str], links: list[str]) -> None: ...
+
+
+class ArchiveWrites(Protocol):
+    """store.archive: what was received, and what could not be applied."""
+
+    def archive_raw(
+        self, workspace_id: str, received_at: datetime, name: str, events: list[dict[str, Any]]
+    ) -> str: ...
+    def keep_unapplied(
+        self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
+    ) -> None: ...
+    def archived_batches(self, workspace_id: str, day: date) -> Iterable[list[dict[str, Any]]]: ...
+
+
+class Repositories(Protocol):
+    @property
+    def profiles(self) -> ProfileWrites: ...
+    @property
+    def archive(self) -> ArchiveWrites: ...
+
+
+class MappingSource(Protocol):
+    def get(self, workspace_id: str) -> Mapping | None: ...
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Applied:
+    """What applying a batch did, for logs and metrics; `unapplied` holds events kept with a reason."""
+
+    entities: int = 0
+    history_written: int = 0
+    duplicates: int = 0
+    links: int = 0
+    deletions: int = 0
+    skipped: int = 0
+    ignored_preferences: int = 0
+    clamped_timestamps: int = 0
+    failed_paths: int = 0
+    over_budget: int = 0
+    unapplied: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: Applied) -> None:
+        """Add another result's figures (and its unapplied events) to this one."""
+        self.entities += other.entities
+        self.history_written += other.history_written
+        self.duplicates += other.duplicates
+        self.links += other.links
+        self.deletions += other.deletions
+        self.skipped += other.skipped
+        self.ignored_preferences += other.ignored_preferences
+        self.clamped_timestamps += other.clamped_timestamps
+        self.failed_paths += other.failed_paths
+        self.over_budget += other.over_budget
+        self.unapplied.extend(other.unapplied)
+
+    def figures(self) -> dict[str, int]:
+        """For logs: counts only, never event content."""
+        return {
+            "entities": self.entities,
+            "history_written": self.history_written,
+            "duplicates": self.duplicates,
+            "links": self.links,
+            "deletions": self.deletions,
+            "skipped": self.skipped,
+            "ignored_preferences": self.ignored_preferences,
+            "clamped_timestamps": self.clamped_timestamps,
+            "failed_paths": self.failed_paths,
+            "over_budget": self.over_budget,
+            "unapplied": len(self.unapplied),
+        }
+
+
+def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str, Any]]:
+    return [{"reason": reason, "event": c.event} for c in contributions if c.event is not None]
+
+
+# --- one queue message -------------------------------------------------------------------------------
+
+
+def receive_message(body: str, message_id: str, store: Repositories, mappings: MappingSource) -> Applied:
+    """One queue message: archive its events as received, then apply them under the workspace's current
+    mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
+    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue)."""
+    envelope, events = unpack(body)
+    received_at = datetime.fromisoformat(envelope.receivedAt)
+    name = f"{envelope.requestId}-{message_id}"
+    store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
+    mapping = mappings.get(envelope.workspaceId) or Mapping()
+    applied = apply_batch(envelope.workspaceId, events, mapping, store)
+    if applied.unapplied:
+        store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
+    return applied
+
+
+def apply_batch(
+    workspace_id: str, events: list[dict[str, Any]], mapping: Mapping, store: Repositories
+) -> Applied:
+    """Apply one queue message's events: one read and about one conditional write per entity."""
+    result = plan(events, mapping)
+    applied = apply_plan(workspace_id, result, mapping, store.profiles)
+    applied.skipped += result.skipped
+    applied.ignored_preferences += result.ignored_preferences
+    applied.clamped_timestamps += result.clamped_timestamps
+    applied.failed_paths += result.failed_paths
+    applied.unapplied.extend(result.unapplied)
+    return applied
+
+
+def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: ProfileWrites) -> Applied:
+    """Steps 1-5 of the module's docstring."""
+    applied = Applied()
+    for deletion in planned.deletions:
+        delete_identity(workspace_id, deletion, profiles)
+        applied.deletions += 1
+    for link in latest_links(planned.links):
+        try:
+            profiles.put_link(workspace_id, link, mapping.version)
+        except Unstorable:  # plan refuses ids too long for their keys: only events from before the limits
+            applied.unapplied.extend(_unapplied_links(planned.links, link.previous_id))
+    applied.links += len(planned.links)
+
+    current = profiles.read_entities(workspace_id, list(planned.entities))
+    stored = {key: current.get(key, Stored()) for key in planned.entities}
+    changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
+    wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
+    existing = profiles.existing_history(workspace_id, wanted)
+
+    history: dict[str, list[HistoryRecord]] = {}
+    memberships: dict[str, list[str]] = {}
+    for key, entity in planned.entities.items():
+        change, records, dropped = changes[key]
+        applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {stored[key].deleted_at}"))
+        if dropped and change.first_seen is None:
+            continue  # everything this entity got was older than its deletion
+        try:
+            written = write_entity(
+                workspace_id,
+                entity,
+                stored[key],
+                existing.get(key, set()),
+                change,
+                records,
+                mapping,
+                profiles,
+            )
+        except Unstorable:
+            reason = "the profile is larger or deeper than DynamoDB allows"
+            applied.unapplied.extend(_unapplied(entity.contributions, reason))
+            continue
+        history[key], memberships[key] = written.to_record, list(change.groups)
+        applied.entities += 1
+        applied.history_written += written.counted
+        applied.duplicates += written.known
+        parked = over_budget_events(entity, written.profile, stored[key].deleted_at)
+        applied.over_budget += len(parked)
+        applied.unapplied.extend(parked)
+    # Only after every profile write: their `pending` lists make this step safe to crash and redo.
+    applied.unapplied.extend(record_each(workspace_id, history, memberships, planned, mapping, profiles))
+    return applied
+
+
+def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
+    """The entity's events that added something its bounded profile does not keep (README "Bounded
+    profiles"), with the maps concerned: they were applied otherwise (history, counts of kept names)."""
+    parked = []
+    for contribution in entity.contributions:
+        if contribution.event is None or (deleted_at is not None and contribution.timestamp <= deleted_at):
+            continue
+        maps = over_budget(contribution.profile, kept)
+        if contribution.history is not None and contribution.history.name not in kept.counts:
+            maps.append("counts")
+        if maps:
+            reason = f"the profile is at its budget: {', '.join(maps)} did not keep what this event added"
+            parked.append({"reason": reason, "event": contribution.event})
+    return parked
+
+
+def record_each(
+    workspace_id: str,
+    history: dict[str, list[HistoryRecord]],
+    memberships: dict[str, list[str]],
+    planned: Plan,
+    mapping: Mapping,
+    profiles: ProfileWrites,
+) -> list[dict[str, Any]]:
+    """Write the history and memberships; if DynamoDB refuses an item as invalid (plan refuses what it
+    knows of; this is defence in depth), write entity by entity, then record by record, and return the
+    events of the items refused. Every other failure propagates (the message is retried)."""
+    try:
+        profiles.record(workspace_id, history, memberships, mapping.version)
+        return []
+    except Unstorable:
+        pass
+    refused: list[dict[str, Any]] = []
+    reason = "DynamoDB refused its history or membership item"
+    for key in history:
+        try:
+            profiles.record(
+                workspace_id, {key: history[key]}, {key: memberships.get(key, [])}, mapping.version
+            )
+            continue
+        except Unstorable:
+            pass
+        events = {c.history.message_id: c.event for c in planned.entities[key].contributions if c.history}
+        for record in history[key]:
+            try:
+                profiles.record(workspace_id, {key: [record]}, {}, mapping.version)
+            except Unstorable:
+                if events.get(record.message_id) is not None:
+                    refused.append({"reason": reason, "event": events[record.message_id]})
+        try:
+            profiles.record(workspace_id, {}, {key: memberships.get(key, [])}, mapping.version)
+        except Unstorable:
+            group_events = [c.event for c in planned.entities[key].contributions if c.profile.groups]
+            refused += [{"reason": reason, "event": e} for e in group_events if e is not None]
+    return refused
+
+
+def _unapplied_links(links: list[Link], previous_id: str) -> list[dict[str, Any]]:
+    reason = "DynamoDB refused the identity link's keys"
+    return [
+        {"reason": reason, "event": link.event}
+        for link in links
+        if link.previous_id == previous_id and link.event
+    ]
+
+
+def latest_links(links: list[Link]) -> list[Link]:
+    """One link per previousId: the latest by (timestamp, messageId), as the stored link's condition
+    would keep anyway (one write instead of several)."""
+    latest: dict[str, Link] = {}
+    for link in links:
+        if link.previous_id not in latest or link.stamp > latest[link.previous_id].stamp:
+            latest[link.previous_id] = link
+    return list(latest.values())
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An entity's profile after a change, counts exact: `new` are the records counted now."""
+
+    profile: Profile
+    pending: dict[str, str]
+    new: list[HistoryRecord]
+
+
+def settle(stored: Stored, existing: set[str], change: Profile, records: dict[str, HistoryRecord]) -> Settled:
+    """Merge `change` into the stored profile and count each record at most once ever: a record whose
+    history item exists (`existing`) or that is pending (counted, item not yet seen) is not counted.
+    Pending entries whose items exist are dropped; the new records become pending."""
+    new = [record for mid, record in records.items() if mid not in existing and mid not in stored.pending]
+    pending = {mid: name for mid, name in stored.pending.items() if mid not in existing}
+    pending |= {record.message_id: record.name for record in new}
+    profile = merge(stored.profile or Profile(), change)
+    profile.counts = dict(profile.counts)
+    for name, count in Counter(record.name for record in new).items():
+        profile.counts[name] = profile.counts.get(name, 0) + count
+    return Settled(bounded(profile), pending, new)
+
+
+@dataclass(frozen=True)
+class Written:
+    counted: int
+    known: int
+    to_record: list[HistoryRecord]
+    """History items still to write (those not already there)."""
+    profile: Profile
+    """The profile as written (bounded)."""
+
+
+def write_entity(
+    workspace_id: str,
+    entity: EntityPlan,
+    stored: Stored,
+    existing: set[str],
+    change: Profile,
+    history: list[HistoryRecord],
+    mapping: Mapping,
+    profiles: ProfileWrites,
+) -> Written:
+    """Settle the entity and write its profile conditionally on the version read; on a conflict (another
+    invocation wrote first) read it again and settle again, up to WRITE_ATTEMPTS times."""
+    records = {record.message_id: record for record in history}
+    for _ in range(WRITE_ATTEMPTS):
+        settled = settle(stored, existing, change, records)
+        unchanged = stored.profile is not None and settled.profile == stored.profile
+        if not (unchanged and settled.pending == stored.pending) and not profiles.put_profile(
+            workspace_id,
+            entity.kind,
+            entity.id,
+            settled.profile,
+            pending=settled.pending,
+            version=stored.version + 1,
+            mapping_version=mapping.version,
+        ):
+            stored = profiles.read_entities(workspace_id, [entity.key]).get(entity.key, Stored())
+            wanted = {entity.key: set(records) | set(stored.pending)}
+            existing = profiles.existing_history(workspace_id, wanted).get(entity.key, set())
+            continue
+        to_record = [record for mid, record in records.items() if mid not in existing]
+        return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
+    raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
+
+
+def delete_identity(workspace_id: str, deletion: Deletion, profiles: ProfileWrites) -> None:
+    """Remove a user's profile, history, counts, memberships and links, and the identities linked to
+    it; leave a tombstone first so that older events arriving later are not applied."""
+    profiles.put_tombstone(workspace_id, deletion.key, deletion.timestamp)
+    identities, links = [deletion.key], [deletion.id]
+    if deletion.kind == "U":
+        for previous in profiles.linked_ids(workspace_id, deletion.id):
+            links.append(previous)
+            identities += [f"A#{previous}", f"U#{previous}"]
+    profiles.erase(workspace_id, identities, links)
+
+
+# --- replay and preview ------------------------------------------------------------------------------
+
+
+def replay(
+    workspace_id: str,
+    since: date,
+    until: date,
+    mapping: Mapping,
+    store: Repositories,
+    *,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> Applied:
+    """Run archived events received from `since` to `until` (inclusive, UTC days) through `mapping` again.
+
+    Everything the processor writes is idempotent, so a replay under an unchanged mapping changes nothing;
+    under a new mapping it adds what the new mapping finds (new channels, preferences, events that
+    filters had skipped). History already recorded keeps the name and mapping version it was written
+    with. With `dry_run`, nothing is written: the result counts what the mapping would apply.
+    `on_batch` is told the number of events of each archived batch once it is done (for progress)."""
+    total = Applied()
+    day = since
+    while day <= until:
+        for events in store.archive.archived_batches(workspace_id, day):
+            if dry_run:
+                planned = plan(events, mapping)
+                total.add(
+                    Applied(
+                        entities=len(planned.entities),
+                        links=len(planned.links),
+                        deletions=len(planned.deletions),
+                        skipped=planned.skipped,
+                        ignored_preferences=planned.ignored_preferences,
+                    )
+                )
+            else:
+                total.add(apply_batch(workspace_id, events, mapping, store))
+            if on_batch is not None:
+                on_batch(len(events))
+        day += timedelta(days=1)
+    return total
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """What a set of events would do to one entity: its profile before and after, and new history."""
+
+    kind: EntityKind
+    id: str
+    before: Profile | None
+    after: Profile
+    history: list[HistoryRecord]
+
+
+def preview(
+    events: list[dict[str, Any]],
+    mapping: Mapping,
+    current: Callable[[EntityKind, str], Profile | None],
+    recorded: Callable[[dict[str, set[str]]], dict[str, set[str]]] = lambda wanted: {},
+) -> tuple[Plan, list[ProfileChange]]:
+    """What applying `events` (intake's output) under `mapping` would change, entity by entity, given
+    each entity's `current` profile and which history items are `recorded` already (entity key ->
+    messageIds); nothing is written."""
+    result = plan(events, mapping)
+    changes = []
+    planned = {key: entity.changes() for key, entity in result.entities.items()}
+    known = recorded({key: {r.message_id for r in history} for key, (_, history, _) in planned.items()})
+    for key, entity in result.entities.items():
+        before = current(entity.kind, entity.id)
+        change, history, _ = planned[key]
+        history = [record for record in history if record.message_id not in known.get(key, set())]
+        change.counts = {}
+        for record in history:
+            change.counts[record.name] = change.counts.get(record.name, 0) + 1
+        after = merge(before or Profile(), change)
+        changes.append(ProfileChange(entity.kind, entity.id, before, after, history))
+    return result, changes

@@ -1,0 +1,216 @@
+"""The store: every boto3 call of Segment Bridge, in one small repository per kind of thing stored.
+
+    aws.py         lazy clients, (de)serialisation, batch and query calls, AWS errors -> ours
+    workspaces.py  WorkspacesTable (workspaces, key hashes, shared secret, mapping versions, change rules)
+                   and Secrets Manager (each workspace's Segment write key)
+    profiles.py    ProfilesTable (profiles, tombstones, identity links, group memberships) and EventsTable
+                   (per-entity event history)
+    archive.py     ArchiveBucket: raw/, rejected/, unapplied/
+    queues.py      IngestQueue (intake's messages), EmitterDLQ (parked outbound events), both DLQs' letters
+    outbox.py      OutboxTable (what the product sends to Segment) and its stream
+
+Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
+a message changes (and exactly-once counting) is processing.py's, what is sent delivery.py's.
+`Store` holds one of each over shared clients; `get_store()` is the functions' (one per container).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from segment_bridge.settings import Settings, get_settings
+from segment_bridge.store.aws import Clients, Sleep
+from segment_bridge.store.queues import DeadLetter
+from segment_bridge.store.workspaces import IssuedKey, Workspace
+
+if TYPE_CHECKING:
+    from segment_bridge.auth import WorkspaceAuth
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.outbound import ChangeRule, Destination
+    from segment_bridge.profiles import Profile
+    from segment_bridge.store.archive import Archive
+    from segment_bridge.store.outbox import Outbox
+    from segment_bridge.store.profiles import ProfileRepository
+    from segment_bridge.store.queues import Queues
+    from segment_bridge.store.workspaces import WorkspaceRepository
+
+__all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
+
+
+@dataclass
+class Store:
+    """The repositories of one stack. `session` and `endpoint_url` let the CLI aim a Store at a stack of
+    its choosing (a deployed one with the operator's credentials, or the local stack); functions use the
+    defaults. The methods below are the calls operators and the functions make by name."""
+
+    settings: Settings
+    endpoint_url: str | None = None
+    sleep: Sleep = field(default=time.sleep, repr=False)
+    session: boto3.session.Session | None = field(default=None, repr=False)
+    clients: Clients = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.clients = Clients(self.session, self.endpoint_url)
+
+    # Each repository is built (and its module imported) on first use, so a function loads only the
+    # repositories it uses at cold start (the ingest function never loads the profiles' models).
+
+    @cached_property
+    def workspaces(self) -> WorkspaceRepository:
+        from segment_bridge.store.workspaces import WorkspaceRepository
+
+        return WorkspaceRepository(self.settings, self.clients)
+
+    @cached_property
+    def profiles(self) -> ProfileRepository:
+        from segment_bridge.store.profiles import ProfileRepository
+
+        return ProfileRepository(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def archive(self) -> Archive:
+        from segment_bridge.store.archive import Archive
+
+        return Archive(self.settings, self.clients)
+
+    @cached_property
+    def queues(self) -> Queues:
+        from segment_bridge.store.queues import Queues
+
+        return Queues(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        from segment_bridge.store.outbox import Outbox
+
+        return Outbox(self.settings, self.clients)
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`
+
+    # --- workspaces, keys, mappings, destinations, rules -----------------------------------------
+
+    def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
+        return self.workspaces.workspace_for_key_hash(key_hash)
+
+    def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
+        return self.workspaces.create_workspace(name, workspace_id=workspace_id)
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        return self.workspaces.get_workspace(workspace_id)
+
+    def list_workspaces(self) -> Iterator[Workspace]:
+        return self.workspaces.list_workspaces()
+
+    def issue_key(self, workspace_id: str, api_key: str) -> IssuedKey:
+        return self.workspaces.issue_key(workspace_id, api_key)
+
+    def revoke_key(self, workspace_id: str, kid: str) -> None:
+        self.workspaces.revoke_key(workspace_id, kid)
+
+    def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
+        self.workspaces.set_shared_secret(workspace_id, secret)
+
+    def get_mapping(self, workspace_id: str) -> Mapping:
+        return self.workspaces.get_mapping(workspace_id)
+
+    def set_mapping(self, workspace_id: str, mapping: Mapping) -> Mapping:
+        return self.workspaces.set_mapping(workspace_id, mapping)
+
+    def set_segment_destination(self, workspace_id: str, write_key: str, endpoint: str = "us") -> None:
+        self.workspaces.set_segment_destination(workspace_id, write_key, endpoint)
+
+    def segment_destination(self, workspace_id: str) -> Destination | None:
+        return self.workspaces.segment_destination(workspace_id)
+
+    def put_change_rule(self, rule: ChangeRule) -> None:
+        self.workspaces.put_change_rule(rule)
+
+    def delete_change_rule(self, name: str) -> None:
+        self.workspaces.delete_change_rule(name)
+
+    def change_rules(self) -> list[ChangeRule]:
+        return self.workspaces.change_rules()
+
+    # --- profiles and history ------------------------------------------------------------------
+
+    def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None:
+        return self.profiles.read_profile(workspace_id, kind, entity_id)
+
+    def read_history(self, workspace_id: str, kind: str, entity_id: str) -> list[dict[str, Any]]:
+        return self.profiles.read_history(workspace_id, kind, entity_id)
+
+    def linked_ids(self, workspace_id: str, user_id: str) -> list[str]:
+        return self.profiles.linked_ids(workspace_id, user_id)
+
+    def group_members(self, workspace_id: str, group_id: str) -> list[str]:
+        return self.profiles.group_members(workspace_id, group_id)
+
+    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
+        return self.profiles.existing_history(workspace_id, wanted)
+
+    # --- the ingest queue, the archive -----------------------------------------------------------
+
+    def enqueue(self, bodies: list[str]) -> None:
+        self.queues.enqueue(bodies)
+
+    def keep_rejected(
+        self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
+    ) -> None:
+        self.archive.keep_rejected(workspace_id, request_id, received_at, records)
+
+    def list_rejected(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        return self.archive.list_rejected(workspace_id, day)
+
+    def list_unapplied(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        return self.archive.list_unapplied(workspace_id, day)
+
+    def list_archived(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        return self.archive.list_archived(workspace_id, day)
+
+    def count_archived(self, workspace_id: str, day: date) -> int:
+        return self.archive.count_archived(workspace_id, day)
+
+    # --- outbound: the outbox, parking, dead letters ---------------------------------------------
+
+    def publish(self, item: dict[str, Any]) -> None:
+        self.outbox.publish(item)
+
+    def stream_records(self, stream_arn: str, shard_id: str, first: str, last: str) -> list[dict[str, Any]]:
+        return self.outbox.stream_records(stream_arn, shard_id, first, last)
+
+    def park_outbound(
+        self,
+        reason: str,
+        record: dict[str, Any],
+        response: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
+    ) -> None:
+        self.queues.park_outbound(reason, record, response, workspace_id)
+
+    def peek_dead_letters(self, queue_url: str, limit: int = 100) -> list[DeadLetter]:
+        return self.queues.peek_dead_letters(queue_url, limit)
+
+    def take_dead_letters(self, queue_url: str, count: int = 10) -> list[DeadLetter]:
+        return self.queues.take_dead_letters(queue_url, count)
+
+    def release_dead_letters(self, queue_url: str, letters: list[DeadLetter]) -> None:
+        self.queues.release_dead_letters(queue_url, letters)
+
+    def requeue(self, queue_url: str, letters: list[DeadLetter]) -> None:
+        self.queues.requeue(queue_url, letters)
+
+    def delete_dead_letters(self, queue_url: str, letters: list[DeadLetter]) -> None:
+        self.queues.delete_dead_letters(queue_url, letters)
+
+
+@lru_cache(maxsize=1)
+def get_store() -> Store:
+    return Store(settings=get_settings())

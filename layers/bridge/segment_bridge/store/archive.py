@@ -1,0 +1,103 @@
+"""The archive bucket: what was received, refused, or could not be applied, as gzip JSON lines.
+
+raw/workspace=<id>/date=<YYYY-MM-DD>/<request_id>-<message_id>.jsonl.gz   accepted events, one a line
+rejected/workspace=<id>/date=<YYYY-MM-DD>/<HHMMSS>-<request_id>.jsonl.gz  refused events with reasons
+unapplied/workspace=<id>/date=<YYYY-MM-DD>/<request_id>-<message_id>.jsonl.gz
+                                                   accepted events the processor could not apply
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+from segment_bridge.settings import Settings
+from segment_bridge.store.aws import Clients, aws_errors
+
+READ_FAILURE = "The archive cannot be read right now."
+
+
+def day_prefix(kind: str, workspace_id: str, day: date) -> str:
+    """Archive objects are partitioned by kind, workspace and UTC day (Athena/Glue-style key=value)."""
+    utc_day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
+    return f"{kind}/workspace={workspace_id}/date={utc_day:%Y-%m-%d}/"
+
+
+class Archive:
+    def __init__(self, settings: Settings, clients: Clients) -> None:
+        self.bucket = settings.archive_bucket
+        self.clients = clients
+
+    def archive_raw(
+        self, workspace_id: str, received_at: datetime, name: str, events: list[dict[str, Any]]
+    ) -> str:
+        """Keep accepted events as they were queued, so they can be replayed. The same `name` overwrites
+        (a redelivered queue message archives once)."""
+        key = f"{day_prefix('raw', workspace_id, received_at)}{name}.jsonl.gz"
+        self._put_jsonl(key, events, "Events could not be archived.")
+        return key
+
+    def keep_unapplied(
+        self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
+    ) -> None:
+        """Keep events the mapping could not apply, with their reasons (unapplied/, like rejected/)."""
+        key = f"{day_prefix('unapplied', workspace_id, received_at)}{name}.jsonl.gz"
+        self._put_jsonl(key, records, "Unapplied events could not be kept.")
+
+    def keep_rejected(
+        self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
+    ) -> None:
+        """Keep the events intake refused, with their reasons, where the CLI can list them."""
+        moment = received_at.astimezone(UTC)
+        key = f"{day_prefix('rejected', workspace_id, received_at)}{moment:%H%M%S}-{request_id}.jsonl.gz"
+        self._put_jsonl(key, records, "Rejected events could not be kept; retry the request.")
+
+    def list_unapplied(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        return self._read_jsonl(day_prefix("unapplied", workspace_id, day))
+
+    def list_rejected(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        """The rejected events of a workspace on a day (UTC), oldest first."""
+        return self._read_jsonl(day_prefix("rejected", workspace_id, day))
+
+    def list_archived(self, workspace_id: str, day: date) -> Iterator[dict[str, Any]]:
+        """The archived (accepted) events of a workspace received on a day (UTC)."""
+        return self._read_jsonl(day_prefix("raw", workspace_id, day))
+
+    def archived_batches(self, workspace_id: str, day: date) -> Iterator[list[dict[str, Any]]]:
+        """The archived events of a day, one list per archived queue message (as they were applied)."""
+        return self._objects_jsonl(day_prefix("raw", workspace_id, day))
+
+    def count_archived(self, workspace_id: str, day: date) -> int:
+        """How many archived batches (objects) a day holds."""
+        with aws_errors(READ_FAILURE):
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=day_prefix("raw", workspace_id, day)
+            )
+            return sum(page.get("KeyCount", 0) for page in pages)
+
+    def _put_jsonl(self, key: str, records: list[dict[str, Any]], failure: str) -> None:
+        lines = "".join(json.dumps(record, separators=(",", ":"), default=str) + "\n" for record in records)
+        with aws_errors(failure):
+            self.clients.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=gzip.compress(lines.encode("utf-8"), mtime=0),
+                ContentType="application/x-ndjson",
+                ContentEncoding="gzip",
+            )
+
+    def _read_jsonl(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for records in self._objects_jsonl(prefix):
+            yield from records
+
+    def _objects_jsonl(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
+        """Each object under `prefix` (gzip JSON lines) as a list of records, in key order."""
+        s3 = self.clients.s3
+        with aws_errors(READ_FAILURE):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for summary in page.get("Contents", []):
+                    body = s3.get_object(Bucket=self.bucket, Key=summary["Key"])["Body"].read()
+                    yield [json.loads(line) for line in gzip.decompress(body).decode("utf-8").splitlines()]

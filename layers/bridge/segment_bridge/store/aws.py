@@ -1,0 +1,185 @@
+"""What every repository shares: lazy boto3 clients, item (de)serialisation, DynamoDB's batch and query
+calls within AWS's limits, and the one place AWS errors become ours (`aws_errors`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from segment_bridge.errors import BridgeError, ConditionFailed, ServiceUnavailable, Unstorable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+BATCH_GET_KEYS = 100
+"""BatchGetItem's limit per request."""
+BATCH_WRITE_ITEMS = 25
+"""BatchWriteItem's limit per request (moto takes 26: the limit is ours to keep)."""
+UNPROCESSED_PAUSE_SECONDS = 0.05
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+Sleep = Callable[[float], None]
+
+
+class Clients:
+    """One boto3 client per service, made on first use (never at import) and shared by every repository
+    of a Store. `session` and `endpoint_url` aim them at a stack of the caller's choosing (the CLI)."""
+
+    def __init__(self, session: boto3.session.Session | None = None, endpoint_url: str | None = None) -> None:
+        self.session = session
+        self.endpoint_url = endpoint_url
+
+    def _client(self, service: str) -> Any:
+        factory = self.session.client if self.session is not None else boto3.client
+        return factory(service, config=CLIENT_CONFIG, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBClient:
+        client: DynamoDBClient = self._client("dynamodb")
+        return client
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self._client("sqs")
+        return client
+
+    @cached_property
+    def secrets(self) -> SecretsManagerClient:
+        client: SecretsManagerClient = self._client("secretsmanager")
+        return client
+
+    @cached_property
+    def s3(self) -> S3Client:
+        client: S3Client = self._client("s3")
+        return client
+
+    @cached_property
+    def streams(self) -> DynamoDBStreamsClient:
+        client: DynamoDBStreamsClient = self._client("dynamodbstreams")
+        return client
+
+
+@contextlib.contextmanager
+def aws_errors(failure: str, *, refused: Mapping[str, BridgeError] | None = None) -> Iterator[None]:
+    """Turn what AWS raises into our errors, in one place:
+    - an error code listed in `refused` -> that error;
+    - a condition that did not hold (ConditionalCheckFailed, a cancelled transaction) -> ConditionFailed;
+    - an item or key DynamoDB refuses as invalid (ValidationException) -> Unstorable;
+    - anything else, ClientError or BotoCoreError (throttling, timeouts, outages) -> ServiceUnavailable.
+    `failure` says what could not be done; it never quotes the data."""
+    try:
+        yield
+    except ClientError as error:
+        code = error_code(error)
+        if refused and code in refused:
+            raise refused[code] from None
+        if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            raise ConditionFailed(failure) from None
+        if code == "ValidationException":
+            raise Unstorable(failure) from None
+        raise ServiceUnavailable(failure) from error
+    except BotoCoreError as error:
+        raise ServiceUnavailable(failure) from error
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values as a DynamoDB item (None values left out)."""
+    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+
+
+def plain(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as Python values (numbers as Decimal)."""
+    return {name: _deserializer.deserialize(value) for name, value in stored.items()}
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def batch_get(
+    client: DynamoDBClient,
+    table: str,
+    keys: list[dict[str, Any]],
+    sleep: Sleep,
+    *,
+    projection: str | None = None,
+    failure: str = "Items cannot be read right now.",
+) -> Iterator[dict[str, Any]]:
+    """Strongly consistent BatchGetItem of any number of keys, unprocessed keys retried."""
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        wanted: dict[str, Any] = {
+            "Keys": [item(key) for key in keys[start : start + BATCH_GET_KEYS]],
+            "ConsistentRead": True,
+        }
+        if projection:
+            wanted["ProjectionExpression"] = projection
+        request: dict[str, Any] = {table: wanted}
+        while request:
+            with aws_errors(failure):
+                response = client.batch_get_item(RequestItems=request)
+            for found in response.get("Responses", {}).get(table, []):
+                yield plain(found)
+            request = dict(response.get("UnprocessedKeys") or {})
+            if request:
+                sleep(UNPROCESSED_PAUSE_SECONDS)
+
+
+def batch_write(
+    client: DynamoDBClient,
+    requests: list[tuple[str, dict[str, Any]]],
+    sleep: Sleep,
+    *,
+    failure: str = "Items cannot be written right now.",
+) -> None:
+    """BatchWriteItem of any number of (table, PutRequest or DeleteRequest), unprocessed items retried."""
+    for start in range(0, len(requests), BATCH_WRITE_ITEMS):
+        request: dict[str, Any] = {}
+        for table, entry in requests[start : start + BATCH_WRITE_ITEMS]:
+            request.setdefault(table, []).append(entry)
+        while request:
+            with aws_errors(failure):
+                response = client.batch_write_item(RequestItems=request)
+            request = dict(response.get("UnprocessedItems") or {})
+            if request:
+                sleep(UNPROCESSED_PAUSE_SECONDS)
+
+
+def query(
+    client: DynamoDBClient,
+    table: str,
+    condition: str,
+    values: dict[str, Any],
+    *,
+    index: str | None = None,
+    failure: str = "Items cannot be read right now.",
+) -> list[dict[str, Any]]:
+    """Every item a key condition selects, all pages."""
+    arguments: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": item(values),
+    }
+    if index:
+        arguments["IndexName"] = index
+    with aws_errors(failure):
+        pages = client.get_paginator("query").paginate(**arguments)
+        return [plain(found) for page in pages for found in page.get("Items", [])]

@@ -1,0 +1,344 @@
+"""Profiles, identity links, group memberships and event history: the processor's reads and its
+single-purpose writes. Nothing here decides what a message changes or counts (processing.py does); a
+conditional write that loses says so (`put_profile` returns False) instead of retrying.
+
+ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
+    pk=WS#<ws>#<entity>   sk=PROFILE    kind, id, traits, trait_stamps, channels, preferences,
+                                        preference_stamps, groups, anonymous_ids, counts, pending,
+                                        first_seen, last_seen, mapping_version, version, updated_at
+    pk=WS#<ws>#<entity>   sk=DELETED    deleted_at (a privacy delete; older events are not applied)
+    pk=WS#<ws>#G#<gid>    sk=MEMBER#<entity>   gsi1pk=WS#<ws>#<entity>  gsi1sk=GROUP#<gid>
+    pk=WS#<ws>#LINK#<previousId>  sk=LINK  user_id, stamp  gsi1pk=WS#<ws>#U#<userId> gsi1sk=LINK#<previousId>
+EventsTable items
+    pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at,
+                                        mapping_version, expires_at (TTL)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_bridge.errors import ConditionFailed, Unstorable
+from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
+from segment_bridge.profiles import HistoryRecord, Link, Profile, Stored
+from segment_bridge.settings import Settings
+from segment_bridge.store.aws import (
+    Clients,
+    Sleep,
+    aws_errors,
+    batch_get,
+    batch_write,
+    item,
+    now,
+    query,
+)
+from segment_bridge.values import to_dynamo, to_json
+
+READ_FAILURE = "Profiles cannot be read right now."
+WRITE_FAILURE = "Profiles cannot be written right now."
+
+
+def checked(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` if its keys (and gsi1's) fit DynamoDB's key limits and the item its size limit; Unstorable
+    otherwise, before any call: ingest refuses such ids, this is defence in depth."""
+    if not keys_fit(values["pk"], values["sk"]) or not keys_fit(
+        values.get("gsi1pk", ""), values.get("gsi1sk", "")
+    ):
+        raise Unstorable("A key is longer than DynamoDB allows.")
+    if item_size(values) > ITEM_BYTES:
+        raise Unstorable("An item is larger than DynamoDB allows.")
+    return values
+
+
+def profile_item(
+    workspace_id: str,
+    kind: str,
+    entity_id: str,
+    profile: Profile,
+    *,
+    pending: dict[str, str],
+    version: int,
+    mapping_version: int,
+) -> dict[str, Any]:
+    """A profile as the ProfilesTable item `put_profile` writes."""
+    return {
+        "pk": f"WS#{workspace_id}#{kind}#{entity_id}",
+        "sk": "PROFILE",
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "id": entity_id,
+        "traits": profile.traits,
+        "trait_stamps": {name: list(stamp) for name, stamp in profile.trait_stamps.items()},
+        "channels": profile.channels,
+        "preferences": profile.preferences,
+        "preference_stamps": {name: list(stamp) for name, stamp in profile.preference_stamps.items()},
+        "groups": profile.groups,
+        "anonymous_ids": profile.anonymous_ids,
+        "counts": profile.counts,
+        "pending": pending,
+        "first_seen": profile.first_seen,
+        "last_seen": profile.last_seen,
+        "mapping_version": mapping_version,
+        "version": version,
+        "updated_at": now(),
+    }
+
+
+def _entity_key(pk: str) -> str:
+    """`U#<id>` (the entity key) of a pk `WS#<ws>#U#<id>`."""
+    return pk.split("#", 2)[2]
+
+
+def _profile(stored: dict[str, Any]) -> Profile:
+    values = to_json(stored)
+    return Profile(
+        traits=values.get("traits", {}),
+        trait_stamps={name: (stamp[0], stamp[1]) for name, stamp in values.get("trait_stamps", {}).items()},
+        channels=values.get("channels", {}),
+        preferences=values.get("preferences", {}),
+        preference_stamps={name: (s[0], s[1]) for name, s in values.get("preference_stamps", {}).items()},
+        groups=values.get("groups", {}),
+        anonymous_ids=values.get("anonymous_ids", {}),
+        counts=values.get("counts", {}),
+        first_seen=values.get("first_seen"),
+        last_seen=values.get("last_seen"),
+    )
+
+
+class ProfileRepository:
+    def __init__(self, settings: Settings, clients: Clients, sleep: Sleep) -> None:
+        self.profiles_table = settings.profiles_table
+        self.events_table = settings.events_table
+        self.clients = clients
+        self.sleep = sleep
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]:
+        """Each entity's profile, version, pending history and deletion time, in as few BatchGetItem
+        calls as fit. Entities never written are absent."""
+        wanted = [
+            {"pk": f"WS#{workspace_id}#{key}", "sk": sk} for key in keys for sk in ("PROFILE", "DELETED")
+        ]
+        out: dict[str, Stored] = {}
+        for found in batch_get(
+            self.clients.dynamodb, self.profiles_table, wanted, self.sleep, failure=READ_FAILURE
+        ):
+            stored = out.setdefault(_entity_key(found["pk"]), Stored())
+            if found["sk"] == "DELETED":
+                stored.deleted_at = found["deleted_at"]
+            else:
+                stored.profile = _profile(found)
+                stored.version = int(found["version"])
+                stored.pending = dict(found.get("pending", {}))
+        return out
+
+    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
+        """For each entity key, which of the given messageIds already have a history item."""
+        keys = [
+            {"pk": f"WS#{workspace_id}#{key}", "sk": f"MSG#{mid}"}
+            for key, mids in wanted.items()
+            for mid in mids
+        ]
+        found: dict[str, set[str]] = {}
+        for history in batch_get(
+            self.clients.dynamodb,
+            self.events_table,
+            keys,
+            self.sleep,
+            projection="pk, sk",
+            failure=READ_FAILURE,
+        ):
+            found.setdefault(_entity_key(history["pk"]), set()).add(history["sk"].removeprefix("MSG#"))
+        return found
+
+    def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None:
+        key = f"{kind}#{entity_id}"
+        return self.read_entities(workspace_id, [key]).get(key, Stored()).profile
+
+    def read_history(self, workspace_id: str, kind: str, entity_id: str) -> list[dict[str, Any]]:
+        """The entity's event history, oldest first (by timestamp, then messageId)."""
+        found = query(
+            self.clients.dynamodb,
+            self.events_table,
+            "pk = :pk",
+            {":pk": f"WS#{workspace_id}#{kind}#{entity_id}"},
+            failure=READ_FAILURE,
+        )
+        return sorted((to_json(history) for history in found), key=lambda h: (h["timestamp"], h["sk"]))
+
+    def linked_ids(self, workspace_id: str, user_id: str) -> list[str]:
+        """The ids (anonymous or older user ids) linked to a user by alias or identify."""
+        return sorted(self._index(workspace_id, f"U#{user_id}", "LINK#"))
+
+    def group_members(self, workspace_id: str, group_id: str) -> list[str]:
+        found = query(
+            self.clients.dynamodb,
+            self.profiles_table,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            {":pk": f"WS#{workspace_id}#G#{group_id}", ":prefix": "MEMBER#"},
+            failure=READ_FAILURE,
+        )
+        return sorted(member["sk"].removeprefix("MEMBER#") for member in found)
+
+    def _index(self, workspace_id: str, key: str, prefix: str) -> list[str]:
+        """What gsi1 lists under an entity with a sort-key prefix (LINK# or GROUP#), prefix removed."""
+        found = query(
+            self.clients.dynamodb,
+            self.profiles_table,
+            "gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
+            {":pk": f"WS#{workspace_id}#{key}", ":prefix": prefix},
+            index="gsi1",
+            failure=READ_FAILURE,
+        )
+        return [entry["gsi1sk"].removeprefix(prefix) for entry in found]
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def put_profile(
+        self,
+        workspace_id: str,
+        kind: str,
+        entity_id: str,
+        profile: Profile,
+        *,
+        pending: dict[str, str],
+        version: int,
+        mapping_version: int,
+    ) -> bool:
+        """Write the profile as `version`, only if the stored one is still `version - 1` (or none).
+        False if another writer got there first. Unstorable if DynamoDB refuses the item."""
+        values = profile_item(
+            workspace_id,
+            kind,
+            entity_id,
+            profile,
+            pending=pending,
+            version=version,
+            mapping_version=mapping_version,
+        )
+        try:
+            with aws_errors(WRITE_FAILURE):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(to_dynamo(checked(values))),
+                    ConditionExpression="attribute_not_exists(pk) OR version = :version",
+                    ExpressionAttributeValues=item({":version": version - 1}),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    def record(
+        self,
+        workspace_id: str,
+        history: dict[str, list[HistoryRecord]],
+        memberships: dict[str, list[str]],
+        mapping_version: int,
+    ) -> None:
+        """Write history items (entity key -> records) and group memberships (entity key -> group ids),
+        as few BatchWriteItem calls as fit. Idempotent: the same records write the same items."""
+        puts: list[tuple[str, dict[str, Any]]] = []
+        for key, records in history.items():
+            puts += [
+                (
+                    self.events_table,
+                    {
+                        "pk": f"WS#{workspace_id}#{key}",
+                        "sk": f"MSG#{record.message_id}",
+                        "name": record.name,
+                        "type": record.type,
+                        "properties": record.properties,
+                        "timestamp": record.timestamp,
+                        "received_at": record.received_at,
+                        "mapping_version": mapping_version,
+                        "expires_at": record.expires_at,
+                    },
+                )
+                for record in records
+            ]
+        for key, groups in memberships.items():
+            puts += [
+                (
+                    self.profiles_table,
+                    {
+                        "pk": f"WS#{workspace_id}#G#{group_id}",
+                        "sk": f"MEMBER#{key}",
+                        "gsi1pk": f"WS#{workspace_id}#{key}",
+                        "gsi1sk": f"GROUP#{group_id}",
+                        "mapping_version": mapping_version,
+                    },
+                )
+                for group_id in groups
+            ]
+        requests = [
+            (table, {"PutRequest": {"Item": item(to_dynamo(checked(values)))}}) for table, values in puts
+        ]
+        batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
+
+    def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool:
+        """previousId -> userId, unless a link at least as new is stored. False if it was not newer."""
+        stamp = "#".join(link.stamp)  # fixed-width timestamp first: compares as the tuple
+        try:
+            with aws_errors("An identity link could not be written."):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(
+                        checked(
+                            {
+                                "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
+                                "sk": "LINK",
+                                "user_id": link.user_id,
+                                "stamp": stamp,
+                                "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
+                                "gsi1sk": f"LINK#{link.previous_id}",
+                                "mapping_version": mapping_version,
+                            }
+                        )
+                    ),
+                    ConditionExpression="attribute_not_exists(pk) OR stamp < :stamp",
+                    ExpressionAttributeValues=item({":stamp": stamp}),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    # --- privacy deletes -----------------------------------------------------------------------
+
+    def put_tombstone(self, workspace_id: str, key: str, deleted_at: str) -> bool:
+        """Record that the entity was deleted at `deleted_at`; False if a later deletion is recorded."""
+        try:
+            with aws_errors("The deletion could not be recorded."):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(
+                        checked({"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED", "deleted_at": deleted_at})
+                    ),
+                    ConditionExpression="attribute_not_exists(pk) OR deleted_at < :at",
+                    ExpressionAttributeValues=item({":at": deleted_at}),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    def erase(self, workspace_id: str, identities: list[str], links: list[str]) -> None:
+        """Delete the identities' (entity keys) profiles, history and memberships, and the links whose
+        previousIds are given."""
+        doomed: list[tuple[str, dict[str, Any]]] = []
+        for identity in identities:
+            pk = f"WS#{workspace_id}#{identity}"
+            doomed += [
+                (self.profiles_table, {"pk": f"WS#{workspace_id}#G#{group_id}", "sk": f"MEMBER#{identity}"})
+                for group_id in self._index(workspace_id, identity, "GROUP#")
+            ]
+            doomed.append((self.profiles_table, {"pk": pk, "sk": "PROFILE"}))
+            history = query(
+                self.clients.dynamodb, self.events_table, "pk = :pk", {":pk": pk}, failure=READ_FAILURE
+            )
+            doomed += [(self.events_table, {"pk": h["pk"], "sk": h["sk"]}) for h in history]
+        doomed += [
+            (self.profiles_table, {"pk": f"WS#{workspace_id}#LINK#{previous}", "sk": "LINK"})
+            for previous in links
+        ]
+        requests = [(table, {"DeleteRequest": {"Key": item(key)}}) for table, key in doomed]
+        batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)

@@ -1,0 +1,338 @@
+"""Workspaces and their configuration: API keys (as hashes), the shared secret, mapping versions, the
+Segment destination (its write key in Secrets Manager) and the deployment's change rules.
+
+WorkspacesTable items
+    pk=WS#<workspace_id>  sk=WORKSPACE  workspace_id, name, created_at, keys {key_id: {hash, created_at}},
+                                        shared_secret?, segment_endpoint?
+    pk=WS#<workspace_id>  sk=MAPPING    version, config (the Mapping as JSON), updated_at
+    pk=KEY#<sha256(key)>  sk=KEY        workspace_id, key_id, created_at
+    pk=RULES              sk=RULE#<name>  config (the ChangeRule as JSON), updated_at
+Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
+from segment_bridge.errors import ConditionFailed, Conflict, InvalidWorkspaceId, NotFound
+from segment_bridge.limits import MAX_WORKSPACE_ID_BYTES, WORKSPACE_ID_PATTERN, valid_workspace_id
+from segment_bridge.settings import Settings
+from segment_bridge.store.aws import Clients, aws_errors, item, now, plain, query
+
+# The mapping and outbound models are imported where used: the ingest function never loads them.
+if TYPE_CHECKING:
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.outbound import ChangeRule, Destination
+
+MAX_LIVE_KEYS = 2
+"""Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
+MIN_KEY_LENGTH = 32
+"""Keys are looked up by an unsalted hash, which is only safe for high-entropy keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    workspace_id: str
+    name: str
+    created_at: str
+    key_ids: tuple[str, ...] = ()
+    has_shared_secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    workspace_id: str
+    key_id: str
+    api_key: str
+    """Shown once, never stored."""
+
+
+def _workspace_key(workspace_id: str) -> dict[str, Any]:
+    return item({"pk": f"WS#{workspace_id}", "sk": "WORKSPACE"})
+
+
+def _key_key(key_hash: str) -> dict[str, Any]:
+    return item({"pk": f"KEY#{key_hash}", "sk": "KEY"})
+
+
+def _workspace(stored: dict[str, Any]) -> Workspace:
+    return Workspace(
+        workspace_id=stored["workspace_id"],
+        name=stored.get("name", ""),
+        created_at=stored.get("created_at", ""),
+        key_ids=tuple(sorted(stored.get("keys", {}))),
+        has_shared_secret=bool(stored.get("shared_secret")),
+    )
+
+
+class WorkspaceRepository:
+    def __init__(self, settings: Settings, clients: Clients) -> None:
+        self.table = settings.workspaces_table
+        self.secrets_prefix = settings.secrets_prefix
+        self.clients = clients
+
+    def _get(self, key: dict[str, Any], failure: str, *, consistent: bool = True) -> dict[str, Any] | None:
+        with aws_errors(failure):
+            found = self.clients.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=consistent)
+        stored = found.get("Item")
+        return plain(stored) if stored is not None else None
+
+    def _workspace_item(self, workspace_id: str) -> dict[str, Any]:
+        stored = self._get(_workspace_key(workspace_id), "Workspaces cannot be read right now.")
+        if stored is None:
+            raise NotFound(f"No workspace {workspace_id}.")
+        return stored
+
+    # --- workspaces and keys -------------------------------------------------------------------
+
+    def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
+        """The workspace a key (by its hash) belongs to, with what authentication needs; None if unknown."""
+        failure = "Workspaces cannot be read right now; retry the request."
+        record = self._get(_key_key(key_hash), failure)
+        if record is None:
+            return None
+        workspace = self._get(_workspace_key(record["workspace_id"]), failure)
+        if workspace is None:
+            return None
+        live = workspace.get("keys", {}).get(record["key_id"])
+        if not live or not hashes_match(key_hash, live["hash"]):
+            return None
+        return WorkspaceAuth(
+            workspace_id=record["workspace_id"], shared_secret=workspace.get("shared_secret")
+        )
+
+    def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
+        workspace_id = workspace_id or f"ws_{uuid.uuid4().hex[:20]}"
+        if not valid_workspace_id(workspace_id):
+            raise InvalidWorkspaceId(
+                f"A workspace id is 1-{MAX_WORKSPACE_ID_BYTES} letters, digits, '_' or '-' "
+                f"({WORKSPACE_ID_PATTERN}): '#' and other characters would break its keys."
+            )
+        created_at = now()
+        values = {"workspace_id": workspace_id, "name": name, "created_at": created_at, "keys": {}}
+        refused = {"ConditionalCheckFailedException": Conflict(f"Workspace {workspace_id} already exists.")}
+        with aws_errors("The workspace could not be created.", refused=refused):
+            self.clients.dynamodb.put_item(
+                TableName=self.table,
+                Item=item({"pk": f"WS#{workspace_id}", "sk": "WORKSPACE", **values}),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        return Workspace(workspace_id=workspace_id, name=name, created_at=created_at)
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        return _workspace(self._workspace_item(workspace_id))
+
+    def list_workspaces(self) -> Iterator[Workspace]:
+        with aws_errors("Workspaces cannot be listed right now."):
+            pages = self.clients.dynamodb.get_paginator("scan").paginate(
+                TableName=self.table,
+                FilterExpression="sk = :sk",
+                ExpressionAttributeValues={":sk": {"S": "WORKSPACE"}},
+            )
+            found = [_workspace(plain(stored)) for page in pages for stored in page.get("Items", [])]
+        return iter(found)
+
+    def issue_key(self, workspace_id: str, api_key: str) -> IssuedKey:
+        """Make `api_key` a live key of the workspace; refused once it has MAX_LIVE_KEYS keys."""
+        if len(api_key) < MIN_KEY_LENGTH:
+            raise ValueError(f"an API key needs at least {MIN_KEY_LENGTH} characters (use auth.new_api_key)")
+        key_hash = hash_key(api_key)
+        kid = key_id(key_hash)
+        created_at = now()
+        record = {"workspace_id": workspace_id, "key_id": kid, "created_at": created_at}
+        try:
+            with aws_errors("The key could not be stored."):
+                self.clients.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": item({"pk": f"KEY#{key_hash}", "sk": "KEY", **record}),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.table,
+                                "Key": _workspace_key(workspace_id),
+                                "UpdateExpression": "SET #keys.#kid = :key",
+                                "ConditionExpression": "attribute_exists(pk) AND size(#keys) < :max",
+                                "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid},
+                                "ExpressionAttributeValues": item(
+                                    {
+                                        ":key": {"hash": key_hash, "created_at": created_at},
+                                        ":max": MAX_LIVE_KEYS,
+                                    }
+                                ),
+                            }
+                        },
+                    ]
+                )
+        except ConditionFailed:
+            self.get_workspace(workspace_id)  # NotFound if it does not exist
+            raise Conflict(
+                f"Workspace {workspace_id} already has {MAX_LIVE_KEYS} live keys; revoke one first."
+            ) from None
+        return IssuedKey(workspace_id=workspace_id, key_id=kid, api_key=api_key)
+
+    def revoke_key(self, workspace_id: str, kid: str) -> None:
+        live = self._workspace_item(workspace_id).get("keys", {}).get(kid)
+        if live is None:
+            raise NotFound(f"Workspace {workspace_id} has no live key {kid}.")
+        with aws_errors("The key could not be revoked; try again."):
+            self.clients.dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Delete": {"TableName": self.table, "Key": _key_key(live["hash"])}},
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _workspace_key(workspace_id),
+                            "UpdateExpression": "REMOVE #keys.#kid",
+                            "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid},
+                        }
+                    },
+                ]
+            )
+
+    def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
+        """Set (or with None, remove) the secret Segment signs deliveries with (X-Signature)."""
+        update: dict[str, Any] = (
+            {"UpdateExpression": "SET shared_secret = :s", "ExpressionAttributeValues": item({":s": secret})}
+            if secret
+            else {"UpdateExpression": "REMOVE shared_secret"}
+        )
+        refused = {"ConditionalCheckFailedException": NotFound(f"No workspace {workspace_id}.")}
+        with aws_errors("The shared secret could not be stored.", refused=refused):
+            self.clients.dynamodb.update_item(
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                ConditionExpression="attribute_exists(pk)",
+                **update,
+            )
+
+    # --- the workspace's mapping -----------------------------------------------------------------
+
+    def get_mapping(self, workspace_id: str) -> Mapping:
+        """The workspace's mapping; the defaults (version 0) if it never set one."""
+        from segment_bridge.mapping import Mapping
+
+        stored = self._get(
+            item({"pk": f"WS#{workspace_id}", "sk": "MAPPING"}), "The mapping cannot be read right now."
+        )
+        if stored is None:
+            return Mapping()
+        return Mapping.model_validate_json(stored["config"]).model_copy(
+            update={"version": int(stored["version"])}
+        )
+
+    def set_mapping(self, workspace_id: str, mapping: Mapping) -> Mapping:
+        """Store a validated mapping as the next version, whole (one write: never half-applied)."""
+        current = self.get_mapping(workspace_id)
+        stored = mapping.model_copy(update={"version": current.version + 1})
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if current.version == 0
+            else {
+                "ConditionExpression": "version = :current",
+                "ExpressionAttributeValues": item({":current": current.version}),
+            }
+        )
+        refused = {
+            "ConditionalCheckFailedException": Conflict(
+                "The mapping changed meanwhile; read it again and retry."
+            )
+        }
+        with aws_errors("The mapping could not be stored.", refused=refused):
+            self.clients.dynamodb.put_item(
+                TableName=self.table,
+                Item=item(
+                    {
+                        "pk": f"WS#{workspace_id}",
+                        "sk": "MAPPING",
+                        "version": stored.version,
+                        "config": stored.model_dump_json(exclude={"version"}),
+                        "updated_at": now(),
+                    }
+                ),
+                **condition,
+            )
+        return stored
+
+    # --- the workspace's Segment destination (outbound) -----------------------------------------
+
+    def _write_key_secret(self, workspace_id: str) -> str:
+        return f"{self.secrets_prefix}/{workspace_id}/write-key"
+
+    def set_segment_destination(self, workspace_id: str, write_key: str, endpoint: str = "us") -> None:
+        """Where the workspace's outbound events go: its Segment source's write key (kept as a secret)
+        and `us`, `eu` or an explicit URL."""
+        from segment_bridge.outbound import endpoint_url
+
+        endpoint_url(endpoint)  # refuses anything else
+        self.get_workspace(workspace_id)
+        name = self._write_key_secret(workspace_id)
+        failure = "The Segment destination could not be stored."
+        try:
+            with aws_errors(failure, refused={"ResourceNotFoundException": NotFound(name)}):
+                self.clients.secrets.put_secret_value(SecretId=name, SecretString=write_key)
+        except NotFound:
+            with aws_errors(failure):
+                self.clients.secrets.create_secret(Name=name, SecretString=write_key)
+        with aws_errors(failure):
+            self.clients.dynamodb.update_item(
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                UpdateExpression="SET segment_endpoint = :endpoint",
+                ExpressionAttributeValues=item({":endpoint": endpoint}),
+            )
+
+    def segment_destination(self, workspace_id: str) -> Destination | None:
+        """The workspace's /v1/batch URL and write key; None if it has none."""
+        from segment_bridge.outbound import Destination, endpoint_url
+
+        failure = "The Segment destination cannot be read right now."
+        stored = self._get(_workspace_key(workspace_id), failure, consistent=False)
+        endpoint = stored.get("segment_endpoint") if stored else None
+        if not endpoint:
+            return None
+        try:
+            with aws_errors(failure, refused={"ResourceNotFoundException": NotFound(failure)}):
+                secret = self.clients.secrets.get_secret_value(SecretId=self._write_key_secret(workspace_id))
+        except NotFound:
+            return None
+        return Destination(url=endpoint_url(endpoint), write_key=secret["SecretString"])
+
+    # --- change rules (deployment-wide) ----------------------------------------------------------
+
+    def put_change_rule(self, rule: ChangeRule) -> None:
+        """Add or replace a change rule (deployment-wide: its `workspace` path says whose event it is)."""
+        values = {
+            "pk": "RULES",
+            "sk": f"RULE#{rule.name}",
+            "config": rule.model_dump_json(),
+            "updated_at": now(),
+        }
+        with aws_errors("The change rule could not be stored."):
+            self.clients.dynamodb.put_item(TableName=self.table, Item=item(values))
+
+    def delete_change_rule(self, name: str) -> None:
+        with aws_errors("The change rule could not be deleted."):
+            self.clients.dynamodb.delete_item(
+                TableName=self.table, Key=item({"pk": "RULES", "sk": f"RULE#{name}"})
+            )
+
+    def change_rules(self) -> list[ChangeRule]:
+        from segment_bridge.outbound import ChangeRule
+
+        found = query(
+            self.clients.dynamodb,
+            self.table,
+            "pk = :pk",
+            {":pk": "RULES"},
+            failure="The change rules cannot be read right now.",
+        )
+        return [ChangeRule.model_validate_json(rule["config"]) for rule in found]

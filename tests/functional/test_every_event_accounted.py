@@ -1,0 +1,379 @@
+"""Every event ingest accepts is applied or parked on its own (issue 12): the dead-letter queue is for
+infrastructure failures only.
+
+A property (hypothesis) drives the IngestFunction and then the ProcessorFunction on moto with events drawn
+from what the Spec models accept — ids of any length and script (with `#`, our own key prefixes, astral
+characters), every timestamp form, all seven types, traits of any shape and number, mappings with
+JMESPath functions — and asserts: every accepted event is applied or kept in `unapplied/` with its reason;
+no message fails for an event's own reason; and with a DynamoDB fault injected at the boundary (a botocore
+hook on the store's client), the redelivery of the failed messages applies them exactly once.
+Example counts are small; `make fuzz` (HYPOTHESIS_PROFILE=long) runs 20x as many.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge_dev.events import DEMO_API_KEY, http_event
+from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from bridge_dev.runtime import lambda_sqs_event
+from segment_bridge.limits import MAX_ID_BYTES
+from segment_bridge.mapping import Mapping
+from tests.conftest import lambda_function
+from tests.functional.conftest import event
+from tests.functional.test_faults import aws_error, before_call
+
+SCALE = settings.default.max_examples / 100
+AUTH = {"authorization": f"Bearer {DEMO_API_KEY}"}
+WRITES = ("PutItem", "BatchWriteItem")
+T1 = "2026-01-01T10:00:00.000Z"
+
+
+def fuzz(examples: int) -> settings:
+    return settings(
+        max_examples=max(1, round(examples * SCALE)),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+# --- what the Spec accepts ---------------------------------------------------------------------------
+
+SCRIPTS = st.sampled_from(["a", "é", "ж", "中", "\U0001f600", "#", "U#", "A#", "G#", "LINK#", "MEMBER#", " "])
+
+
+def ids() -> st.SearchStrategy[str]:
+    """Ids from a small pool (so events meet), and ids of any script and length around the key budget."""
+    short = st.sampled_from(["u1", "u2", "#", "U#u1", "LINK#u1", "WS#x#U#y", "\U0001f600"])
+    long = st.builds(lambda part, n: (part * n)[:1024], SCRIPTS, st.integers(200, 1024))
+    return st.one_of(short, short, long)
+
+
+TIMESTAMPS = st.one_of(
+    st.just(T1),
+    st.sampled_from(
+        [
+            "2026-01-01t10:00:00z",
+            "2026-01-01 09:00:00",
+            "2026-01-01T12:00:00+02:00",
+            "1767261600",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:30:00-01:00",
+            "2026-13-01T00:00:00Z",
+        ]
+    ),
+    st.integers(-(10**11), 10**13),
+    st.floats(0, 2e10, allow_nan=False),
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+TRAITS = st.one_of(
+    st.dictionaries(st.text(max_size=8), JSON, max_size=6),
+    st.builds(lambda n, v: {f"t{i}": v for i in range(n)}, st.integers(90, 130), st.text(max_size=4)),
+    st.fixed_dictionaries({"email": JSON, "tags": JSON, "bio": st.text(min_size=900, max_size=1200)}),
+)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["identify", "track", "page", "screen", "group", "alias", "delete"]))
+    out: dict[str, Any] = {"type": kind, "userId": draw(ids())}
+    if draw(st.booleans()):
+        out["anonymousId"] = draw(ids().filter(lambda a: a != out["userId"]))  # delete's self-link: not ours
+    if draw(st.booleans()):
+        out["messageId"] = draw(st.text(min_size=1, max_size=100))
+    for name in ("timestamp", "originalTimestamp", "sentAt", "receivedAt"):
+        if draw(st.integers(0, 5)) == 0:
+            out[name] = draw(TIMESTAMPS)
+    if kind in ("identify", "group"):
+        out["traits"] = draw(TRAITS)
+    if kind == "track":
+        out["event"] = draw(st.text(min_size=1, max_size=30))
+    if kind in ("track", "page", "screen"):
+        out["properties"] = draw(st.dictionaries(st.text(max_size=5), JSON, max_size=4))
+    if kind == "group":
+        out["groupId"] = draw(ids())
+    if kind == "alias":
+        out["previousId"] = draw(ids().filter(lambda p: p != out["userId"]))
+    return out
+
+
+MAPPINGS = st.sampled_from(
+    [
+        Mapping(),
+        Mapping(channels={"email": "join(', ', email)", "sms": "length(tags)"}),
+        Mapping(channels={"email": "tags[?length(@) > `3`]"}, preferences={"language": "to_string(email)"}),
+        Mapping(channels={"email": "sort(tags)", "whatsapp": "max_by(tags, &a)"}),
+    ]
+)
+
+
+# --- driving the pipeline ----------------------------------------------------------------------------
+
+
+class Pipeline:
+    def __init__(self, aws: Any, store: Any) -> None:
+        self.aws, self.store = aws, store
+        self.processor = lambda_function("ProcessorFunction")
+        self.ingest = lambda_function("IngestFunction")
+        self.sqs, self.s3 = boto3.client("sqs"), boto3.client("s3")
+        self.bucket = aws.buckets["ArchiveBucket"]
+
+    def send(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Ingest one batch; the queue messages it produced (taken off the queue)."""
+        answer = self.ingest.invoke(http_event("/v1/batch", json.dumps({"batch": batch}), headers=AUTH))
+        assert answer["statusCode"] in (200, 400), answer
+        url = self.aws.queue_urls["IngestQueue"]
+        messages = []
+        while got := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in got:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                messages.append({**message, "MD5OfBody": "x"})
+        return messages
+
+    def process(self, messages: list[dict[str, Any]]) -> list[str]:
+        """The ids of the messages the processor failed."""
+        self.processor.module.mappings.cache_clear()
+        try:
+            answer = self.processor.invoke(lambda_sqs_event(self.aws.queue_arns["IngestQueue"], messages))
+        except BatchProcessingError:  # every record failed
+            return [m["MessageId"] for m in messages]
+        return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
+
+    def unapplied(self) -> list[dict[str, Any]]:
+        records = []
+        for obj in self.s3.list_objects_v2(Bucket=self.bucket, Prefix="unapplied/").get("Contents", []):
+            data = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+            records += [json.loads(line) for line in gzip.decompress(data).splitlines()]
+            self.s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
+        return records
+
+
+def queued(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from segment_bridge.envelope import unpack
+
+    return [e for m in messages for e in unpack(m["Body"])[1]]
+
+
+def applied(store: Any, event: dict[str, Any]) -> bool:
+    """What the event left in the tables (its history item, its profile, its group, its link)."""
+    kind, user = event["type"], event.get("userId")
+    entity = ("U", user) if user else ("A", event["anonymousId"])
+    if kind in ("track", "page", "screen"):
+        key = f"{entity[0]}#{entity[1]}"
+        return event["messageId"] in store.existing_history(WS, {key: {event["messageId"]}}).get(key, set())
+    if kind == "group":
+        return store.read_profile(WS, "G", event["groupId"]) is not None
+    if kind == "alias":
+        return (
+            event["previousId"] in store.linked_ids(WS, user) and store.read_profile(WS, *entity) is not None
+        )
+    return store.read_profile(WS, *entity) is not None
+
+
+def assert_counts_exact(store: Any) -> None:
+    """Each profile's count of a name equals its history items of that name: nothing counted twice."""
+    table = boto3.resource("dynamodb").Table(store.settings.profiles_table)
+    for profile in table.scan()["Items"]:
+        if profile["sk"] != "PROFILE" or not profile.get("counts"):
+            continue
+        history = store.read_history(WS, profile["kind"], profile["id"])
+        for name, count in profile["counts"].items():
+            assert count == sum(1 for h in history if h["name"] == name), name
+
+
+@pytest.fixture
+def pipeline(aws, workspaces):
+    return Pipeline(aws, workspaces)
+
+
+@fuzz(60)
+@given(batch=st.lists(events(), min_size=1, max_size=12), mapping=MAPPINGS, fault_at=st.integers(0, 12))
+def test_every_accepted_event_is_applied_or_parked_and_only_aws_faults_fail_a_message(
+    pipeline, batch, mapping, fault_at
+):
+    pipeline.store.set_mapping(WS, mapping)
+    messages = pipeline.send(batch)
+    accepted = queued(messages)
+
+    # Healthy AWS: no message fails, whatever its events.
+    assert pipeline.process(messages) == []
+    parked = {json.dumps(r["event"], sort_keys=True) for r in pipeline.unapplied() if r.get("reason")}
+    if not any(e["type"] == "delete" for e in accepted):  # a delete removes what others left
+        for event in accepted:
+            assert applied(pipeline.store, event) or json.dumps(event, sort_keys=True) in parked, event[
+                "type"
+            ]
+    assert_counts_exact(pipeline.store)
+
+    # The same events again, in a new message, with one DynamoDB write failing: the message fails
+    # (infrastructure), and its redelivery applies it exactly once.
+    calls = iter(range(10**6))
+    failing = before_call(
+        pipeline.store,
+        WRITES,
+        lambda op, body: aws_error("ThrottlingException") if next(calls) == fault_at else None,
+    )
+    again = pipeline.send(batch)
+    with failing:
+        failed = pipeline.process(again)
+    redelivered = [m for m in again if m["MessageId"] in failed]
+    assert pipeline.process(redelivered) == []
+    pipeline.unapplied()
+    assert_counts_exact(pipeline.store)
+
+
+# --- regression tests, one per class -----------------------------------------------------------------
+
+
+def test_a_group_of_a_user_whose_id_is_too_long_for_a_member_key_is_refused_at_ingest(pipeline):
+    long_id = "\U0001f600" * 300  # 300 characters (the Spec's 1,024 allow it), 1,200 UTF-8 bytes
+    messages = pipeline.send(
+        [
+            {"type": "group", "userId": long_id, "groupId": "g1", "messageId": "m1"},
+            {"type": "track", "userId": "u1", "event": "Still Here", "messageId": "m2"},
+        ]
+    )
+    assert [e["messageId"] for e in queued(messages)] == ["m2"]
+
+
+def test_ids_at_the_byte_budget_with_our_own_key_prefixes_are_applied(pipeline):
+    user = ("U#LINK#" + "\U0001f600" * 300)[: MAX_ID_BYTES // 4]
+    messages = pipeline.send(
+        [
+            {"type": "group", "userId": user, "groupId": "G#" + "é" * 500, "messageId": "m1"},
+            {"type": "alias", "userId": user, "previousId": "LINK#" + "ж" * 505, "messageId": "m2"},
+        ]
+    )
+    assert len(queued(messages)) == 2
+    assert pipeline.process(messages) == []
+    assert pipeline.store.read_profile(WS, "G", "G#" + "é" * 500) is not None
+    assert pipeline.store.linked_ids(WS, user) == ["LINK#" + "ж" * 505]
+
+
+def test_an_archived_event_with_an_id_too_long_for_its_keys_is_parked_and_its_neighbours_apply(
+    processor, workspaces, aws
+):
+    """Events queued before today's limits (or replayed from raw/): the processor parks them alone."""
+    too_long = "\U0001f600" * 600
+    events = [
+        event("group", "m1", T1, user=too_long, groupId="g1"),
+        event("alias", "m2", T1, previousId=too_long),
+        event("track", "m3", T1, event="Clicked"),
+    ]
+    assert processor(events) == {"batchItemFailures": []}
+    assert workspaces.read_profile(WS, "U", "user-1").counts == {"Clicked": 1}
+    pipeline = Pipeline(aws, workspaces)
+    assert sorted(r["event"]["messageId"] for r in pipeline.unapplied()) == ["m1", "m2"]
+
+
+@pytest.mark.parametrize(
+    "form", ["2026-01-01t10:00:00z", 1767261600, "1767261600", "2026-01-01 10:00:00+00:00"]
+)
+def test_every_timestamp_form_the_spec_accepts_is_applied_by_the_processor(processor, workspaces, form):
+    relayed = event("track", "m1", T1, event="Clicked") | {"timestamp": form, "receivedAt": form}
+    assert processor([relayed]) == {"batchItemFailures": []}
+    (history,) = workspaces.read_history(WS, "U", "user-1")
+    assert history["timestamp"] == T1
+
+
+def test_an_identify_stamped_in_year_9999_is_clamped_to_its_receipt_and_does_not_pin_traits(
+    processor, workspaces
+):
+    future = event("identify", "m1", T1, traits={"plan": "pinned"}) | {"timestamp": "9999-12-31T23:59:59Z"}
+    later = event("identify", "m2", "2026-01-02T10:00:00.000Z", traits={"plan": "pro"})
+    assert processor([future, later]) == {"batchItemFailures": []}
+    profile = workspaces.read_profile(WS, "U", "user-1")
+    assert profile.traits == {"plan": "pro"}
+    assert profile.last_seen == "2026-01-02T10:00:00.000Z"
+
+
+def test_a_year_1_timestamp_with_an_offset_is_refused_at_ingest(pipeline):
+    messages = pipeline.send(
+        [
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "e",
+                "timestamp": "0001-01-01T00:00:00+01:00",
+                "receivedAt": T1,
+            }
+        ]
+    )
+    assert messages == []
+
+
+def test_many_distinct_traits_keep_the_profile_bounded_and_history_and_counts_applying(
+    processor, workspaces, aws
+):
+    identifies = [
+        event("identify", f"i{n}", T1, traits={f"trait_{n}_{k}": "x" * 900 for k in range(40)})
+        for n in range(10)
+    ]
+    tracks = [event("track", f"t{n}", T1, event="Clicked") for n in range(3)]
+    assert processor(identifies + tracks) == {"batchItemFailures": []}
+    profile = workspaces.read_profile(WS, "U", "user-1")
+    assert len(profile.traits) == 100
+    assert profile.counts == {"Clicked": 3}
+    assert processor([event("track", "t9", T1, event="Clicked")]) == {"batchItemFailures": []}
+    assert workspaces.read_profile(WS, "U", "user-1").counts == {"Clicked": 4}
+    reasons = {r["reason"] for r in Pipeline(aws, workspaces).unapplied()}
+    assert any("budget" in reason for reason in reasons)
+
+
+def test_a_mapping_path_failing_on_a_record_applies_the_rest_and_logs_no_trait_value(
+    processor, workspaces, capsys
+):
+    workspaces.set_mapping(WS, Mapping(channels={"email": "join(', ', email)"}))
+    events = [
+        event("identify", "m1", T1, traits={"email": "ada@example.com", "plan": "pro"}),
+        event("identify", "m2", T1, user="user-2", traits={"email": ["a@x.io", "b@x.io"]}),
+    ]
+    assert processor(events) == {"batchItemFailures": []}
+    assert workspaces.read_profile(WS, "U", "user-1").traits == {"email": "ada@example.com", "plan": "pro"}
+    assert workspaces.read_profile(WS, "U", "user-2").channels == {"email": {"a@x.io, b@x.io": T1}}
+    logged = capsys.readouterr()
+    assert "ada@example.com" not in logged.out + logged.err
+    assert '"failed_paths":1' in logged.out.replace(" ", "")
+
+
+def test_a_workspace_id_with_a_hash_is_refused_where_it_is_chosen(workspaces):
+    from segment_bridge.errors import InvalidWorkspaceId
+
+    with pytest.raises(InvalidWorkspaceId):
+        workspaces.create_workspace("Bob", workspace_id=f"{WS}#U#bob")
+    with pytest.raises(InvalidWorkspaceId):
+        workspaces.create_workspace("Long", workspace_id="w" * 65)
+
+
+def test_a_history_item_dynamodb_refuses_parks_its_event_and_the_message_does_not_fail(
+    processor, workspaces, aws
+):
+    """Defence in depth: if DynamoDB refuses one history item as invalid, only its event is parked."""
+    events = [event("track", f"t{n}", T1, event="Clicked") for n in range(3)]
+
+    def refuse_t1(operation: str, body: dict[str, Any]) -> Any:
+        items = [r for table in body["RequestItems"].values() for r in table]
+        if any(r.get("PutRequest", {}).get("Item", {}).get("sk", {}).get("S") == "MSG#t1" for r in items):
+            return aws_error("ValidationException")
+        return None
+
+    with before_call(workspaces, ("BatchWriteItem",), refuse_t1):
+        assert processor(events) == {"batchItemFailures": []}
+    assert len(workspaces.read_history(WS, "U", "user-1")) == 2
+    assert [r["event"]["messageId"] for r in Pipeline(aws, workspaces).unapplied()] == ["t1"]
