@@ -48,7 +48,7 @@ import boto3
 import requests
 from bench_latency import percentile
 
-from bridge_dev.local import LocalFunction
+from bridge_dev.runtime import LocalFunction
 
 from common import InjectedLatency, atomic_moto_writes
 
@@ -255,8 +255,9 @@ def counted(endpoint: str, table: str, workspaces: int) -> dict[int, int]:
 
 
 def burst(args: argparse.Namespace) -> Outcome:
-    from bridge_dev.local import load_function, start
+    from bridge_dev.local import start
     from bridge_dev.pollers import SqsPoller
+    from bridge_dev.runtime import load_function
     from segment_bridge.store import get_store
 
     atomic_moto_writes()

@@ -160,7 +160,7 @@ class Pipeline:
     def __init__(self, resources: Any, meter: AwsMeter, segment: Any, sink: LogSink) -> None:
         import boto3
 
-        from bridge_dev.local import load_function
+        from bridge_dev.runtime import load_function
         from bridge_dev.template import load_template
 
         template = load_template()
@@ -212,7 +212,7 @@ class Pipeline:
     def deliver(self, events: list[dict[str, Any]]) -> None:
         """One Segment webhook delivery, then its queue messages through the processor."""
         from bridge_dev.events import bearer, http_event
-        from bridge_dev.pollers import lambda_sqs_event
+        from bridge_dev.runtime import lambda_sqs_event
 
         body = json.dumps(events, separators=(",", ":"))
         request = http_event("/v1/segment", body, headers=bearer(KEY), request_id=f"req-{self._requests}")
@@ -245,7 +245,7 @@ class Pipeline:
 
     def emit(self, items: list[dict[str, Any]]) -> None:
         """The product writes outbox items; their stream records go through the emitter."""
-        from bridge_dev.pollers import lambda_stream_record
+        from bridge_dev.runtime import lambda_stream_record
         from segment_bridge.store import get_store
 
         for item in items:

@@ -130,7 +130,7 @@ def handler_wall_ms(size: int, repeat: int) -> float:
     from moto import mock_aws
 
     from bridge_dev.events import http_event
-    from bridge_dev.local import load_function
+    from bridge_dev.runtime import load_function
     from bridge_dev.template import create_resources, load_template
     from segment_bridge.settings import get_settings
     from segment_bridge.store import get_store

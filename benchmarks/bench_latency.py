@@ -32,8 +32,9 @@ import requests
 from botocore.endpoint import Endpoint
 
 from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID
-from bridge_dev.local import LocalFunction, LocalStack, start
+from bridge_dev.local import LocalStack, start
 from bridge_dev.pollers import SqsPoller, StreamPoller
+from bridge_dev.runtime import LocalFunction
 from segment_bridge.envelope import unpack
 
 TARGET_P99_SECONDS = 2.0

@@ -48,7 +48,8 @@ import boto3
 import requests
 
 from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID
-from bridge_dev.local import LocalFunction, LocalStack, start
+from bridge_dev.local import LocalStack, start
+from bridge_dev.runtime import LocalFunction
 
 USERS = 5000
 DRAIN_TIMEOUT = 240.0

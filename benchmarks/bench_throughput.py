@@ -116,7 +116,7 @@ def hot_events(messages: int) -> list[list[dict[str, Any]]]:
 
 def sqs_event(queue_arn: str, bodies: Sequence[str]) -> dict[str, Any]:
     """Lambda's SQS event for these message bodies."""
-    from bridge_dev.pollers import lambda_sqs_event
+    from bridge_dev.runtime import lambda_sqs_event
 
     return lambda_sqs_event(
         queue_arn,
@@ -163,7 +163,7 @@ class Design:
 
     def load_processor(self) -> Any:
         """A fresh instance of the ProcessorFunction's handler module: a new execution environment."""
-        from bridge_dev.local import LocalFunction
+        from bridge_dev.runtime import LocalFunction
 
         module_path, _, attribute = str(self.properties["Handler"]).rpartition(".")
         source = self.root / str(self.properties["CodeUri"]) / (module_path.replace(".", "/") + ".py")
@@ -180,6 +180,7 @@ class Design:
             getattr(module, attribute),
             int(self.properties.get("MemorySize", 128)),
             self.timeout,
+            module,
         )
 
 

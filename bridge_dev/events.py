@@ -24,7 +24,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from bridge_dev.pollers import lambda_sqs_event, lambda_stream_record
+from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
 from bridge_dev.template import (
     DEFAULT_BUCKET_NAME,
     LOCAL_PARAMETERS,

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from bridge_dev.pollers import lambda_stream_record
+from bridge_dev.runtime import lambda_environment, lambda_stream_record, load_function
 from bridge_dev.target import Target
 from segment_bridge.delivery import HttpSender, Sending, deliver, redeliver, stream_changes
 from segment_bridge.envelope import unpack
@@ -32,8 +32,7 @@ from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
 from segment_bridge.processing import ProfileChange, preview
 from segment_bridge.profiles import EntityKind, Profile
-from segment_bridge.settings import get_settings
-from segment_bridge.store import DeadLetter, get_store
+from segment_bridge.store import DeadLetter
 
 if TYPE_CHECKING:
     from segment_bridge.store.parked import ParkedItem
@@ -519,32 +518,14 @@ def count_archived_batches(target: Target, workspace_id: str, since: date, until
 # ---------------------------------------------------------------------------------------------- invoke
 
 
-@contextlib.contextmanager
-def function_environment(target: Target) -> Iterator[None]:
-    """os.environ as Lambda would give the template's functions on this stack, for the block's time."""
-    saved = dict(os.environ)
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(target.environment | target.aws_environment())
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    get_settings.cache_clear()
-    get_store.cache_clear()
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
-        get_store.cache_clear()
-
-
 def invoke(target: Target, logical_id: str, event: dict[str, Any], logs: io.TextIOBase | Any) -> Any:
     """Run one of the template's functions on an event, as `sam local invoke` does, without a container:
     its handler, memory, timeout and environment from template.yaml, against the target's AWS. The
     function's own output (its logs) goes to `logs`; the result is returned."""
-    from bridge_dev.local import load_function
-
-    with function_environment(target), contextlib.redirect_stdout(logs):
+    # EMF metrics off unless the shell turns them on: the result on stdout stays readable.
+    variables = {"POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")}
+    variables |= target.environment
+    with lambda_environment(variables, aws=target.aws_environment()), contextlib.redirect_stdout(logs):
         function = load_function(target.resources.template, logical_id)
         result = function.invoke(event, str(uuid.uuid4()))
     return json.loads(json.dumps(result, default=str))

@@ -20,10 +20,12 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import boto3
+
+from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
 
 LOGGER = logging.getLogger("segment_bridge.local")
 Invoke = Callable[[dict[str, Any], str], Any]
@@ -216,35 +218,3 @@ class StreamPoller(Poller):
         if count:
             self.checkpoints[shard] = pending[count - 1]["dynamodb"]["SequenceNumber"]
             del pending[:count]
-
-
-def lambda_sqs_event(queue_arn: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Messages received with boto3's SQS client, in the shape Lambda's SQS event source hands a function."""
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for message in messages
-        ]
-    }
-
-
-def lambda_stream_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A record read with boto3's dynamodbstreams client, in the shape Lambda hands a function."""
-    created = record["dynamodb"].get("ApproximateCreationDateTime")
-    shaped: dict[str, Any] = json.loads(json.dumps(record, default=str))
-    if created is not None:
-        shaped["dynamodb"]["ApproximateCreationDateTime"] = int(
-            created.timestamp() if hasattr(created, "timestamp") else time.time()
-        )
-    shaped["eventSourceARN"] = stream_arn
-    return shaped

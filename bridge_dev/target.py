@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridge_dev.template import LocalResources, find_resources, load_template
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 LOCAL_ENDPOINT = "http://127.0.0.1:5000"
 LOCAL_REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"  # what the embedded AWS (moto) takes as any access key, secret or token
+LOCAL_PROBE_CONFIG = Config(connect_timeout=1, read_timeout=10, retries={"total_max_attempts": 1})
+"""How the CLI looks for the local stack: a stack that is not running is said at once, not after
+botocore's retries (about 27 s for DynamoDB's ten)."""
 # Resource types whose physical id is what Ref gives in the functions' environment.
 _REF_TYPES = {
     "AWS::DynamoDB::Table": "tables",
@@ -79,7 +83,7 @@ def local_target(endpoint: str = LOCAL_ENDPOINT) -> Target:
         aws_secret_access_key=FAKE_CREDENTIAL,
         region_name=LOCAL_REGION,
     )
-    resources = find_resources(session, endpoint_url=endpoint)
+    resources = find_resources(session, endpoint_url=endpoint, config=LOCAL_PROBE_CONFIG)
     return Target(f"the local stack at {endpoint}", resources, session, endpoint)
 
 

@@ -8,6 +8,8 @@ copied from the template by hand, so the tests and the deployment cannot drift a
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import yaml
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
@@ -115,7 +118,17 @@ CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_string)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    """The template as plain dicts, with intrinsic functions in their long (JSON) form."""
+    """The template as plain dicts, with intrinsic functions in their long (JSON) form.
+
+    The file is parsed once per process (again only if it changes); each caller gets its own copy, so
+    what one changes no other sees."""
+    stat = path.stat()
+    return copy.deepcopy(_parse_template(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_template(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    """The parsed file; `mtime_ns` and `size` are there to key the cache (an edited file parses again)."""
     with path.open(encoding="utf-8") as stream:
         template = yaml.load(stream, Loader=CfnLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
     if not isinstance(template, dict):
@@ -305,11 +318,14 @@ def find_resources(
     *,
     endpoint_url: str | None = None,
     bucket_name: str = DEFAULT_BUCKET_NAME,
+    config: Config | None = None,
 ) -> LocalResources:
-    """The resources `create_resources` made on an endpoint, found without creating anything."""
+    """The resources `create_resources` made on an endpoint, found without creating anything.
+
+    `config` is the botocore configuration of the clients that look (timeouts, retries)."""
     session = session or boto3.session.Session()
     template = template if template is not None else load_template()
-    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
     tables = {name: name for name in _resources_of_type(template, "AWS::DynamoDB::Table")}
     bucket_resources = _resources_of_type(template, "AWS::S3::Bucket")
     buckets = {
@@ -319,7 +335,9 @@ def find_resources(
     urls: dict[str, str] = {}
     arns: dict[str, str] = {}
     try:
-        session.client("dynamodb", endpoint_url=endpoint_url).describe_table(TableName=next(iter(tables)))
+        session.client("dynamodb", endpoint_url=endpoint_url, config=config).describe_table(
+            TableName=next(iter(tables))
+        )
         for name in _resources_of_type(template, "AWS::SQS::Queue"):
             urls[name] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
             arns[name] = sqs.get_queue_attributes(QueueUrl=urls[name], AttributeNames=["QueueArn"])[

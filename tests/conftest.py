@@ -4,7 +4,6 @@ every log line and printed line for secrets and personal data."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import inspect
 import json
 import logging
@@ -13,12 +12,16 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import boto3
 import pytest
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from bridge_dev.runtime import LocalFunction
+    from bridge_dev.template import LocalResources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,40 +46,46 @@ settings.register_profile("long", max_examples=2000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-def load_handler(function: str) -> ModuleType:
-    """Import functions/<function>/app.py under a unique name (every function's module is `app`)."""
-    name = f"{function}_app"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+SECONDS_LEFT = 10
+"""The time an invocation in a test has left, whatever the function's timeout (the emitter keeps 5 s of
+it in reserve)."""
+
+
+def lambda_function(logical_id: str) -> LocalFunction:
+    """A function of template.yaml as Lambda loads it (bridge_dev.runtime): its handler imported afresh,
+    as in a new container (nothing cached), with its memory and timeout."""
+    from bridge_dev.runtime import load_function
+    from bridge_dev.template import load_template
+
+    return load_function(load_template(), logical_id)
+
+
+@pytest.fixture(scope="session")
+def boto_session() -> boto3.session.Session:
+    """One boto3 Session for the whole run: each new Session reads botocore's service models again.
+
+    moto is imported first: it adds its stub to botocore's handlers, which a Session copies when made."""
+    import moto  # noqa: F401
+
+    return boto3.session.Session(region_name="us-east-1")
 
 
 @pytest.fixture
-def aws() -> Iterator[object]:
-    """moto with every resource of template.yaml, and the environment the template gives functions."""
+def aws(boto_session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalResources]:
+    """moto with every resource of template.yaml, and the environment the template gives functions.
+
+    boto3's default session (`boto3.client`, what the store uses) is the run's one Session, not a new one
+    per test as moto would make it: clients are then made from service models read once."""
     from moto import mock_aws
 
+    from bridge_dev.runtime import lambda_environment
     from bridge_dev.template import create_resources
-    from segment_bridge.settings import get_settings
-    from segment_bridge.store import get_store
 
-    with mock_aws():
-        resources = create_resources()
-        saved = dict(os.environ)
-        os.environ.update(resources.environment())
-        get_settings.cache_clear()
-        get_store.cache_clear()
-        try:
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto_session)
+    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+        resources = create_resources(boto_session)
+        with lambda_environment(resources.environment()):
             yield resources
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            get_settings.cache_clear()
-            get_store.cache_clear()
 
 
 # --- no secrets or personal data in logs --------------------------------------------------------------

@@ -5,7 +5,6 @@ credentials) and must do its work on the local stack's AWS, reached through AWS_
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import boto3
@@ -13,11 +12,10 @@ import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID, DOCKER_AWS_ENDPOINT, ENV_FILE
 from bridge_dev.local import LocalStack, start
+from bridge_dev.runtime import lambda_environment
 from bridge_dev.target import FAKE_CREDENTIAL
-from segment_bridge.settings import get_settings
-from segment_bridge.store import get_store
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, sample
+from tests.conftest import SECONDS_LEFT, lambda_function
+from tests.functional.conftest import sample
 
 pytestmark = pytest.mark.e2e
 
@@ -32,34 +30,22 @@ def stack() -> Iterator[LocalStack]:
 def sam_local_invoke(stack: LocalStack):
     """Runs a function's handler in the environment `sam local invoke --env-vars env.json` gives its
     container, with host.docker.internal:5000 standing for the stack's AWS port."""
-    saved = dict(os.environ)
 
     def invoke(function: str, event_file: str) -> object:
         variables = json.loads(ENV_FILE.read_text(encoding="utf-8"))[function]
-        os.environ.clear()
-        os.environ.update(
-            {
-                name: value.replace(DOCKER_AWS_ENDPOINT, stack.aws_endpoint)
-                for name, value in variables.items()
-            }
-        )
-        os.environ.update(
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_ACCESS_KEY_ID=FAKE_CREDENTIAL,
-            AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIAL,
-            POWERTOOLS_METRICS_DISABLED="true",
-        )
-        get_settings.cache_clear()
-        get_store.cache_clear()
-        module = load_handler(function.removesuffix("Function").lower())
-        return module.lambda_handler(sample(event_file), FakeContext())
+        container = {
+            name: value.replace(DOCKER_AWS_ENDPOINT, stack.aws_endpoint) for name, value in variables.items()
+        }
+        aws = {
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,
+        }
+        with lambda_environment(container | aws | {"POWERTOOLS_METRICS_DISABLED": "true"}, inherit=False):
+            return lambda_function(function).invoke(sample(event_file), seconds_left=SECONDS_LEFT)
 
-    yield invoke
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
-    get_store.cache_clear()
+    return invoke
 
 
 def test_the_processor_event_writes_profiles_on_the_local_stack(stack, sam_local_invoke):

@@ -21,10 +21,10 @@ from bridge_dev.events import (
     SIGNED_SHARED_SECRET,
     SIGNED_WORKSPACE_ID,
 )
-from bridge_dev.pollers import lambda_sqs_event, lambda_stream_record
+from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
 from segment_bridge.envelope import unpack
 from segment_bridge.spec import validate_event
-from tests.conftest import ROOT, load_handler
+from tests.conftest import ROOT, lambda_function
 
 EVENTS = ROOT / "events"
 
@@ -32,16 +32,6 @@ EVENTS = ROOT / "events"
 def sample(name: str) -> dict[str, Any]:
     """A committed sample event (a fresh copy: tests may change it)."""
     return copy.deepcopy(json.loads(Path(EVENTS / name).read_text(encoding="utf-8")))
-
-
-class FakeContext:
-    function_name = "IngestFunction"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:IngestFunction"
-    aws_request_id = "3f1c2b9e-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 @dataclass
@@ -84,11 +74,11 @@ def body_text(event: dict[str, Any], limit: int = 16 * 1024 * 1024) -> str:
 def ingest(workspaces, sensitive):
     """Calls the IngestFunction's lambda_handler as Lambda would, and reads its answer. The emails and
     phone numbers in what it sends must stay out of the logs."""
-    module = load_handler("ingest")
+    function = lambda_function("IngestFunction")
 
     def call(event: dict[str, Any]) -> Answer:
         sensitive.scan(body_text(event))
-        response = module.lambda_handler(event, FakeContext())
+        response = function.invoke(event)
         return Answer(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
 
     return call
@@ -206,11 +196,6 @@ def deliver(ingest, queue, aws) -> Callable[[dict[str, Any]], Delivery]:
     return send
 
 
-def sqs_lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Messages received from moto, in the shape Lambda's SQS event source hands them to a function."""
-    return lambda_sqs_event(queue_arn, messages)
-
-
 def stream_lambda_event(table_name: str) -> dict[str, Any]:
     """Every record of a table's stream, read from moto, in the shape Lambda's stream event source uses."""
     dynamodb = boto3.client("dynamodb")
@@ -234,8 +219,8 @@ def processor(aws, workspaces, sensitive):
     from segment_bridge.envelope import pack
     from segment_bridge.intake import serialise
 
-    module = load_handler("processor")
-    module.mappings.cache_clear()
+    function = lambda_function("ProcessorFunction")
+    function.module.mappings.cache_clear()
 
     def deliver(
         events: list[dict[str, Any]], workspace_id: str = DEMO_WORKSPACE_ID, message_id: str = "msg-1"
@@ -252,7 +237,7 @@ def processor(aws, workspaces, sensitive):
             {"MessageId": f"{message_id}-{n}", "ReceiptHandle": f"rh-{n}", "Body": body, "MD5OfBody": "x"}
             for n, body in enumerate(bodies)
         ]
-        return module.lambda_handler(sqs_lambda_event(aws.queue_arns["IngestQueue"], messages), FakeContext())
+        return function.invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
 
     return deliver
 

@@ -33,8 +33,8 @@ from bridge_dev.events import (
 )
 from segment_bridge.auth import hash_key, new_api_key, sign
 from segment_bridge.store.workspaces import WorkspaceRepository
-from tests.conftest import load_handler
-from tests.functional.conftest import Delivery, FakeContext
+from tests.conftest import lambda_function
+from tests.functional.conftest import Delivery
 
 OTHER_WORKSPACE_ID = "ws_other"
 UNKNOWN_KEY = "sbk_" + "A" * 43
@@ -150,8 +150,8 @@ def test_a_revoked_key_keeps_working_in_a_warm_container_until_the_cache_expires
     (key_id,) = workspaces.get_workspace(DEMO_WORKSPACE_ID).key_ids
     workspaces.revoke_key(DEMO_WORKSPACE_ID, key_id)
     assert deliver(request(f"Bearer {DEMO_API_KEY}")).status == 200  # same container, within 60 s
-    fresh = load_handler("ingest")  # a new container: nothing cached
-    assert fresh.lambda_handler(request(f"Bearer {DEMO_API_KEY}"), FakeContext())["statusCode"] == 401
+    fresh = lambda_function("IngestFunction")  # a new container: nothing cached
+    assert fresh.invoke(request(f"Bearer {DEMO_API_KEY}"))["statusCode"] == 401
 
 
 LANDS = [

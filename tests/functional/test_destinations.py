@@ -16,17 +16,12 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from bridge_dev.segment_api import FakeSegment
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, stream_lambda_event
+from tests.conftest import SECONDS_LEFT, lambda_function
+from tests.functional.conftest import stream_lambda_event
 
 WRITE_KEY = "segment-source-write-key-1"
 REMAINING_SECONDS = 8.0
 """The invocations below have 8 s left; the emitter keeps 5 s in reserve, so 3 s to send."""
-
-
-class ShortContext(FakeContext):
-    def get_remaining_time_in_millis(self) -> int:
-        return int(REMAINING_SECONDS * 1000)
 
 
 class StalledServer:
@@ -83,10 +78,10 @@ class ScriptedServer:
 
 @pytest.fixture
 def emitter(aws):
-    module = load_handler("emitter")
-    module.destinations.cache_clear()
-    module.sender.cache_clear()
-    return module
+    function = lambda_function("EmitterFunction")
+    function.module.destinations.cache_clear()
+    function.module.sender.cache_clear()
+    return function
 
 
 @pytest.fixture
@@ -130,7 +125,7 @@ def test_stalled_destinations_delay_no_one_and_no_invocation_passes_its_timeout(
 
         # When one invocation sends the batch
         started = time.monotonic()
-        response = emitter.lambda_handler(event, ShortContext())
+        response = emitter.invoke(event, seconds_left=REMAINING_SECONDS)
         elapsed = time.monotonic() - started
 
         # Then it ends before its timeout, the healthy workspaces are delivered in it, and the stalled
@@ -218,7 +213,7 @@ def test_a_redirect_is_never_followed_and_is_parked_with_the_answer(emitter, aws
         workspaces.set_segment_destination("ws_moved", WRITE_KEY, redirecting.url)
         publish(aws, "ws_moved", "EVT#1")
 
-        response = emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+        response = emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 
         assert response == {"batchItemFailures": []}
         assert redirecting.requests == [("POST", "/v1/batch")]
@@ -239,7 +234,7 @@ def test_the_answer_kept_when_parked_is_bounded_and_never_holds_the_write_key(em
         workspaces.set_segment_destination("ws_echo", WRITE_KEY, echoing.url)
         publish(aws, "ws_echo", "EVT#1")
 
-        emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+        emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 
         (parked,) = parked_documents(workspaces)
         body = parked["response"]["body"]
@@ -281,9 +276,9 @@ def test_an_endpoint_the_policy_refuses_is_never_called_and_its_events_are_parke
         ExpressionAttributeValues={":endpoint": endpoint},
     )
     publish(aws, "ws_refused", "EVT#1")
-    emitter.sender.cache_clear()
+    emitter.module.sender.cache_clear()
 
-    response = emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+    response = emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 
     assert response == {"batchItemFailures": []}
     (parked,) = parked_documents(workspaces)

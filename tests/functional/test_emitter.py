@@ -12,18 +12,15 @@ import pytest
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.events import http_event
 from bridge_dev.segment_api import FakeSegment, Scripted
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, stream_lambda_event
+from tests.conftest import SECONDS_LEFT, lambda_function
+from tests.functional.conftest import stream_lambda_event
 from tests.functional.test_processor_and_emitter import receive_all
 
 WRITE_KEY = "segment-source-write-key-1"
 
 
-class ShortContext(FakeContext):
-    """An invocation with little time left (the emitter keeps 5 s in reserve)."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 6_000
+LITTLE_TIME_LEFT = 6
+"""An invocation with little time left: 1 s once the emitter's reserve is kept."""
 
 
 @pytest.fixture
@@ -35,10 +32,10 @@ def segment(workspaces):
 
 @pytest.fixture
 def emitter(aws):
-    module = load_handler("emitter")
-    module.destinations.cache_clear()
-    module.sender.cache_clear()
-    return module
+    function = lambda_function("EmitterFunction")
+    function.module.destinations.cache_clear()
+    function.module.sender.cache_clear()
+    return function
 
 
 def publish(aws, sk: str, **fields: Any) -> None:
@@ -53,8 +50,8 @@ def publish(aws, sk: str, **fields: Any) -> None:
     boto3.resource("dynamodb").Table(aws.tables["OutboxTable"]).put_item(Item=item)
 
 
-def run(emitter, aws, context=None) -> dict:
-    return emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), context or FakeContext())
+def run(emitter, aws) -> dict:
+    return emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 
 
 def parked(aws) -> list[dict]:
@@ -117,8 +114,8 @@ def test_500_is_retried_with_backoff_and_delivered_once(emitter, aws, segment):
 def test_a_timeout_is_retried(emitter, aws, segment):
     from segment_bridge.delivery import HttpSender
 
-    emitter.sender.cache_clear()
-    emitter.sender = lambda: HttpSender(timeout=(1.0, 0.5), policy="local")
+    emitter.module.sender.cache_clear()
+    emitter.module.sender = lambda: HttpSender(timeout=(1.0, 0.5), policy="local")
     segment.answer_next(Scripted(200, delay=1.0))
     publish(aws, "EVT#1")
     assert run(emitter, aws) == {"batchItemFailures": []}
@@ -142,7 +139,7 @@ def test_out_of_time_records_go_back_to_the_stream_in_order(emitter, aws, segmen
     for n in range(3):
         publish(aws, f"EVT#{n}")
     event = stream_lambda_event(aws.tables["OutboxTable"])
-    response = emitter.lambda_handler(event, ShortContext())
+    response = emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT)
     sequence = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == sequence
     assert parked(aws) == []
@@ -154,7 +151,7 @@ def test_records_older_than_the_park_limit_are_parked_not_retried_forever(emitte
     publish(aws, "EVT#1")
     event = stream_lambda_event(aws.tables["OutboxTable"])
     event["Records"][0]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 3600
-    assert emitter.lambda_handler(event, ShortContext()) == {"batchItemFailures": []}
+    assert emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT) == {"batchItemFailures": []}
     (item,) = parked(aws)
     assert "503" in item["reason"]
 
@@ -249,8 +246,8 @@ def test_a_change_rule_turns_an_app_table_change_into_one_track_call(
     app_table.put_item(Item=state | {"status": "COMPLETED", "note": "touched again"})
 
     event = stream_lambda_event("FlowStates")
-    assert emitter.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
-    assert emitter.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}  # a stream retry
+    assert emitter.invoke(event, seconds_left=SECONDS_LEFT) == {"batchItemFailures": []}
+    assert emitter.invoke(event, seconds_left=SECONDS_LEFT) == {"batchItemFailures": []}  # a stream retry
 
     (sent,) = segment.events.values()
     assert (sent["event"], sent["userId"], sent["properties"]) == (
@@ -276,5 +273,5 @@ def test_changes_in_tables_the_processor_writes_are_never_sent(emitter, aws, seg
         aws.tables["OutboxTable"], aws.tables["ProfilesTable"]
     )
     echo["dynamodb"]["SequenceNumber"] = "9" + record["dynamodb"]["SequenceNumber"]
-    assert emitter.lambda_handler({"Records": [echo]}, FakeContext()) == {"batchItemFailures": []}
+    assert emitter.invoke({"Records": [echo]}, seconds_left=SECONDS_LEFT) == {"batchItemFailures": []}
     assert segment.requests == []

@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 from bridge_dev.events import DEMO_API_KEY, http_event
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from bridge_dev.runtime import lambda_sqs_event
 from segment_bridge.limits import MAX_ID_BYTES
 from segment_bridge.mapping import Mapping
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, event, sqs_lambda_event
+from tests.conftest import lambda_function
+from tests.functional.conftest import event
 from tests.functional.test_faults import aws_error, before_call
 
 SCALE = settings.default.max_examples / 100
@@ -128,16 +129,14 @@ MAPPINGS = st.sampled_from(
 class Pipeline:
     def __init__(self, aws: Any, store: Any) -> None:
         self.aws, self.store = aws, store
-        self.processor = load_handler("processor")
-        self.ingest = load_handler("ingest")
+        self.processor = lambda_function("ProcessorFunction")
+        self.ingest = lambda_function("IngestFunction")
         self.sqs, self.s3 = boto3.client("sqs"), boto3.client("s3")
         self.bucket = aws.buckets["ArchiveBucket"]
 
     def send(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Ingest one batch; the queue messages it produced (taken off the queue)."""
-        answer = self.ingest.lambda_handler(
-            http_event("/v1/batch", json.dumps({"batch": batch}), headers=AUTH), FakeContext()
-        )
+        answer = self.ingest.invoke(http_event("/v1/batch", json.dumps({"batch": batch}), headers=AUTH))
         assert answer["statusCode"] in (200, 400), answer
         url = self.aws.queue_urls["IngestQueue"]
         messages = []
@@ -149,11 +148,9 @@ class Pipeline:
 
     def process(self, messages: list[dict[str, Any]]) -> list[str]:
         """The ids of the messages the processor failed."""
-        self.processor.mappings.cache_clear()
+        self.processor.module.mappings.cache_clear()
         try:
-            answer = self.processor.lambda_handler(
-                sqs_lambda_event(self.aws.queue_arns["IngestQueue"], messages), FakeContext()
-            )
+            answer = self.processor.invoke(lambda_sqs_event(self.aws.queue_arns["IngestQueue"], messages))
         except BatchProcessingError:  # every record failed
             return [m["MessageId"] for m in messages]
         return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]

@@ -584,16 +584,14 @@ def test_a_number_the_store_cannot_hold_no_longer_takes_its_neighbours_to_the_de
 ):
     """Before: accepted (200), then the processor failed the whole queue message, GOOD included, on
     every receive until the IngestDLQ."""
-    from tests.conftest import load_handler
-    from tests.functional.conftest import FakeContext, sqs_lambda_event
+    from bridge_dev.runtime import lambda_sqs_event
+    from tests.conftest import lambda_function
     from tests.functional.test_processor_and_emitter import receive_all
 
     body = json.dumps([hostile(properties=properties), GOOD])
     assert ingest(http_event("/v1/segment", body, headers=AUTH)).status == 200
     messages = receive_all(aws.queue_urls["IngestQueue"])
-    processor = load_handler("processor")
-    answer = processor.lambda_handler(
-        sqs_lambda_event(aws.queue_arns["IngestQueue"], messages), FakeContext()
-    )
+    processor = lambda_function("ProcessorFunction")
+    answer = processor.invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
     assert answer == {"batchItemFailures": []}
     assert [h["name"] for h in workspaces.read_history("ws_demo", "U", "user-1")] == ["Still Here"]

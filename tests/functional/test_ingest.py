@@ -150,13 +150,13 @@ def test_rotation_keeps_two_live_keys_then_revocation_locks_the_old_one_out(inge
 
 
 def load_fresh_ingest():
-    from tests.conftest import load_handler
-    from tests.functional.conftest import Answer, FakeContext
+    from tests.conftest import lambda_function
+    from tests.functional.conftest import Answer
 
-    module = load_handler("ingest")
+    function = lambda_function("IngestFunction")
 
     def call(event):
-        response = module.lambda_handler(event, FakeContext())
+        response = function.invoke(event)
         return Answer(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
 
     return call

@@ -17,8 +17,8 @@ from bridge_dev import operations
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.segment_api import FakeSegment
 from bridge_dev.target import Target
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, stream_lambda_event
+from tests.conftest import SECONDS_LEFT, lambda_function
+from tests.functional.conftest import stream_lambda_event
 from tests.functional.test_processor_and_emitter import receive_all
 
 WRITE_KEY = "segment-source-write-key-1"
@@ -31,10 +31,10 @@ def target(aws, workspaces) -> Target:
 
 @pytest.fixture
 def emitter(aws):
-    module = load_handler("emitter")
-    module.destinations.cache_clear()
-    module.sender.cache_clear()
-    return module
+    function = lambda_function("EmitterFunction")
+    function.module.destinations.cache_clear()
+    function.module.sender.cache_clear()
+    return function
 
 
 def publish(aws, sk: str, **fields: Any) -> None:
@@ -60,7 +60,7 @@ def parked_objects(aws, queue: str) -> list[dict[str, Any]]:
 def test_a_parked_event_outlives_its_queue_and_redrives_from_the_bucket(emitter, aws, target):
     # Given an event parked because its workspace has no destination yet
     publish(aws, "EVT#1")
-    assert emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext()) == {
+    assert emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT) == {
         "batchItemFailures": []
     }
     (signal,) = [json.loads(m["Body"]) for m in receive_all(aws.queue_urls["EmitterDLQ"])]
@@ -92,7 +92,7 @@ def test_a_redriven_event_refused_again_is_parked_again_with_the_new_answer_then
     emitter, aws, target
 ):
     publish(aws, "EVT#1")
-    emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
     with FakeSegment({"another-write-key"}).start() as segment:  # our write key is now refused (401)
         target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
 
@@ -108,7 +108,7 @@ def test_an_item_of_400_kb_is_parked_whole_in_the_bucket_and_signalled_within_sq
     blob = "x" * 390_000
     publish(aws, "EVT#big", properties={"blob": blob, "n": Decimal("1.5")})
 
-    response = emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+    response = emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 
     assert response == {"batchItemFailures": []}
     (document,) = parked_objects(aws, "emitter")
@@ -128,7 +128,7 @@ def test_an_overflowing_timestamp_is_parked_and_the_rest_of_the_batch_is_sent(em
         publish(aws, "EVT#late", timestamp="9999-12-31T23:59:59-01:00")
         publish(aws, "EVT#ok", timestamp="2026-01-01T10:00:00Z")
 
-        response = emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+        response = emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 
         assert response == {"batchItemFailures": []}
         assert len(segment.events) == 1
@@ -199,7 +199,7 @@ def test_publish_writes_through_the_one_value_conversion(aws, target, emitter):
             "nan": None,
         }
 
-        emitter.lambda_handler(stream_lambda_event(aws.tables["OutboxTable"]), FakeContext())
+        emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
         assert segment.events[published["messageId"]]["properties"] == {
             "score": 0.1,
             "nested": {"ratio": 2.5},

@@ -10,9 +10,10 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from bridge_dev.runtime import lambda_sqs_event
 from segment_bridge.mapping import Mapping
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, event, sample, sqs_lambda_event
+from tests.conftest import lambda_function
+from tests.functional.conftest import event, sample
 from tests.functional.test_processor_and_emitter import receive_all
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z", "2026-01-03T10:00:00.000Z"
@@ -21,8 +22,8 @@ T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z", "2026-01-03
 def test_ingested_webhook_batch_becomes_the_documented_state(ingest, aws, workspaces):
     assert ingest(sample("ingest_webhook_batch.json")).status == 200
     messages = receive_all(aws.queue_urls["IngestQueue"])
-    response = load_handler("processor").lambda_handler(
-        sqs_lambda_event(aws.queue_arns["IngestQueue"], messages), FakeContext()
+    response = lambda_function("ProcessorFunction").invoke(
+        lambda_sqs_event(aws.queue_arns["IngestQueue"], messages)
     )
     assert response == {"batchItemFailures": []}
 
@@ -194,7 +195,7 @@ def test_a_poisoned_message_reaches_the_dead_letter_queue_after_the_receive_coun
     sqs = boto3.client("sqs")
     queue = aws.queue_urls["IngestQueue"]
     sqs.send_message(QueueUrl=queue, MessageBody="not an envelope")
-    processor = load_handler("processor")
+    processor = lambda_function("ProcessorFunction")
     max_receives = load_template()["Resources"]["IngestQueue"]["Properties"]["RedrivePolicy"][
         "maxReceiveCount"
     ]
@@ -202,9 +203,7 @@ def test_a_poisoned_message_reaches_the_dead_letter_queue_after_the_receive_coun
         (message,) = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0)["Messages"]
         # Every record failed: Powertools fails the invocation, so Lambda returns the whole batch.
         with pytest.raises(BatchProcessingError):
-            processor.lambda_handler(
-                sqs_lambda_event(aws.queue_arns["IngestQueue"], [message]), FakeContext()
-            )
+            processor.invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], [message]))
     assert sqs.receive_message(QueueUrl=queue).get("Messages", []) == []
     (dead,) = receive_all(aws.queue_urls["IngestDLQ"])
     assert dead["Body"] == "not an envelope"
@@ -214,9 +213,7 @@ def test_a_poisoned_message_reaches_the_dead_letter_queue_after_the_receive_coun
 def test_sdk_samples_land_as_profiles(ingest, aws, workspaces, name):
     assert ingest(sample(name)).status == 200
     messages = receive_all(aws.queue_urls["IngestQueue"])
-    load_handler("processor").lambda_handler(
-        sqs_lambda_event(aws.queue_arns["IngestQueue"], messages), FakeContext()
-    )
+    lambda_function("ProcessorFunction").invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
     profile = workspaces.read_profile(WS, "U", "user-7")
     assert profile.traits == {"email": "grace@example.com"}
     assert profile.counts == {"Report Exported": 1}

@@ -8,8 +8,9 @@ from datetime import date
 import boto3
 
 from bridge_dev.events import DEMO_WORKSPACE_ID
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, sample, sqs_lambda_event
+from bridge_dev.runtime import lambda_sqs_event
+from tests.conftest import lambda_function
+from tests.functional.conftest import sample
 
 
 def receive_all(queue_url: str) -> list[dict]:
@@ -27,7 +28,7 @@ def test_queued_events_are_archived_and_a_malformed_message_alone_fails(ingest, 
     messages = receive_all(queue_url)
     assert len(messages) == 2
 
-    response = load_handler("processor").lambda_handler(sqs_lambda_event(queue_arn, messages), FakeContext())
+    response = lambda_function("ProcessorFunction").invoke(lambda_sqs_event(queue_arn, messages))
 
     bad = next(m["MessageId"] for m in messages if "not" in m["Body"])
     assert response == {"batchItemFailures": [{"itemIdentifier": bad}]}
@@ -39,8 +40,8 @@ def test_queued_events_are_archived_and_a_malformed_message_alone_fails(ingest, 
 def test_redelivered_message_is_archived_once(ingest, aws, workspaces):
     ingest(sample("ingest_webhook_single.json"))
     messages = receive_all(aws.queue_urls["IngestQueue"])
-    event = sqs_lambda_event(aws.queue_arns["IngestQueue"], messages)
-    processor = load_handler("processor")
-    processor.lambda_handler(event, FakeContext())
-    processor.lambda_handler(event, FakeContext())
+    event = lambda_sqs_event(aws.queue_arns["IngestQueue"], messages)
+    processor = lambda_function("ProcessorFunction")
+    processor.invoke(event)
+    processor.invoke(event)
     assert len(list(workspaces.list_archived(DEMO_WORKSPACE_ID, date(2026, 1, 1)))) == 1

@@ -10,8 +10,8 @@ import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID, FLOW_COMPLETED_RULE, build_all
 from bridge_dev.segment_api import FakeSegment
-from tests.conftest import load_handler
-from tests.functional.conftest import FakeContext, sample
+from tests.conftest import SECONDS_LEFT, lambda_function
+from tests.functional.conftest import sample
 from tests.functional.test_processor_and_emitter import receive_all
 
 WRITE_KEY = "segment-source-write-key-1"
@@ -49,10 +49,10 @@ def test_each_ingest_event_gets_its_documented_answer(name, ingest):
 
 
 def test_the_processor_batch_writes_the_demo_users_profiles(aws, workspaces):
-    processor = load_handler("processor")
-    processor.mappings.cache_clear()
+    processor = lambda_function("ProcessorFunction")
+    processor.module.mappings.cache_clear()
 
-    answer = processor.lambda_handler(sample("processor_sqs_batch.json"), FakeContext())
+    answer = processor.invoke(sample("processor_sqs_batch.json"))
 
     assert answer == {"batchItemFailures": []}
     table = boto3.resource("dynamodb").Table(aws.tables["ProfilesTable"])
@@ -66,10 +66,10 @@ def test_the_processor_batch_writes_the_demo_users_profiles(aws, workspaces):
 
 @pytest.fixture
 def emitter(aws):
-    module = load_handler("emitter")
-    for cached in (module.destinations, module.rules, module.sender):
+    function = lambda_function("EmitterFunction")
+    for cached in (function.module.destinations, function.module.rules, function.module.sender):
         cached.cache_clear()
-    return module
+    return function
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def segment(workspaces):
 
 
 def test_the_outbox_insert_reaches_segment_as_one_track_call(emitter, segment):
-    answer = emitter.lambda_handler(sample("emitter_outbox_insert.json"), FakeContext())
+    answer = emitter.invoke(sample("emitter_outbox_insert.json"), seconds_left=SECONDS_LEFT)
 
     assert answer == {"batchItemFailures": []}
     (sent,) = segment.events.values()
@@ -89,7 +89,7 @@ def test_the_outbox_insert_reaches_segment_as_one_track_call(emitter, segment):
 
 
 def test_the_outbox_insert_is_parked_while_the_workspace_has_no_destination(emitter, aws, workspaces):
-    answer = emitter.lambda_handler(sample("emitter_outbox_insert.json"), FakeContext())
+    answer = emitter.invoke(sample("emitter_outbox_insert.json"), seconds_left=SECONDS_LEFT)
 
     assert answer == {"batchItemFailures": []}
     (parked,) = [json.loads(m["Body"]) for m in receive_all(aws.queue_urls["EmitterDLQ"])]
@@ -99,7 +99,7 @@ def test_the_outbox_insert_is_parked_while_the_workspace_has_no_destination(emit
 def test_the_change_rule_modify_reaches_segment_as_the_rules_track_call(emitter, segment, workspaces):
     workspaces.put_change_rule(FLOW_COMPLETED_RULE)
 
-    answer = emitter.lambda_handler(sample("emitter_change_rule_modify.json"), FakeContext())
+    answer = emitter.invoke(sample("emitter_change_rule_modify.json"), seconds_left=SECONDS_LEFT)
 
     assert answer == {"batchItemFailures": []}
     (sent,) = segment.events.values()
@@ -111,7 +111,7 @@ def test_the_change_rule_modify_reaches_segment_as_the_rules_track_call(emitter,
 
 
 def test_the_change_rule_modify_sends_nothing_without_its_rule(emitter, segment):
-    answer = emitter.lambda_handler(sample("emitter_change_rule_modify.json"), FakeContext())
+    answer = emitter.invoke(sample("emitter_change_rule_modify.json"), seconds_left=SECONDS_LEFT)
 
     assert answer == {"batchItemFailures": []}
     assert segment.events == {}

@@ -20,7 +20,9 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture
-def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+def session(
+    monkeypatch: pytest.MonkeyPatch, boto_session: boto3.session.Session
+) -> Iterator[boto3.session.Session]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -31,7 +33,7 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        yield boto3.session.Session(region_name="us-east-1")
+        yield boto_session
 
 
 @pytest.fixture
@@ -198,6 +200,19 @@ Values:
     }
 
 
+def test_what_one_caller_changes_in_the_template_no_later_caller_sees(tmp_path: Path):
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n", encoding="utf-8")
+
+    first = load_template(path)
+    first["Resources"]["Queue"]["Type"] = "changed"
+    first["Resources"]["Other"] = {}
+
+    assert load_template(path) == {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}
+    path.write_text("Resources: {}\n", encoding="utf-8")
+    assert load_template(path) == {"Resources": {}}  # an edited file is read again
+
+
 def test_environment_refuses_what_it_cannot_resolve(session, template):
     broken = json.loads(json.dumps(template))
     broken["Globals"]["Function"]["Environment"]["Variables"]["LAYER"] = {"Ref": "BridgeLayer"}
@@ -240,7 +255,7 @@ def test_env_json_gives_every_function_the_template_variables_of_the_local_stack
 
 
 def test_the_ingest_handler_serves_exactly_the_template_routes():
-    from tests.conftest import load_handler
+    from tests.conftest import lambda_function
 
     events = load_template()["Resources"]["IngestFunction"]["Properties"]["Events"]
     routes = {
@@ -248,7 +263,7 @@ def test_the_ingest_handler_serves_exactly_the_template_routes():
         for e in events.values()
         if e["Type"] == "HttpApi"
     }
-    served = {("POST", f"/v1/{route}") for route in load_handler("ingest").ROUTES}
+    served = {("POST", f"/v1/{route}") for route in lambda_function("IngestFunction").module.ROUTES}
     assert routes == served
 
 
@@ -312,11 +327,11 @@ def test_alarms_watch_both_dead_letter_queues_each_function_and_the_emitter_iter
 
 
 def test_the_ingest_handler_emits_the_metric_its_internal_errors_alarm_watches(template):
-    from tests.conftest import load_handler
+    from tests.conftest import lambda_function
 
     alarm = template["Resources"]["IngestInternalErrorsAlarm"]["Properties"]
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    ingest = load_handler("ingest")
+    ingest = lambda_function("IngestFunction").module
 
     ingest.failed(RuntimeError("a bug"))
     emitted = ingest.metrics.serialize_metric_set()
