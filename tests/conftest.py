@@ -57,7 +57,9 @@ def lambda_function(logical_id: str) -> LocalFunction:
     from bridge_dev.runtime import load_function
     from bridge_dev.template import load_template
 
-    return load_function(load_template(), logical_id)
+    function = load_function(load_template(), logical_id)
+    _follow_stdout()  # its Logger writes to the capture of whichever test (or example) is running
+    return function
 
 
 @pytest.fixture(scope="session")

@@ -179,10 +179,13 @@ def applied(store: Any, event: dict[str, Any]) -> bool:
         return event["messageId"] in store.existing_history(WS, {key: {event["messageId"]}}).get(key, set())
     if kind == "group":
         return store.read_profile(WS, "G", event["groupId"]) is not None
-    if kind == "alias":
-        return (
-            event["previousId"] in store.linked_ids(WS, user) and store.read_profile(WS, *entity) is not None
+    if kind == "alias":  # its link is stored, or superseded by a later one for the same previousId
+        link = store.clients.dynamodb.get_item(
+            TableName=store.settings.profiles_table,
+            Key={"pk": {"S": f"WS#{WS}#LINK#{event['previousId']}"}, "sk": {"S": "LINK"}},
+            ConsistentRead=True,
         )
+        return "Item" in link and store.read_profile(WS, *entity) is not None
     return store.read_profile(WS, *entity) is not None
 
 
