@@ -1,0 +1,88 @@
+"""What each handler loads at cold start: imported in a fresh interpreter as Lambda imports it (its
+CodeUri first on sys.path, then the layer), our modules it loaded must stay within the set below. A
+module added here makes every cold start of that function pay for it: benchmarks/bench_coldstart.py
+measures what it costs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bridge_dev.runtime import function_properties
+from bridge_dev.template import load_template
+from tests.conftest import ROOT
+
+SHARED = {
+    "segment_bridge",
+    "segment_bridge.auth",  # the store's workspace repository (key hashes)
+    "segment_bridge.cache",
+    "segment_bridge.errors",
+    "segment_bridge.limits",
+    "segment_bridge.settings",
+    "segment_bridge.store",
+    "segment_bridge.store.aws",
+    "segment_bridge.store.queues",
+    "segment_bridge.store.workspaces",
+}
+LOADED = {
+    "IngestFunction": SHARED
+    | {
+        "segment_bridge.intake",
+        "segment_bridge.envelope",
+        "segment_bridge.spec",
+        "segment_bridge.timestamps",
+    },
+    "ProcessorFunction": SHARED
+    | {
+        "segment_bridge.processing",
+        "segment_bridge.profiles",
+        "segment_bridge.mapping",
+        "segment_bridge.envelope",
+        "segment_bridge.timestamps",
+    },
+    "EmitterFunction": SHARED
+    | {
+        "segment_bridge.delivery",
+        "segment_bridge.outbound",
+        "segment_bridge.mapping",
+        "segment_bridge.values",
+    },
+}
+"""No function loads another's use case, the profiles' repository (built on first use), or dev tooling."""
+USE_CASE = {
+    "IngestFunction": "segment_bridge.intake",
+    "ProcessorFunction": "segment_bridge.processing",
+    "EmitterFunction": "segment_bridge.delivery",
+}
+
+PROBE = (
+    "import importlib, json, sys\n"
+    "module, attribute = sys.argv[1].rsplit('.', 1)\n"
+    "getattr(importlib.import_module(module), attribute)\n"
+    "ours = ('segment_bridge', 'bridge_dev')\n"
+    "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ours)))\n"
+)
+
+
+@pytest.mark.parametrize("function", sorted(LOADED))
+def test_each_handler_loads_only_its_own_modules_at_cold_start(function):
+    properties = function_properties(load_template(), function)
+    code = ROOT / str(properties["CodeUri"])
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(code), str(ROOT / "layers" / "bridge")])
+    done = subprocess.run(  # noqa: S603 - our test venv's interpreter
+        [sys.executable, "-c", PROBE, str(properties["Handler"])],
+        cwd=code,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(json.loads(done.stdout))
+    assert USE_CASE[function] in loaded
+    assert loaded <= LOADED[function], f"{function} now also loads {sorted(loaded - LOADED[function])}"
