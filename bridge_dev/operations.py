@@ -24,7 +24,8 @@ import yaml
 
 from bridge_dev.runtime import lambda_environment, lambda_stream_record, load_function
 from bridge_dev.target import Target
-from segment_bridge.delivery import HttpSender, Sending, deliver, redeliver, stream_changes
+from segment_bridge.delivery import Sending, deliver, redeliver, stream_changes
+from segment_bridge.egress import HttpSender
 from segment_bridge.envelope import unpack
 from segment_bridge.errors import InvalidPayload, NotFound
 from segment_bridge.intake import Limits, decode_body, iso, prepare

@@ -142,7 +142,8 @@ def test_stalled_destinations_delay_no_one_and_no_invocation_passes_its_timeout(
 
 
 def test_a_destination_that_keeps_stalling_is_given_up_on_and_old_records_parked(aws, workspaces, stalled):
-    from segment_bridge.delivery import HttpSender, Sending, deliver, stream_changes
+    from segment_bridge.delivery import Sending, deliver, stream_changes
+    from segment_bridge.egress import HttpSender
 
     server = StalledServer()
     stalled.append(server)
@@ -175,7 +176,8 @@ def test_a_destination_that_keeps_stalling_is_given_up_on_and_old_records_parked
 
 
 def test_the_deadline_is_checked_before_every_workspaces_first_attempt(aws, workspaces, stalled):
-    from segment_bridge.delivery import HttpSender, Sending, deliver, stream_changes
+    from segment_bridge.delivery import Sending, deliver, stream_changes
+    from segment_bridge.egress import HttpSender
 
     for n in range(3):
         server = StalledServer()

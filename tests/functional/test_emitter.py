@@ -112,7 +112,7 @@ def test_500_is_retried_with_backoff_and_delivered_once(emitter, aws, segment):
 
 
 def test_a_timeout_is_retried(emitter, aws, segment):
-    from segment_bridge.delivery import HttpSender
+    from segment_bridge.egress import HttpSender
 
     emitter.module.sender.cache_clear()
     emitter.module.sender = lambda: HttpSender(timeout=(1.0, 0.5), policy="local")

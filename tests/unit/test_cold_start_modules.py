@@ -47,6 +47,7 @@ LOADED = {
     "EmitterFunction": SHARED
     | {
         "segment_bridge.delivery",
+        "segment_bridge.egress",
         "segment_bridge.outbound",
         "segment_bridge.mapping",
         "segment_bridge.values",

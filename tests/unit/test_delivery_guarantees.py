@@ -16,7 +16,8 @@ from boto3.dynamodb.types import Binary, TypeSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segment_bridge.delivery import Answer, Sending, deliver, stream_changes
+from segment_bridge.delivery import Sending, deliver, stream_changes
+from segment_bridge.egress import Answer
 from segment_bridge.outbound import ChangeRule, Destination, outbound_message_id
 from segment_bridge.store.parked import as_json
 
