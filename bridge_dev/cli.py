@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -597,7 +596,7 @@ def publish_command(
 ) -> None:
     """Write an outbox item as your product would; the emitter sends it to Segment as a track call."""
     try:
-        values = json.loads(properties, parse_float=Decimal, parse_constant=_no_constant)
+        values = json.loads(properties, parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise click.BadParameter(f"not JSON: {reason}", param_hint="--properties") from None
@@ -831,7 +830,7 @@ def _report(error: Exception, *, as_json: bool) -> int:
     body = _error_body(error)
     status = 2 if isinstance(error, click.UsageError) else 1
     if as_json:
-        click.echo(json.dumps(body, ensure_ascii=False), err=True)
+        click.echo(json.dumps(body), err=True)  # ASCII: one line whatever the message quotes
     elif isinstance(error, click.ClickException):
         error.show()
     else:

@@ -261,7 +261,7 @@ def publish(
 ) -> dict[str, Any]:
     """Write an outbox item as the product would; returns its keys and the messageId Segment will see."""
     require_workspace(target, workspace_id)
-    reason = unstorable(properties)
+    reason = unstorable(properties)  # NaN, infinities (1e400), numbers beyond 38 digits, nesting
     if reason:
         raise InvalidPayload(f"--properties cannot be stored: {reason}.")
     item: dict[str, Any] = {
