@@ -34,6 +34,7 @@ from segment_bridge.outbound import OutboxItem, outbound_message_id
 from segment_bridge.processing import ProfileChange, preview
 from segment_bridge.profiles import EntityKind, Profile
 from segment_bridge.store import DeadLetter, Workspace
+from segment_bridge.values import to_dynamo
 
 if TYPE_CHECKING:
     from segment_bridge.store.parked import ParkedItem
@@ -261,7 +262,9 @@ def publish(
 ) -> dict[str, Any]:
     """Write an outbox item as the product would; returns its keys and the messageId Segment will see."""
     require_workspace(target, workspace_id)
-    reason = unstorable(properties)  # NaN, infinities (1e400), numbers beyond 38 digits, nesting
+    # What the one value conversion leaves that DynamoDB refuses (non-finite floats become null there):
+    # integers beyond 38 digits, nesting too deep.
+    reason = unstorable(to_dynamo(properties))
     if reason:
         raise InvalidPayload(f"--properties cannot be stored: {reason}.")
     item: dict[str, Any] = {
