@@ -3,30 +3,34 @@
     segment-bridge workspaces create "Acme"              # the local stack (make dev) by default
     segment-bridge --stack segment-bridge-prod users show ws_... user-42 --json
 
-Every command takes --json (one JSON document on stdout; errors as {"code", "message"} on stderr).
-Exit status: 0 done, 1 refused or failed (the message says why), 2 wrong usage.
+Every command takes --json (one JSON document on stdout; `tail --json`: one object a line). Errors go to
+stderr, as {"code", "message"} with --json: never a traceback (main maps every exception, in one place).
+Exit status: 0 done, 1 refused or failed (the message says why), 2 wrong usage (code "usage").
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from bridge_dev import operations
+from bridge_dev import operations, rules, watch
 from bridge_dev.target import LOCAL_ENDPOINT, Target, TargetError, deployed_target, local_target
 from bridge_dev.template import NoLocalStack, TemplateError
 from segment_bridge import __version__
 from segment_bridge.auth import new_api_key
-from segment_bridge.errors import BridgeError
+from segment_bridge.errors import BridgeError, NotFound
 from segment_bridge.outbound import endpoint_url
 from segment_bridge.processing import replay
+from segment_bridge.stats import COUNTERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -466,9 +470,12 @@ def rejected_list(
     ctx: click.Context, workspace_id: str, day: str | None, with_events: bool, as_json: bool
 ) -> None:
     """The events a workspace had refused on a day, with the reason for each."""
+    target = _target(ctx)
+    wanted = _day(day)
+    operations.require_workspace(target, workspace_id)
     rows = [
         record if with_events else {k: v for k, v in record.items() if k != "event"}
-        for record in _target(ctx).store.list_rejected(workspace_id, _day(day))
+        for record in target.store.list_rejected(workspace_id, wanted)
     ]
     columns = ["receivedAt", "index", "messageId", "reason", *(["event"] if with_events else [])]
     show(as_json, rows, lambda: _table(rows, columns, "No rejected events that day."))
@@ -589,9 +596,10 @@ def publish_command(
 ) -> None:
     """Write an outbox item as your product would; the emitter sends it to Segment as a track call."""
     try:
-        values = json.loads(properties)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error.msg}", param_hint="--properties") from None
+        values = json.loads(properties, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as error:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        raise click.BadParameter(f"not JSON: {reason}", param_hint="--properties") from None
     if not isinstance(values, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--properties")
     if not user_id and not anonymous_id:
@@ -610,6 +618,10 @@ def publish_command(
     )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON (or DynamoDB) holds")
+
+
 # ---------------------------------------------------------------------------------------------- invoke
 
 
@@ -619,7 +631,7 @@ def publish_command(
     "-e",
     "--event",
     "event_file",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
     help="The event (JSON file, - for standard input), e.g. events/ingest_webhook_batch.json.",
 )
 @json_option
@@ -631,10 +643,149 @@ def invoke_command(ctx: click.Context, function: str, event_file: Path | None, a
     show(as_json, result, lambda: json.dumps(result, indent=2, ensure_ascii=False))
 
 
+# ---------------------------------------------------------------------------------------------- rules
+
+
+@cli.group("rules")
+def rules_group() -> None:
+    """Change rules: changes in your own tables (AppTableStreamArn) sent to Segment as track calls."""
+
+
+@rules_group.command("list")
+@json_option
+@click.pass_context
+def rules_list(ctx: click.Context, as_json: bool) -> None:
+    """The stack's change rules."""
+    rows = [rules.rule_view(rule) for rule in sorted(_target(ctx).store.change_rules(), key=lambda r: r.name)]
+    show(as_json, rows, lambda: _table(rows, ["name", "table", "event", "when"], "No change rules."))
+
+
+@rules_group.command("set")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+def rules_set(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Store a rule file (YAML or JSON, one rule), replacing the rule of the same name. Each field is
+    checked (every expression must be JMESPath) before anything is stored."""
+    rule = rules.read_rule(file)
+    target = _target(ctx)
+    target.store.put_change_rule(rule)
+    seconds = target.settings.auth_cache_seconds
+    data = {"stored": rule.name, "effective_within_seconds": seconds, "rule": rules.rule_view(rule)}
+    show(as_json, data, f"Stored change rule {rule.name}; running emitters use it within {seconds:g} s.")
+
+
+@rules_group.command("delete")
+@click.argument("name")
+@json_option
+@click.pass_context
+def rules_delete(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Delete a change rule by name."""
+    store = _target(ctx).store
+    if name not in {rule.name for rule in store.change_rules()}:
+        raise NotFound(f"No change rule {name}.")
+    store.delete_change_rule(name)
+    show(as_json, {"deleted": name}, f"Deleted change rule {name}.")
+
+
+@rules_group.command("test")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--record",
+    "record_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='A stream event (e.g. events/emitter_change_rule_modify.json) or {"eventName", "old", "new"}.',
+)
+@json_option
+def rules_test(rule_file: Path, record_file: Path, as_json: bool) -> None:
+    """What a rule file makes of a sample stream record: the track call it sends, or why not. Needs no
+    stack; nothing is stored or sent."""
+    rule = rules.read_rule(rule_file)
+    results = [rules.test_rule(rule, record) for record in rules.records(record_file)]
+    show(as_json, results, lambda: "\n".join(_rule_test_text(rule.name, result) for result in results))
+
+
+def _rule_test_text(name: str, result: dict[str, Any]) -> str:
+    if not result["sends"]:
+        return f"record {result['record']}: {name} sends nothing: {result['why']}"
+    return f"record {result['record']}: {name} sends\n" + json.dumps(
+        result["track"], indent=2, ensure_ascii=False
+    )
+
+
+# ---------------------------------------------------------------------------------------------- stats
+
+
+@cli.command("stats")
+@click.argument("workspace_id", required=False)
+@click.option(
+    "--days", default=7, show_default=True, type=click.IntRange(1, 366), help="The last N UTC days."
+)
+@json_option
+@click.pass_context
+def stats_command(ctx: click.Context, workspace_id: str | None, days: int, as_json: bool) -> None:
+    """Per day: events accepted, rejected, echoes (our own events Segment sent back), applied, duplicates,
+    unapplied; track calls sent to Segment and parked. One workspace, or every workspace."""
+    rows = watch.stats(_target(ctx), workspace_id, days)
+    columns = ["day", *COUNTERS] if workspace_id else ["workspace_id", "day", *COUNTERS]
+    show(as_json, rows, lambda: _table(rows, columns, "No workspaces."))
+
+
+# ---------------------------------------------------------------------------------------------- tail
+
+
+@cli.command("tail")
+@click.argument("workspace_id")
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 60),
+    help="Seconds between polls.",
+)
+@click.option(
+    "--seconds", type=click.FloatRange(0, min_open=True), help="Stop after this long (default: Ctrl-C)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.pass_context
+def tail_command(
+    ctx: click.Context, workspace_id: str, interval: float, seconds: float | None, as_json: bool
+) -> None:
+    """A workspace's events as they happen: accepted, rejected (with the reason), echoes, then applied or
+    unapplied (with the reason); track calls sent and parked. Reads what the pipeline writes anyway (the
+    archive, the daily counts): nothing is turned on, nothing is kept."""
+    following = watch.Tail(_target(ctx), workspace_id)
+    until = time.monotonic() + seconds if seconds else None
+    if not as_json:
+        click.echo(f"Watching {workspace_id} (Ctrl-C to stop).", err=True)
+    try:
+        for line in following.follow(interval, until, time.sleep):
+            click.echo(json.dumps(line, ensure_ascii=False, default=str) if as_json else _tail_text(line))
+    except KeyboardInterrupt:
+        pass
+
+
+def _tail_text(line: dict[str, Any]) -> str:
+    at = str(line.get("at", ""))[11:19]
+    if "count" in line:
+        return f"{at}  {line['kind']:<9}  {line['count']}"
+    who = line.get("userId") or line.get("anonymousId") or "-"
+    name = f" {line['name']!r}" if line.get("name") else ""
+    reason = f"  ({line['reason']})" if line.get("reason") else ""
+    message_id = line.get("messageId") or ""
+    return f"{at}  {line['kind']:<9}  {line.get('type') or '?'}{name} {who} {message_id}{reason}"
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
-def _error_body(error: Exception) -> dict[str, Any]:
+def _error_body(error: BaseException) -> dict[str, Any]:
+    """Any exception as {"code", "message"}: the one place the CLI maps errors."""
+    if isinstance(error, click.UsageError):
+        return {"code": "usage", "message": error.format_message()}
+    if isinstance(error, click.ClickException):
+        return {"code": "invalid", "message": error.format_message()}
     if isinstance(error, BridgeError):
         return {"code": error.code, "message": error.message}
     if isinstance(error, ValidationError):
@@ -646,29 +797,45 @@ def _error_body(error: Exception) -> dict[str, Any]:
         return {"code": "no_stack", "message": f"{error}. Start it with `make dev`, or pass --stack NAME."}
     if isinstance(error, TargetError):
         return {"code": "no_stack", "message": str(error)}
-    return {"code": "invalid", "message": str(error)}
+    if isinstance(error, TemplateError):
+        return {"code": "invalid_template", "message": str(error)}
+    if isinstance(error, FileNotFoundError | IsADirectoryError | PermissionError):
+        return {"code": "unreadable_file", "message": f"{error.strerror}: {error.filename}"}
+    if isinstance(error, UnicodeDecodeError):
+        return {"code": "unreadable_file", "message": f"not UTF-8 text ({error.reason})"}
+    if isinstance(error, ValueError | TypeError | ArithmeticError | RecursionError):
+        return {"code": "invalid", "message": f"{type(error).__name__}: {error}"}
+    if isinstance(error, BotoCoreError | ClientError):
+        return {"code": "service_unavailable", "message": str(error)}
+    return {"code": "internal_error", "message": f"{type(error).__name__}: {error}"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status. Every exception ends here as an error on stderr (JSON with
+    --json), never as a traceback: 2 for wrong usage, 1 for anything else."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=args, prog_name="segment-bridge", standalone_mode=False)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
         return 1
-    except (BridgeError, ValidationError, NoLocalStack, TargetError, TemplateError, ValueError) as error:
-        body = _error_body(error)
-        if "--json" in args:
-            click.echo(json.dumps(body), err=True)
-        else:
-            click.echo(f"error: {body['message']}", err=True)
-        return 1
+    except Exception as error:  # the one place every error becomes {"code", "message"}
+        return _report(error, as_json="--json" in args)
     return 0
+
+
+def _report(error: Exception, *, as_json: bool) -> int:
+    body = _error_body(error)
+    status = 2 if isinstance(error, click.UsageError) else 1
+    if as_json:
+        click.echo(json.dumps(body), err=True)  # ASCII: one line whatever the message quotes
+    elif isinstance(error, click.ClickException):
+        error.show()
+    else:
+        click.echo(f"error: {body['message']}", err=True)
+    return status
 
 
 if __name__ == "__main__":

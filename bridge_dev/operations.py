@@ -27,13 +27,15 @@ from bridge_dev.target import Target
 from segment_bridge.delivery import Sending, deliver, redeliver, stream_changes
 from segment_bridge.egress import HttpSender
 from segment_bridge.envelope import unpack
-from segment_bridge.errors import InvalidPayload, NotFound
+from segment_bridge.errors import BridgeError, InvalidPayload, NotFound
 from segment_bridge.intake import Limits, decode_body, iso, prepare
+from segment_bridge.limits import unstorable, valid_workspace_id
 from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
 from segment_bridge.processing import ProfileChange, preview
 from segment_bridge.profiles import EntityKind, Profile
-from segment_bridge.store import DeadLetter
+from segment_bridge.store import DeadLetter, Workspace
+from segment_bridge.values import to_dynamo
 
 if TYPE_CHECKING:
     from segment_bridge.store.parked import ParkedItem
@@ -45,6 +47,23 @@ REDRIVE_CHUNK = 100
 """Parked items re-driven together (one Segment request per workspace)."""
 SWEEP_LIMIT = 10_000
 """The most dead letters one listing or re-drive moves from a queue into parked/."""
+
+
+class FunctionFailed(BridgeError):
+    """A function raised on the event it was given (what Lambda reports as an invocation error)."""
+
+    status, code = 500, "function_error"
+
+
+# ---------------------------------------------------------------------------------------------- workspaces
+
+
+def require_workspace(target: Target, workspace_id: str) -> Workspace:
+    """The workspace, or NotFound: every command naming a workspace says so when there is none (an id no
+    workspace can have, e.g. with a '#', included), rather than showing nothing."""
+    if not valid_workspace_id(workspace_id):
+        raise NotFound(f"No workspace {workspace_id!r}.")
+    return target.store.get_workspace(workspace_id)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -89,7 +108,10 @@ def read_body(path: Path) -> tuple[bytes, str | None]:
 def read_event(path: Path | None) -> dict[str, Any]:
     """A function's event (`invoke -e`): a JSON file, or standard input for `-` or no file."""
     text = sys.stdin.read() if path is None or str(path) == "-" else path.read_text(encoding="utf-8")
-    document = json.loads(text) if text.strip() else {}
+    try:
+        document = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as error:
+        raise InvalidPayload(f"The event is not JSON: {error.msg} (line {error.lineno}).") from None
     if not isinstance(document, dict):
         raise InvalidPayload("The event must be a JSON object.")
     return document
@@ -114,6 +136,7 @@ def profile_view(profile: Profile) -> dict[str, Any]:
 def show_user(target: Target, workspace_id: str, user_id: str) -> dict[str, Any]:
     """A user's profile, with what its linked ids (anonymous ids, aliased ids) did before they were
     linked, and the counts of both together."""
+    require_workspace(target, workspace_id)
     store = target.store
     profile = store.read_profile(workspace_id, "U", user_id)
     if profile is None:
@@ -140,6 +163,7 @@ def list_events(
     target: Target, workspace_id: str, entity_id: str, *, anonymous: bool, linked: bool, limit: int
 ) -> list[dict[str, Any]]:
     """An entity's event history, oldest first (the last `limit`), with its linked ids' if asked."""
+    require_workspace(target, workspace_id)
     store = target.store
     entities: list[tuple[EntityKind, str]] = [("A" if anonymous else "U", entity_id)]
     if linked and not anonymous:  # what the linked (anonymous) ids did before they were linked
@@ -162,6 +186,7 @@ def list_events(
 
 
 def show_group(target: Target, workspace_id: str, group_id: str) -> dict[str, Any]:
+    require_workspace(target, workspace_id)
     store = target.store
     profile = store.read_profile(workspace_id, "G", group_id)
     if profile is None:
@@ -182,8 +207,8 @@ def preview_mapping(
 ) -> dict[str, Any]:
     """What a file's events would change under the workspace's mapping (or the mapping in
     `mapping_file`), writing nothing."""
+    require_workspace(target, workspace_id)
     store = target.store
-    store.get_workspace(workspace_id)
     mapping = read_mapping(mapping_file) if mapping_file else store.get_mapping(workspace_id)
     body, path = read_body(events_file)
     events, rejections = prepare(body, workspace_id, datetime.now(UTC), path)
@@ -237,7 +262,12 @@ def publish(
     item_id: str | None = None,
 ) -> dict[str, Any]:
     """Write an outbox item as the product would; returns its keys and the messageId Segment will see."""
-    target.store.get_workspace(workspace_id)
+    require_workspace(target, workspace_id)
+    # What the one value conversion leaves that DynamoDB refuses (non-finite floats become null there):
+    # integers beyond 38 digits, nesting too deep.
+    reason = unstorable(to_dynamo(properties))
+    if reason:
+        raise InvalidPayload(f"--properties cannot be stored: {reason}.")
     item: dict[str, Any] = {
         "pk": f"WS#{workspace_id}",
         "sk": item_id or f"EVT#{uuid.uuid4()}",
@@ -526,7 +556,17 @@ def invoke(target: Target, logical_id: str, event: dict[str, Any], logs: io.Text
     # EMF metrics off unless the shell turns them on: the result on stdout stays readable.
     variables = {"POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")}
     variables |= target.environment
+    functions = sorted(
+        name
+        for name, resource in target.resources.template.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    )
+    if logical_id not in functions:
+        raise NotFound(f"template.yaml has no function {logical_id}; it has {', '.join(functions)}.")
     with lambda_environment(variables, aws=target.aws_environment()), contextlib.redirect_stdout(logs):
         function = load_function(target.resources.template, logical_id)
-        result = function.invoke(event, str(uuid.uuid4()))
+        try:
+            result = function.invoke(event, str(uuid.uuid4()))
+        except Exception as error:  # the function's own failure, reported as Lambda reports it
+            raise FunctionFailed(f"{logical_id} failed: {type(error).__name__}: {error}") from None
     return json.loads(json.dumps(result, default=str))

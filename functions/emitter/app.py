@@ -19,6 +19,7 @@ from segment_bridge.delivery import PARALLEL_WORKSPACES, Sending, deliver, strea
 from segment_bridge.egress import HttpSender
 from segment_bridge.outbound import ChangeRule, Destination
 from segment_bridge.settings import get_settings
+from segment_bridge.stats import count_deliveries, today
 from segment_bridge.store import get_store
 
 if TYPE_CHECKING:  # Powertools' batch package (and asyncio with it) only for the answer's type
@@ -64,6 +65,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
         rules=rules().get("all") or [],
     )
     logger.info("outbox batch delivered", extra=report.figures())
+    count_deliveries(get_store(), report.by_workspace, today())
     for name, value in (
         ("EventsSent", report.sent),
         ("EventsRetried", report.retried),

@@ -142,7 +142,7 @@ def test_errors_have_a_code_and_a_message_and_exit_1(cli):
     code, out, err = cli("users", "show", "ws_nope", "nobody", "--json", ok=False)
     assert code == 1
     assert out == ""
-    assert json.loads(err) == {"code": "not_found", "message": "Workspace ws_nope has no user nobody."}
+    assert json.loads(err) == {"code": "not_found", "message": "No workspace ws_nope."}
 
     _, _, err = cli("workspaces", "secret", DEMO_WORKSPACE_ID, ok=False)
     assert "exactly one of" in err
@@ -373,3 +373,30 @@ def test_the_console_script_invokes_a_function_of_the_template_on_a_sample_event
     assert json.loads(result["body"])["accepted"] == 4
     assert "IngestFunction" in done.stderr  # the function's own logs go to stderr
     assert DEMO_API_KEY not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- tail, stats
+
+
+def test_tail_shows_a_delivery_within_seconds_and_stats_count_it(stack, cli):
+    from bridge_dev.watch import Tail
+
+    tail = Tail(local_target(stack.aws_endpoint), DEMO_WORKSPACE_ID)
+    tail.start()
+    before = cli.json("stats", DEMO_WORKSPACE_ID, "--days", "1")[0]
+    sent_at = time.monotonic()
+    good, bad = identify(f"tail-{time.time_ns()}"), {"type": "track", "userId": "u", "messageId": "tail-bad"}
+    assert post(stack, DEMO_API_KEY, {"batch": [good, bad]}).status_code == 200
+
+    seen: list[dict[str, Any]] = []
+
+    def applied() -> bool:
+        seen.extend(tail.poll())
+        return any(line["kind"] == "applied" and line["messageId"] == good["messageId"] for line in seen)
+
+    eventually(applied, timeout=10)
+    assert time.monotonic() - sent_at < 6  # about 2 s to settle, plus the pollers
+    assert [line["reason"] for line in seen if line["kind"] == "rejected"] == ["event: Field required"]
+    after = cli.json("stats", DEMO_WORKSPACE_ID, "--days", "1")[0]
+    assert (after["accepted"] - before["accepted"], after["rejected"] - before["rejected"]) == (1, 1)
+    assert after["applied"] - before["applied"] == 1

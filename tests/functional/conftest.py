@@ -255,3 +255,45 @@ def event(
     if user:
         out["userId"] = user
     return out | fields
+
+
+# --- the operator CLI on moto -------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    status: int
+    out: str
+    err: str
+
+    @property
+    def error(self) -> dict[str, Any]:
+        body = json.loads(self.err.strip().split("\n")[-1])
+        assert set(body) == {"code", "message"}, body
+        assert body["message"], body
+        return body
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def sb(aws, boto_session, workspaces, monkeypatch, capsys) -> Callable[..., Run]:
+    """`sb(*args)`: segment-bridge (bridge_dev.cli.main, what the console script calls) against the moto
+    stack with the sample events' workspaces, with --json unless told otherwise."""
+    from bridge_dev import cli
+    from bridge_dev.target import Target
+
+    target = Target("the moto stack", aws, boto_session)
+    monkeypatch.setattr(cli, "local_target", lambda endpoint: target)
+
+    def run(*args: str, json_flag: bool = True) -> Run:
+        capsys.readouterr()
+        status = cli.main([*args, *(["--json"] if json_flag else [])])  # raises if anything escapes
+        out, err = capsys.readouterr()
+        # (the functions' own JSON log lines, which `invoke` passes on, may quote one inside a string)
+        assert not any(line.startswith("Traceback") for line in (out + err).splitlines())
+        return Run(status, out, err)
+
+    return run

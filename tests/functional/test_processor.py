@@ -178,7 +178,8 @@ def test_one_message_of_many_users_costs_one_read_and_about_one_write_per_user(p
     assert calls.count("batch_get_item") == 2  # the profiles, then which history already exists
     assert calls.count("put_item") == 5  # one profile write per user, not one per event
     assert calls.count("batch_write_item") == 4  # 100 history items, 25 per call
-    assert len(calls) == 11
+    assert calls.count("update_item") == 1  # the workspace's daily counts: one write per message
+    assert len(calls) == 12
     assert all(workspaces.read_profile(WS, "U", f"user-{u}").counts == {"Viewed": 20} for u in range(5))
 
 

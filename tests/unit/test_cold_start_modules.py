@@ -23,6 +23,7 @@ SHARED = {
     "segment_bridge.errors",
     "segment_bridge.limits",
     "segment_bridge.settings",
+    "segment_bridge.stats",  # the per-workspace daily counters every function adds to
     "segment_bridge.store",
     "segment_bridge.store.aws",
     "segment_bridge.store.queues",

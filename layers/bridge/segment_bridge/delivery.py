@@ -138,6 +138,13 @@ class Report:
     failed: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
     """Workspaces whose destination stalled and was given up on for this invocation."""
+    by_workspace: dict[str, dict[str, int]] = field(default_factory=dict)
+    """sent and parked per workspace (its daily counts, stats.py)."""
+
+    def count(self, workspace_id: str | None, name: str, value: int = 1) -> None:
+        if workspace_id:
+            counts = self.by_workspace.setdefault(workspace_id, {})
+            counts[name] = counts.get(name, 0) + value
 
     def figures(self) -> dict[str, int]:
         return {
@@ -158,6 +165,9 @@ class Report:
         self.requests += other.requests
         self.failed += other.failed
         self.given_up += other.given_up
+        for workspace_id, counts in other.by_workspace.items():
+            for name, value in counts.items():
+                self.count(workspace_id, name, value)
 
 
 @dataclass(frozen=True)
@@ -276,6 +286,7 @@ def _park_unsent(unsent: Unsent, parking: Parking, report: Report) -> None:
         report.failed.append(unsent.record_id)
     else:
         report.parked += 1
+        report.count(unsent.workspace_id, "parked")
 
 
 class _SerialParking:
@@ -373,6 +384,7 @@ def _send_workspace(events: list[Outbound], target: Destination, sending: Sendin
                 return
             if outcome == "delivered":
                 report.sent += len(batch)
+                report.count(events[0].workspace_id, "sent", len(batch))
                 break
             if outcome == "permanent":
                 kind = "a redirect, never followed" if 300 <= answer.status < 400 else "refused the request"
@@ -441,3 +453,4 @@ def _park_event(
         report.failed.append(event.record_id)
     else:
         report.parked += 1
+        report.count(event.workspace_id, "parked")

@@ -12,7 +12,7 @@ import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -36,6 +36,7 @@ from segment_bridge.errors import (
 )
 from segment_bridge.limits import UNSTORABLE_NUMBER, storable_number
 from segment_bridge.spec import EVENT_TYPES, InvalidEvent, validate_event
+from segment_bridge.stats import count_day
 from segment_bridge.timestamps import FUTURE_TOLERANCE, InvalidTimestamp
 from segment_bridge.timestamps import iso as _iso
 from segment_bridge.timestamps import parse as parse_timestamp
@@ -85,6 +86,8 @@ class Sink(Protocol):
     def keep_rejected(
         self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
     ) -> None: ...
+
+    def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,14 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
         )
         sink.enqueue(bodies)
         outcome.messages = len(bodies)
+    count_day(
+        sink,
+        workspace.workspace_id,
+        request.received_at,
+        accepted=outcome.accepted,
+        rejected=len(outcome.rejected),
+        echoes=outcome.echoes,
+    )
     if outcome.rejected and not outcome.accepted:
         raise NoValidEvents(
             f"None of the {len(outcome.rejected)} events is valid; they were kept for inspection.",

@@ -44,6 +44,7 @@ from segment_bridge.profiles import (
     over_budget,
     plan,
 )
+from segment_bridge.stats import count_day
 
 WRITE_ATTEMPTS = 6
 """Conditional profile writes tried per entity before the message is retried as a whole."""
@@ -98,6 +99,7 @@ class Repositories(Protocol):
     def profiles(self) -> ProfileWrites: ...
     @property
     def archive(self) -> ArchiveWrites: ...
+    def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
 
 
 class MappingSource(Protocol):
@@ -173,6 +175,14 @@ def receive_message(body: str, message_id: str, store: Repositories, mappings: M
     applied = apply_batch(envelope.workspaceId, events, mapping, store)
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
+    count_day(
+        store,
+        envelope.workspaceId,
+        received_at,
+        applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates),
+        duplicates=applied.duplicates,
+        unapplied=len(applied.unapplied),
+    )
     return applied
 
 

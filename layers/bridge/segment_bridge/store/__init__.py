@@ -147,6 +147,12 @@ class Store:
     def change_rules(self) -> list[ChangeRule]:
         return self.workspaces.change_rules()
 
+    def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None:
+        self.workspaces.add_daily_counts(workspace_id, day, counts)
+
+    def daily_counts(self, workspace_id: str, first: date, last: date) -> dict[str, dict[str, int]]:
+        return self.workspaces.daily_counts(workspace_id, first, last)
+
     # --- profiles and history ------------------------------------------------------------------
 
     def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None:

@@ -78,6 +78,23 @@ class Archive:
             )
             return sum(page.get("KeyCount", 0) for page in pages)
 
+    def list_objects(self, kind: str, workspace_id: str, day: date) -> list[tuple[str, datetime]]:
+        """The keys of a kind's objects (raw, rejected, unapplied) of a workspace's day, with when each
+        was written (what `segment-bridge tail` polls)."""
+        with aws_errors(READ_FAILURE):
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=day_prefix(kind, workspace_id, day)
+            )
+            return [
+                (found["Key"], found["LastModified"]) for page in pages for found in page.get("Contents", [])
+            ]
+
+    def read_object(self, key: str) -> list[dict[str, Any]]:
+        """One archive object's records (gzip JSON lines)."""
+        with aws_errors(READ_FAILURE):
+            body = self.clients.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return [json.loads(line) for line in gzip.decompress(body).decode("utf-8").splitlines()]
+
     def _put_jsonl(self, key: str, records: list[dict[str, Any]], failure: str) -> None:
         lines = "".join(json.dumps(record, separators=(",", ":"), default=str) + "\n" for record in records)
         with aws_errors(failure):

@@ -7,6 +7,9 @@ WorkspacesTable items
     pk=WS#<workspace_id>  sk=MAPPING    version, config (the Mapping as JSON), updated_at
     pk=KEY#<sha256(key)>  sk=KEY        workspace_id, key_id, created_at
     pk=RULES              sk=RULE#<name>  config (the ChangeRule as JSON), updated_at
+    pk=WS#<workspace_id>  sk=STATS#<YYYY-MM-DD>  accepted, rejected, echoes, applied, duplicates,
+                                        unapplied, sent, parked (numbers, each present once counted): the
+                                        workspace's daily counts (stats.py), added to with UpdateItem ADD
 Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
@@ -338,3 +342,37 @@ class WorkspaceRepository:
             failure="The change rules cannot be read right now.",
         )
         return [ChangeRule.model_validate_json(rule["config"]) for rule in found]
+
+    # --- daily counts (segment-bridge stats) -----------------------------------------------------
+
+    def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None:
+        """Add `counts` to the workspace's STATS#<day> item (created by the first add): one write."""
+        names = sorted(counts)
+        with aws_errors("The daily counts could not be kept."):
+            self.clients.dynamodb.update_item(
+                TableName=self.table,
+                Key=item({"pk": f"WS#{workspace_id}", "sk": f"STATS#{day.isoformat()}"}),
+                UpdateExpression="ADD " + ", ".join(f"#c{n} :c{n}" for n in range(len(names))),
+                ExpressionAttributeNames={f"#c{n}": name for n, name in enumerate(names)},
+                ExpressionAttributeValues=item({f":c{n}": counts[name] for n, name in enumerate(names)}),
+            )
+
+    def daily_counts(self, workspace_id: str, first: date, last: date) -> dict[str, dict[str, int]]:
+        """The workspace's counts of each day from `first` to `last` that has any, by ISO day."""
+        found = query(
+            self.clients.dynamodb,
+            self.table,
+            "pk = :pk AND sk BETWEEN :first AND :last",
+            {
+                ":pk": f"WS#{workspace_id}",
+                ":first": f"STATS#{first.isoformat()}",
+                ":last": f"STATS#{last.isoformat()}",
+            },
+            failure="The daily counts cannot be read right now.",
+        )
+        return {
+            stored["sk"].removeprefix("STATS#"): {
+                name: int(value) for name, value in stored.items() if name not in ("pk", "sk")
+            }
+            for stored in found
+        }
