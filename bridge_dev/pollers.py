@@ -124,7 +124,7 @@ class SqsPoller(Poller):
                     WaitTimeSeconds=0 if held else self.WAIT_SECONDS,
                     MessageSystemAttributeNames=["All"],
                 ).get("Messages", [])
-                held.extend(got)
+                held.extend(dict(message) for message in got)
                 if len(got) < 10:
                     break
             groups: dict[str, list[dict[str, Any]]] = {}
