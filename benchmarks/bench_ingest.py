@@ -67,7 +67,7 @@ class CountingSink:
         self.messages = 0
         self.bytes = 0
 
-    def enqueue(self, bodies: list[str]) -> None:
+    def enqueue(self, bodies: list[str], workspace_id: str) -> None:
         self.messages += len(bodies)
         self.bytes += sum(len(body) for body in bodies)
 

@@ -4,7 +4,10 @@ Each reads its settings from template.yaml (batch size, partial batch responses,
 destination) so the local stack behaves as the deployed one:
 - SQS: receive up to BatchSize messages, invoke, delete only what succeeded (ReportBatchItemFailures);
   failed messages reappear after the queue's visibility timeout and, after maxReceiveCount, SQS itself
-  (moto) moves them to the dead-letter queue.
+  (moto) moves them to the dead-letter queue. Messages with a MessageGroupId are served as an SQS fair
+  queue serves them: the pollers of a queue share what they have received (up to LOOKAHEAD messages)
+  and hand over a batch taken in turn from each group, so one group's backlog does not hold up the
+  others (moto's standard queue is first in, first out).
 - Streams: read each shard in order, gather records until BatchSize of them or until
   MaximumBatchingWindowInSeconds has passed since the first, invoke with them; on reported failures retry
   from the first failed record (up to MaximumRetryAttempts), then send an on-failure record (as Lambda
@@ -15,13 +18,14 @@ an idle shard five times a second (Lambda: four).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import boto3
 
@@ -61,12 +65,26 @@ class Poller:
         raise NotImplementedError
 
 
+class Received:
+    """What a queue's pollers have received and not yet handed over, shared between them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[dict[str, Any]] = []
+        self.pollers = 0
+
+
 class SqsPoller(Poller):
     WAIT_SECONDS = 1
     """The long poll's wait (ReceiveMessage returns as soon as a message arrives); kept short so the
     poller stops quickly."""
     IDLE_SECONDS = 0.0
     """An empty long poll has waited already: poll again at once, as Lambda does."""
+    LOOKAHEAD = 40
+    """Messages the queue's pollers hold, received, to choose a fair batch from (well within the
+    visibility timeout: they are handed over as fast as the functions take them)."""
+    _received: ClassVar[dict[str, Received]] = {}
+    _registry_lock = threading.Lock()
 
     def __init__(
         self, invoke: Invoke, queue_url: str, queue_arn: str, batch_size: int, endpoint: str
@@ -74,14 +92,58 @@ class SqsPoller(Poller):
         super().__init__("sqs-poller")
         self._invoke, self._url, self._arn, self._batch_size = invoke, queue_url, queue_arn, batch_size
         self._sqs = boto3.client("sqs", endpoint_url=endpoint)
+        with SqsPoller._registry_lock:
+            self._shared = SqsPoller._received.setdefault(queue_url, Received())
+            self._shared.pollers += 1
+
+    def stop(self) -> None:
+        """Stop; the queue's last poller makes what they held visible again (as an ended Lambda
+        poller's messages are, once their visibility timeout ends)."""
+        super().stop()
+        with SqsPoller._registry_lock:
+            self._shared.pollers -= 1
+            if self._shared.pollers:
+                return
+            SqsPoller._received.pop(self._url, None)
+        with self._shared.lock:
+            for message in self._shared.messages:
+                with contextlib.suppress(Exception):
+                    self._sqs.change_message_visibility(
+                        QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+            self._shared.messages.clear()
+
+    def _take_fair_batch(self) -> list[dict[str, Any]]:
+        """Receive until LOOKAHEAD messages are held (without waiting when some are), then take up to
+        BatchSize of them, one from each MessageGroupId in turn (groups in the order of their oldest
+        message; messages without a group are a group each, as SQS treats them)."""
+        with self._shared.lock:
+            held = self._shared.messages
+            while len(held) < self.LOOKAHEAD:
+                got = self._sqs.receive_message(
+                    QueueUrl=self._url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=0 if held else self.WAIT_SECONDS,
+                    MessageSystemAttributeNames=["All"],
+                ).get("Messages", [])
+                held.extend(dict(message) for message in got)
+                if len(got) < 10:
+                    break
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for message in held:
+                group = message.get("Attributes", {}).get("MessageGroupId") or message["MessageId"]
+                groups.setdefault(group, []).append(message)
+            batch: list[dict[str, Any]] = []
+            while len(batch) < min(self._batch_size, 10) and any(groups.values()):
+                for queued in groups.values():
+                    if queued and len(batch) < min(self._batch_size, 10):
+                        batch.append(queued.pop(0))
+            taken = {id(message) for message in batch}
+            held[:] = [message for message in held if id(message) not in taken]
+            return batch
 
     def poll_once(self) -> float:
-        messages = self._sqs.receive_message(
-            QueueUrl=self._url,
-            MaxNumberOfMessages=min(self._batch_size, 10),
-            WaitTimeSeconds=self.WAIT_SECONDS,
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self._take_fair_batch()
         if not messages:
             return self.IDLE_SECONDS
         event = lambda_sqs_event(self._arn, messages)

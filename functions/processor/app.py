@@ -1,7 +1,8 @@
 """ProcessorFunction: SQS batch of packed Segment events -> raw archive -> mapping -> DynamoDB profiles.
 
 Each queue message is judged on its own (partial batch response): one failed message never blocks the
-rest, and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven.
+rest, and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven. A
+message the invocation has no time left for is not started: it goes back to the queue (TimeBudget).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.mapping import Mapping
-from segment_bridge.processing import receive_message
+from segment_bridge.processing import TimeBudget
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
 logger, metrics = Logger(), Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
+budget = TimeBudget()
 
 
 @lru_cache(maxsize=1)
@@ -30,8 +32,11 @@ def mappings() -> TtlCache[str, Mapping]:
     return TtlCache(get_store().workspaces.get_mapping, ttl=get_settings().auth_cache_seconds)
 
 
-def handle(record: SQSRecord) -> None:
-    applied = receive_message(record.body, record.message_id, store=get_store(), mappings=mappings())
+def handle(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    remaining_ms = lambda_context.get_remaining_time_in_millis()
+    applied = budget.receive(
+        remaining_ms, record.body, record.message_id, store=get_store(), mappings=mappings()
+    )
     logger.info("message applied", extra=applied.figures())
     metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=applied.history_written)
     metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=applied.duplicates)

@@ -81,7 +81,7 @@ class KeyDirectory(Protocol):
 
 
 class Sink(Protocol):
-    def enqueue(self, bodies: list[str]) -> None: ...
+    def enqueue(self, bodies: list[str], workspace_id: str) -> None: ...
 
     def keep_rejected(
         self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]
@@ -189,7 +189,7 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
             received_at=iso(request.received_at),
             max_bytes=limits.queue_message_bytes,
         )
-        sink.enqueue(bodies)
+        sink.enqueue(bodies, workspace.workspace_id)
         outcome.messages = len(bodies)
     count_day(
         sink,

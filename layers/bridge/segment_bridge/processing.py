@@ -16,18 +16,27 @@ How a batch is applied exactly once, without transactions (`apply_plan`):
 5. only after every profile write, the history (and membership) items. A crash between 4 and 5 is
    finished by the redelivery: pending records are never counted again, their items are written, and
    entries leave `pending` once their items are seen.
+
+Within a message, entities are independent: step 2's links, step 4's writes (each entity with its own
+conflict retries) and the store's batch calls are in flight together, IO_THREADS at a time; the order
+between the steps stays. A message starts only if the invocation has time left to finish it
+(`TimeBudget`): one it cannot finish goes back to the queue untouched, never half-applied.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from functools import lru_cache, partial
+from typing import Any, Protocol, TypeVar
 
 from segment_bridge.envelope import unpack
-from segment_bridge.errors import ServiceUnavailable, Unstorable
+from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
 from segment_bridge.mapping import Mapping
 from segment_bridge.profiles import (
     Contribution,
@@ -46,8 +55,38 @@ from segment_bridge.profiles import (
 )
 from segment_bridge.stats import count_day
 
-WRITE_ATTEMPTS = 6
-"""Conditional profile writes tried per entity before the message is retried as a whole."""
+WRITE_ATTEMPTS = 12
+"""Conditional profile writes tried per entity before the message is retried as a whole. With 100
+concurrent writers of one user, 6 attempts sent most of their messages to the DLQ (bench_throughput's
+hot-key section); with the capped backoff below, 12 attempts wait about 4 s at most in all."""
+CONFLICT_PAUSE_SECONDS = 0.02
+"""After the n-th lost write of an entity, wait a random time up to this x 2^n (at most
+CONFLICT_PAUSE_CAP_SECONDS) before reading it again ("full jitter"): concurrent writers of one hot entity
+spread out instead of colliding again."""
+CONFLICT_PAUSE_CAP_SECONDS = 1.0
+IO_THREADS = 16
+"""Entities written at once within a message. Not yet tuned by measurement (bench_throughput at 4/8/16/32
+is the next step): at 16, the 2-core benchmark machine is CPU-bound before it is latency-bound."""
+MESSAGE_RESERVE_SECONDS = 2.0
+"""Time an invocation keeps beyond its slowest message so far before starting another one."""
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """The entity writers (made on first use, never at import; shared by the environment's invocations)."""
+    return ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="entities")
+
+
+def each_at_once(work: list[Callable[[], T]]) -> list[T]:
+    """Run every callable, IO_THREADS at a time; their results in order. Waits for all of them before
+    raising the first one's error, so nothing is still writing once the message is judged."""
+    if len(work) <= 1:
+        return [job() for job in work]
+    futures: list[Future[T]] = [_pool().submit(job) for job in work]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 # --- what the use case needs from the store ----------------------------------------------------------
@@ -160,6 +199,39 @@ def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str,
     return [{"reason": reason, "event": c.event} for c in contributions if c.event is not None]
 
 
+# --- the invocation's time --------------------------------------------------------------------------
+
+
+class OutOfTime(BridgeError):
+    """Not enough of the invocation is left to apply a message: it goes back to the queue untouched."""
+
+
+@dataclass
+class TimeBudget:
+    """Starts a message only if the invocation can finish it: what is left (Lambda's
+    get_remaining_time_in_millis) must exceed the slowest message this environment has applied, plus
+    MESSAGE_RESERVE_SECONDS. The template bounds the work per invocation so that this rarely refuses;
+    it is the guard for what the bound did not foresee (a slow dependency, a cold start)."""
+
+    reserve_seconds: float = MESSAGE_RESERVE_SECONDS
+    slowest_seconds: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+
+    def receive(
+        self, remaining_ms: int, body: str, message_id: str, store: Repositories, mappings: MappingSource
+    ) -> Applied:
+        """receive_message, if there is time for it; OutOfTime (before anything is read or written) if not."""
+        if remaining_ms / 1000 < self.slowest_seconds + self.reserve_seconds:
+            raise OutOfTime(
+                f"{remaining_ms} ms left: not enough to apply a message; it goes back to the queue."
+            )
+        started = self.clock()
+        try:
+            return receive_message(body, message_id, store, mappings)
+        finally:
+            self.slowest_seconds = max(self.slowest_seconds, self.clock() - started)
+
+
 # --- one queue message -------------------------------------------------------------------------------
 
 
@@ -206,11 +278,17 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
     for deletion in planned.deletions:
         delete_identity(workspace_id, deletion, profiles)
         applied.deletions += 1
-    for link in latest_links(planned.links):
+
+    def write_link(link: Link) -> list[dict[str, Any]]:
         try:
             profiles.put_link(workspace_id, link, mapping.version)
         except Unstorable:  # plan refuses ids too long for their keys: only events from before the limits
-            applied.unapplied.extend(_unapplied_links(planned.links, link.previous_id))
+            return _unapplied_links(planned.links, link.previous_id)
+        return []
+
+    links = latest_links(planned.links)
+    for refused in each_at_once([partial(write_link, link) for link in links]):
+        applied.unapplied.extend(refused)
     applied.links += len(planned.links)
 
     current = profiles.read_entities(workspace_id, list(planned.entities))
@@ -219,15 +297,10 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
     wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
     existing = profiles.existing_history(workspace_id, wanted)
 
-    history: dict[str, list[HistoryRecord]] = {}
-    memberships: dict[str, list[str]] = {}
-    for key, entity in planned.entities.items():
-        change, records, dropped = changes[key]
-        applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {stored[key].deleted_at}"))
-        if dropped and change.first_seen is None:
-            continue  # everything this entity got was older than its deletion
+    def write(key: str) -> Written | Unstorable:
+        entity, (change, records, _) = planned.entities[key], changes[key]
         try:
-            written = write_entity(
+            return write_entity(
                 workspace_id,
                 entity,
                 stored[key],
@@ -237,7 +310,22 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
                 mapping,
                 profiles,
             )
-        except Unstorable:
+        except Unstorable as refused:
+            return refused
+
+    to_write = []
+    for key in planned.entities:
+        change, _, dropped = changes[key]
+        applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {stored[key].deleted_at}"))
+        if not (dropped and change.first_seen is None):  # else: all older than the entity's deletion
+            to_write.append(key)
+    results = each_at_once([partial(write, key) for key in to_write])
+
+    history: dict[str, list[HistoryRecord]] = {}
+    memberships: dict[str, list[str]] = {}
+    for key, written in zip(to_write, results, strict=True):
+        entity, change = planned.entities[key], changes[key][0]
+        if isinstance(written, Unstorable):
             reason = "the profile is larger or deeper than DynamoDB allows"
             applied.unapplied.extend(_unapplied(entity.contributions, reason))
             continue
@@ -373,9 +461,10 @@ def write_entity(
     profiles: ProfileWrites,
 ) -> Written:
     """Settle the entity and write its profile conditionally on the version read; on a conflict (another
-    invocation wrote first) read it again and settle again, up to WRITE_ATTEMPTS times."""
+    invocation wrote first) wait a jittered, growing pause, read it again and settle again, up to
+    WRITE_ATTEMPTS times."""
     records = {record.message_id: record for record in history}
-    for _ in range(WRITE_ATTEMPTS):
+    for attempt in range(WRITE_ATTEMPTS):
         settled = settle(stored, existing, change, records)
         unchanged = stored.profile is not None and settled.profile == stored.profile
         if not (unchanged and settled.pending == stored.pending) and not profiles.put_profile(
@@ -387,6 +476,8 @@ def write_entity(
             version=stored.version + 1,
             mapping_version=mapping.version,
         ):
+            pause = min(CONFLICT_PAUSE_CAP_SECONDS, CONFLICT_PAUSE_SECONDS * 2**attempt)
+            time.sleep(random.uniform(0, pause))  # noqa: S311 - jitter, not secrets
             stored = profiles.read_entities(workspace_id, [entity.key]).get(entity.key, Stored())
             wanted = {entity.key: set(records) | set(stored.pending)}
             existing = profiles.existing_history(workspace_id, wanted).get(entity.key, set())

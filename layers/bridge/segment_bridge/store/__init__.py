@@ -172,8 +172,8 @@ class Store:
 
     # --- the ingest queue, the archive -----------------------------------------------------------
 
-    def enqueue(self, bodies: list[str]) -> None:
-        self.queues.enqueue(bodies)
+    def enqueue(self, bodies: list[str], workspace_id: str) -> None:
+        self.queues.enqueue(bodies, workspace_id)
 
     def keep_rejected(
         self, workspace_id: str, request_id: str, received_at: datetime, records: list[dict[str, Any]]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -23,9 +24,20 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
-CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+BATCH_THREADS = 8
+"""Batch calls of one batch_get or batch_write in flight together (more than a message needs: a full
+message's history is about 150 BatchWriteItem calls, its profiles and history keys 40-80 BatchGetItem)."""
+CLIENT_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=5,
+    retries={"max_attempts": 3, "mode": "standard"},
+    # The processor's entity writers and batch calls share one client from threads: one connection each
+    # (botocore's default pool of 10 would make the rest wait, or open and drop connections).
+    max_pool_connections=32,
+)
 BATCH_GET_KEYS = 100
-"""BatchGetItem's limit per request."""
+"""BatchGetItem's limit per request (and 16 MB per response: 100 profiles at DynamoDB's 400 KB item
+limit is 40 MB, so a response may come back partial; UnprocessedKeys are asked for again)."""
 BATCH_WRITE_ITEMS = 25
 """BatchWriteItem's limit per request (moto takes 26: the limit is ours to keep)."""
 UNPROCESSED_PAUSE_SECONDS = 0.05
@@ -115,6 +127,22 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@lru_cache(maxsize=1)
+def _batch_pool() -> ThreadPoolExecutor:
+    """Threads for batch calls in flight together (made on first use, never at import)."""
+    return ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="batch")
+
+
+def all_at_once(calls: list[Callable[[], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Every call's items, the calls BATCH_THREADS at a time (one call: in this thread). Waits for all
+    before raising the first error, so no write is still in flight when the caller hears of it."""
+    if len(calls) <= 1:
+        return [found for call in calls for found in call()]
+    futures: list[Future[list[dict[str, Any]]]] = [_batch_pool().submit(call) for call in calls]
+    wait(futures)
+    return [found for future in futures for found in future.result()]
+
+
 def batch_get(
     client: DynamoDBClient,
     table: str,
@@ -124,23 +152,26 @@ def batch_get(
     projection: str | None = None,
     failure: str = "Items cannot be read right now.",
 ) -> Iterator[dict[str, Any]]:
-    """Strongly consistent BatchGetItem of any number of keys, unprocessed keys retried."""
-    for start in range(0, len(keys), BATCH_GET_KEYS):
-        wanted: dict[str, Any] = {
-            "Keys": [item(key) for key in keys[start : start + BATCH_GET_KEYS]],
-            "ConsistentRead": True,
-        }
+    """Strongly consistent BatchGetItem of any number of keys, 100 keys a call, the calls in flight
+    together; unprocessed keys retried."""
+
+    def get(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        wanted: dict[str, Any] = {"Keys": [item(key) for key in chunk], "ConsistentRead": True}
         if projection:
             wanted["ProjectionExpression"] = projection
         request: dict[str, Any] = {table: wanted}
+        out = []
         while request:
             with aws_errors(failure):
                 response = client.batch_get_item(RequestItems=request)
-            for found in response.get("Responses", {}).get(table, []):
-                yield plain(found)
+            out += [plain(found) for found in response.get("Responses", {}).get(table, [])]
             request = dict(response.get("UnprocessedKeys") or {})
             if request:
                 sleep(UNPROCESSED_PAUSE_SECONDS)
+        return out
+
+    chunks = [keys[start : start + BATCH_GET_KEYS] for start in range(0, len(keys), BATCH_GET_KEYS)]
+    yield from all_at_once([partial(get, chunk) for chunk in chunks])
 
 
 def batch_write(
@@ -150,10 +181,12 @@ def batch_write(
     *,
     failure: str = "Items cannot be written right now.",
 ) -> None:
-    """BatchWriteItem of any number of (table, PutRequest or DeleteRequest), unprocessed items retried."""
-    for start in range(0, len(requests), BATCH_WRITE_ITEMS):
+    """BatchWriteItem of any number of (table, PutRequest or DeleteRequest), 25 a call, the calls in
+    flight together; unprocessed items retried."""
+
+    def write(chunk: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         request: dict[str, Any] = {}
-        for table, entry in requests[start : start + BATCH_WRITE_ITEMS]:
+        for table, entry in chunk:
             request.setdefault(table, []).append(entry)
         while request:
             with aws_errors(failure):
@@ -161,6 +194,12 @@ def batch_write(
             request = dict(response.get("UnprocessedItems") or {})
             if request:
                 sleep(UNPROCESSED_PAUSE_SECONDS)
+        return []
+
+    chunks = [
+        requests[start : start + BATCH_WRITE_ITEMS] for start in range(0, len(requests), BATCH_WRITE_ITEMS)
+    ]
+    all_at_once([partial(write, chunk) for chunk in chunks])
 
 
 def query(

@@ -10,6 +10,7 @@ IngestDLQ messages: IngestQueue messages (intake's envelope) that failed maxRece
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,15 @@ def _dead_letter(message: Any) -> DeadLetter:
     )
 
 
+def _workspace_of(body: str) -> str | None:
+    """The workspace of an ingest queue message (intake's envelope), None if the body is not one."""
+    try:
+        workspace = json.loads(body).get("workspaceId")
+    except (ValueError, AttributeError):
+        return None
+    return workspace if isinstance(workspace, str) and workspace else None
+
+
 def sqs_batches(bodies: list[str]) -> Iterator[list[str]]:
     """Bodies grouped into SendMessageBatch calls within SQS's entry and byte limits."""
     batch: list[str] = []
@@ -76,12 +86,15 @@ class Queues:
 
     # --- the ingest queue ----------------------------------------------------------------------
 
-    def enqueue(self, bodies: list[str]) -> None:
-        """Put every body on the ingest queue, retrying failed entries; ServiceUnavailable if one fails."""
+    def enqueue(self, bodies: list[str], workspace_id: str) -> None:
+        """Put every body on the ingest queue, retrying failed entries; ServiceUnavailable if one fails.
+        Each message's MessageGroupId is its workspace: on a standard queue that makes SQS a fair queue
+        (one workspace's backlog does not hold up the others' messages); ordering and delivery stay a
+        standard queue's."""
         for batch in sqs_batches(bodies):
-            self._send_batch(batch)
+            self._send_batch(batch, workspace_id)
 
-    def _send_batch(self, bodies: list[str]) -> None:
+    def _send_batch(self, bodies: list[str], group: str) -> None:
         pending = {str(index): body for index, body in enumerate(bodies)}
         for attempt in range(SEND_ATTEMPTS):
             if attempt:
@@ -93,7 +106,10 @@ class Queues:
                 with aws_errors("The queue did not take every event; retry the request."):
                     response = self.clients.sqs.send_message_batch(
                         QueueUrl=self.ingest_queue_url,
-                        Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()],
+                        Entries=[
+                            {"Id": entry_id, "MessageBody": body, "MessageGroupId": group}
+                            for entry_id, body in pending.items()
+                        ],
                     )
             except ServiceUnavailable:
                 continue  # the whole call failed: try every entry again
@@ -148,12 +164,16 @@ class Queues:
                 )
 
     def requeue(self, queue_url: str, letters: list[DeadLetter]) -> None:
-        """Send dead letters, as they are, to `queue_url` (the queue they came from)."""
+        """Send dead letters, as they are, to `queue_url` (the queue they came from); back on the ingest
+        queue, each in its workspace's message group again."""
+        entries: list[Any] = []
+        for n, letter in enumerate(letters):
+            entry = {"Id": str(n), "MessageBody": letter.body}
+            if queue_url == self.ingest_queue_url and (group := _workspace_of(letter.body)):
+                entry["MessageGroupId"] = group
+            entries.append(entry)
         with aws_errors("The messages could not be sent back to their queue."):
-            response = self.clients.sqs.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[{"Id": str(n), "MessageBody": letter.body} for n, letter in enumerate(letters)],
-            )
+            response = self.clients.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         if response.get("Failed"):
             raise ServiceUnavailable("The queue did not take every message back; nothing was lost.")
 
