@@ -477,7 +477,7 @@ def write_entity(
             mapping_version=mapping.version,
         ):
             pause = min(CONFLICT_PAUSE_CAP_SECONDS, CONFLICT_PAUSE_SECONDS * 2**attempt)
-            time.sleep(random.uniform(0, pause))  # noqa: S311 - jitter, not secrets
+            time.sleep(random.uniform(0, pause))  # noqa: S311  # nosec B311  # jitter, not a secret
             stored = profiles.read_entities(workspace_id, [entity.key]).get(entity.key, Stored())
             wanted = {entity.key: set(records) | set(stored.pending)}
             existing = profiles.existing_history(workspace_id, wanted).get(entity.key, set())
