@@ -6,10 +6,14 @@
     preview          what events would change, writing nothing
 
 How a batch is applied exactly once, without transactions (`apply_plan`):
-1. privacy deletes first (a tombstone, then the identity's data and links);
-2. identity links: one conditional write per previousId, the latest (by timestamp) wins;
-3. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
+1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
+   linked ids', in chunks within the message's share of time: an unfinished erase fails the message,
+   whose redelivery resumes it and applies the rest exactly once);
+2. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
    history items exist already;
+3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
+   at or before its user's delete is not written, and its ids are deleted as of that delete, as are the
+   anonymous ids of a deleted user's late events (`forget_late`);
 4. per entity, `settle` merges the change and counts only records that have no history item and are not
    pending; the profile is written conditionally on the version read, listing the new records as
    `pending` (a write-ahead log). If another writer got there first, read again and settle again;
@@ -20,18 +24,25 @@ How a batch is applied exactly once, without transactions (`apply_plan`):
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from segment_bridge.deletion import (
+    DeletionWrites,
+    OutOfTime,
+    delete_identity,
+    forget,
+    never,
+)
 from segment_bridge.envelope import unpack
 from segment_bridge.errors import ServiceUnavailable, Unstorable
 from segment_bridge.mapping import Mapping
 from segment_bridge.profiles import (
     Contribution,
-    Deletion,
     EntityKind,
     EntityPlan,
     HistoryRecord,
@@ -52,7 +63,7 @@ WRITE_ATTEMPTS = 6
 # --- what the use case needs from the store ----------------------------------------------------------
 
 
-class ProfileWrites(Protocol):
+class ProfileWrites(DeletionWrites, Protocol):
     """store.profiles: the processor's reads and single-purpose writes."""
 
     def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
@@ -76,9 +87,6 @@ class ProfileWrites(Protocol):
         mapping_version: int,
     ) -> None: ...
     def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool: ...
-    def put_tombstone(self, workspace_id: str, key: str, deleted_at: str) -> bool: ...
-    def linked_ids(self, workspace_id: str, user_id: str) -> list[str]: ...
-    def erase(self, workspace_id: str, identities: list[str], links: list[str]) -> None: ...
 
 
 class ArchiveWrites(Protocol):
@@ -161,27 +169,53 @@ def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str,
 # --- one queue message -------------------------------------------------------------------------------
 
 
-def receive_message(body: str, message_id: str, store: Repositories, mappings: MappingSource) -> Applied:
+class TimeShares:
+    """Each message of an invocation gets an equal share of the time left (less `reserve_ms` for the
+    answer), so a long privacy delete in one message never times the others out."""
+
+    def __init__(self, remaining_ms: Callable[[], int], messages: int, reserve_ms: int = 5_000) -> None:
+        self.remaining_ms, self.left, self.reserve_ms = remaining_ms, max(1, messages), reserve_ms
+
+    def next(self) -> OutOfTime:
+        """The next message's share, as the `out_of_time` its deletes check between chunks."""
+        share = max(0.0, (self.remaining_ms() - self.reserve_ms) / 1000 / self.left)
+        self.left = max(1, self.left - 1)
+        ends = time.monotonic() + share
+        return lambda: time.monotonic() >= ends
+
+
+def receive_message(
+    body: str,
+    message_id: str,
+    store: Repositories,
+    mappings: MappingSource,
+    out_of_time: OutOfTime = never,
+) -> Applied:
     """One queue message: archive its events as received, then apply them under the workspace's current
     mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
-    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue)."""
+    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy
+    delete past `out_of_time` raises DeletionUnfinished, its progress kept for the redelivery."""
     envelope, events = unpack(body)
     received_at = datetime.fromisoformat(envelope.receivedAt)
     name = f"{envelope.requestId}-{message_id}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
-    applied = apply_batch(envelope.workspaceId, events, mapping, store)
+    applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
     return applied
 
 
 def apply_batch(
-    workspace_id: str, events: list[dict[str, Any]], mapping: Mapping, store: Repositories
+    workspace_id: str,
+    events: list[dict[str, Any]],
+    mapping: Mapping,
+    store: Repositories,
+    out_of_time: OutOfTime = never,
 ) -> Applied:
     """Apply one queue message's events: one read and about one conditional write per entity."""
     result = plan(events, mapping)
-    applied = apply_plan(workspace_id, result, mapping, store.profiles)
+    applied = apply_plan(workspace_id, result, mapping, store.profiles, out_of_time)
     applied.skipped += result.skipped
     applied.ignored_preferences += result.ignored_preferences
     applied.clamped_timestamps += result.clamped_timestamps
@@ -190,22 +224,32 @@ def apply_batch(
     return applied
 
 
-def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: ProfileWrites) -> Applied:
+def apply_plan(
+    workspace_id: str,
+    planned: Plan,
+    mapping: Mapping,
+    profiles: ProfileWrites,
+    out_of_time: OutOfTime = never,
+) -> Applied:
     """Steps 1-5 of the module's docstring."""
     applied = Applied()
     for deletion in planned.deletions:
-        delete_identity(workspace_id, deletion, profiles)
+        delete_identity(workspace_id, deletion, profiles, mapping.version, out_of_time)
         applied.deletions += 1
+
+    current = profiles.read_entities(workspace_id, list(planned.entities))
+    stored = {key: current.get(key, Stored()) for key in planned.entities}
+    changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
+    forget_late(workspace_id, planned, stored, changes, mapping, profiles)
     for link in latest_links(planned.links):
+        if late_for_deleted(link, stored):
+            continue
         try:
             profiles.put_link(workspace_id, link, mapping.version)
         except Unstorable:  # plan refuses ids too long for their keys: only events from before the limits
             applied.unapplied.extend(_unapplied_links(planned.links, link.previous_id))
     applied.links += len(planned.links)
 
-    current = profiles.read_entities(workspace_id, list(planned.entities))
-    stored = {key: current.get(key, Stored()) for key in planned.entities}
-    changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
     wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
     existing = profiles.existing_history(workspace_id, wanted)
 
@@ -241,6 +285,41 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
     # Only after every profile write: their `pending` lists make this step safe to crash and redo.
     applied.unapplied.extend(record_each(workspace_id, history, memberships, planned, mapping, profiles))
     return applied
+
+
+def late_for_deleted(link: Link, stored: dict[str, Stored]) -> bool:
+    """Whether a link was made at or before its user's delete (the delete took its ids with it)."""
+    deleted_at = stored.get(f"U#{link.user_id}", Stored()).deleted_at
+    return deleted_at is not None and link.stamp[0] <= deleted_at
+
+
+def forget_late(
+    workspace_id: str,
+    planned: Plan,
+    stored: dict[str, Stored],
+    changes: dict[str, tuple[Profile, list[HistoryRecord], list[Contribution]]],
+    mapping: Mapping,
+    profiles: ProfileWrites,
+) -> None:
+    """Late events of deleted entities (stamped at or before the delete, so not applied): the ids they
+    link to a deleted user (an alias's previousId, an anonymousId sent with the userId) are deleted as of
+    that user's delete, as they would have been had the events arrived first; and the entities are listed
+    for the archive purge again (the late events were archived in raw/ and kept in unapplied/)."""
+    for key, (_, _, dropped) in changes.items():
+        deleted_at = stored[key].deleted_at
+        if not dropped or deleted_at is None:
+            continue
+        ids: list[str] = []
+        if key.startswith("U#"):
+            for contribution in dropped:
+                event = contribution.event or {}
+                for name in ("anonymousId", "previousId"):
+                    value = event.get(name)
+                    if isinstance(value, str) and value:
+                        ids += [f"A#{value}"] + ([f"U#{value}"] if name == "previousId" else [])
+        if ids:
+            forget(workspace_id, ids, deleted_at, key, profiles, mapping.version)
+        profiles.mark_for_purge(workspace_id, [key], deleted_at, key)
 
 
 def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
@@ -384,18 +463,6 @@ def write_entity(
         to_record = [record for mid, record in records.items() if mid not in existing]
         return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
     raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
-
-
-def delete_identity(workspace_id: str, deletion: Deletion, profiles: ProfileWrites) -> None:
-    """Remove a user's profile, history, counts, memberships and links, and the identities linked to
-    it; leave a tombstone first so that older events arriving later are not applied."""
-    profiles.put_tombstone(workspace_id, deletion.key, deletion.timestamp)
-    identities, links = [deletion.key], [deletion.id]
-    if deletion.kind == "U":
-        for previous in profiles.linked_ids(workspace_id, deletion.id):
-            links.append(previous)
-            identities += [f"A#{previous}", f"U#{previous}"]
-    profiles.erase(workspace_id, identities, links)
 
 
 # --- replay and preview ------------------------------------------------------------------------------

@@ -150,7 +150,10 @@ def batch_write(
     *,
     failure: str = "Items cannot be written right now.",
 ) -> None:
-    """BatchWriteItem of any number of (table, PutRequest or DeleteRequest), unprocessed items retried."""
+    """BatchWriteItem of any number of (table, PutRequest or DeleteRequest), unprocessed items retried.
+    DynamoDB refuses a request naming one key twice, so requests for the same key are made one first:
+    the last request for a key wins, as it would if they were written one after another."""
+    requests = distinct_keys(requests)
     for start in range(0, len(requests), BATCH_WRITE_ITEMS):
         request: dict[str, Any] = {}
         for table, entry in requests[start : start + BATCH_WRITE_ITEMS]:
@@ -161,6 +164,21 @@ def batch_write(
             request = dict(response.get("UnprocessedItems") or {})
             if request:
                 sleep(UNPROCESSED_PAUSE_SECONDS)
+
+
+KEY_ATTRIBUTES = ("pk", "sk")
+"""Every table's key (template.yaml)."""
+
+
+def distinct_keys(requests: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """One request per (table, key): the last one given for it, in the order of those last requests."""
+    latest: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for table, entry in requests:
+        values = entry["DeleteRequest"]["Key"] if "DeleteRequest" in entry else entry["PutRequest"]["Item"]
+        key = repr([values.get(name) for name in KEY_ATTRIBUTES])
+        latest.pop((table, key), None)  # keep the order of the last request for the key
+        latest[(table, key)] = (table, entry)
+    return list(latest.values())
 
 
 def query(
