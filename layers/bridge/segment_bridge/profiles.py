@@ -436,7 +436,7 @@ def as_of(profile: Profile, deleted_at: str, history: list[tuple[str, str]]) -> 
 
     traits = {name: stamp for name, stamp in profile.trait_stamps.items() if stamp[0] > deleted_at}
     preferences = {name: stamp for name, stamp in profile.preference_stamps.items() if stamp[0] > deleted_at}
-    channels = {name: kept for name, values in profile.channels.items() if (kept := newer(values))}
+    channels = {name: seen for name, values in profile.channels.items() if (seen := newer(values))}
     kept = Profile(
         traits={name: profile.traits[name] for name in traits if name in profile.traits},
         trait_stamps=traits,

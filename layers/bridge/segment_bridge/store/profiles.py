@@ -385,7 +385,7 @@ class ProfileRepository:
             "Limit": limit,
         }
         with aws_errors(READ_FAILURE):
-            found = self.clients.dynamodb.query(**arguments).get("Items", [])  # type: ignore[arg-type]
+            found = self.clients.dynamodb.query(**arguments).get("Items", [])
         keys = [str(plain(entry)["gsi1sk"]) for entry in found]
         return [key.removeprefix("LINK#") for key in keys if key.startswith("LINK#")]
 
