@@ -126,12 +126,15 @@ def forget(
 ) -> None:
     """Tombstone and erase, as of `at`, ids that belong to the deleted user `by` (unless a later delete
     of an id is recorded: it covers this one), and list them for the archive purge."""
-    forgotten = []
-    for key in dict.fromkeys(keys):
-        if profiles.put_tombstone(workspace_id, key, at, by=by).deleted_at > at:
-            continue
-        erase(workspace_id, key, at, profiles, mapping_version)
-        forgotten.append(key)
+    forgotten = [
+        key
+        for key in dict.fromkeys(keys)
+        if profiles.put_tombstone(workspace_id, key, at, by=by).deleted_at <= at
+    ]
+    current = profiles.read_entities(workspace_id, forgotten) if forgotten else {}
+    for key in forgotten:  # one read for all; most linked ids have no profile (and so nothing to erase)
+        if current.get(key, Stored()).profile is not None:
+            erase(workspace_id, key, at, profiles, mapping_version)
     if forgotten:
         profiles.mark_for_purge(workspace_id, forgotten, at, by)
 
