@@ -84,7 +84,7 @@ def after_first_deletes(delivery: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in head if e["timestamp"] <= TIMES[1]] + newer + tail
 
 
-BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending", "mark", "marked_at")
+BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending")
 """What records how the state was written, not what it is: write count, time, and the write-ahead list."""
 
 
@@ -95,8 +95,8 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
     items = []
     for table in tables:
         for item in dynamodb.Table(table).scan()["Items"]:
-            if not str(item["pk"]).startswith(prefix):
-                continue
+            if not str(item["pk"]).startswith(prefix) or str(item["pk"]).endswith("#PURGE"):
+                continue  # PURGE items are the archive purge's work list, consumed by it: not state
             kept = {k: v for k, v in item.items() if k not in BOOKKEEPING}
             items.append(json.dumps(kept, sort_keys=True, default=str).replace(prefix, "WS#_#"))
     return sorted(items)

@@ -117,7 +117,7 @@ def delete_identity(
                 return True  # a later delete replaced this one: it erases everything this one would
             if out_of_time():
                 raise DeletionUnfinished("A privacy delete is still erasing linked ids; it resumes on retry.")
-    profiles.save_progress(workspace_id, key, Tombstone(at, True, after))
+    profiles.save_progress(workspace_id, key, Tombstone(at, True))  # finished: no cursor kept
     return True
 
 

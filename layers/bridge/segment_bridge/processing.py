@@ -237,12 +237,19 @@ def apply_plan(
         delete_identity(workspace_id, deletion, profiles, mapping.version, out_of_time)
         applied.deletions += 1
 
-    current = profiles.read_entities(workspace_id, list(planned.entities))
+    linked = {f"{kind}#{link.previous_id}" for link in planned.links for kind in ("A", "U")}
+    current = profiles.read_entities(workspace_id, list(dict.fromkeys([*planned.entities, *linked])))
     stored = {key: current.get(key, Stored()) for key in planned.entities}
     changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
-    forget_late(workspace_id, planned, stored, changes, mapping, profiles)
+    handled: set[str] = set()
+    while forgotten := forget_late(workspace_id, planned, stored, changes, mapping, profiles, handled):
+        # Ids just deleted may have events in this batch too: read them again, as if they came later.
+        again = profiles.read_entities(workspace_id, forgotten)
+        for key in forgotten:
+            stored[key] = again.get(key, Stored())
+            changes[key] = planned.entities[key].changes(stored[key].deleted_at)
     for link in latest_links(planned.links):
-        if late_for_deleted(link, stored):
+        if late_for_deleted(link, stored | {k: current.get(k, Stored()) for k in linked}):
             continue
         try:
             profiles.put_link(workspace_id, link, mapping.version)
@@ -288,9 +295,11 @@ def apply_plan(
 
 
 def late_for_deleted(link: Link, stored: dict[str, Stored]) -> bool:
-    """Whether a link was made at or before its user's delete (the delete took its ids with it)."""
-    deleted_at = stored.get(f"U#{link.user_id}", Stored()).deleted_at
-    return deleted_at is not None and link.stamp[0] <= deleted_at
+    """Whether a link was made at or before a delete of its user (the delete took its ids with it) or of
+    its previousId (the delete took the link): it would be gone had it arrived first."""
+    keys = (f"U#{link.user_id}", f"A#{link.previous_id}", f"U#{link.previous_id}")
+    times = [stored[key].deleted_at for key in keys if key in stored]
+    return any(deleted_at is not None and link.stamp[0] <= deleted_at for deleted_at in times)
 
 
 def forget_late(
@@ -300,26 +309,34 @@ def forget_late(
     changes: dict[str, tuple[Profile, list[HistoryRecord], list[Contribution]]],
     mapping: Mapping,
     profiles: ProfileWrites,
-) -> None:
+    handled: set[str],
+) -> list[str]:
     """Late events of deleted entities (stamped at or before the delete, so not applied): the ids they
     link to a deleted user (an alias's previousId, an anonymousId sent with the userId) are deleted as of
     that user's delete, as they would have been had the events arrived first; and the entities are listed
-    for the archive purge again (the late events were archived in raw/ and kept in unapplied/)."""
+    for the archive purge again (the late events were archived in raw/ and kept in unapplied/). Entities
+    in `handled` are skipped (and those handled now added); returns the batch's entities just deleted."""
+    forgotten: list[str] = []
     for key, (_, _, dropped) in changes.items():
         deleted_at = stored[key].deleted_at
-        if not dropped or deleted_at is None:
+        if not dropped or deleted_at is None or key in handled:
             continue
+        handled.add(key)
         ids: list[str] = []
         if key.startswith("U#"):
             for contribution in dropped:
                 event = contribution.event or {}
                 for name in ("anonymousId", "previousId"):
                     value = event.get(name)
+                    # a linked id (alias, identify) as the delete erases links; else an anonymous id
+                    linking = name == "previousId" or event.get("type") == "identify"
                     if isinstance(value, str) and value:
-                        ids += [f"A#{value}"] + ([f"U#{value}"] if name == "previousId" else [])
+                        ids += [f"A#{value}"] + ([f"U#{value}"] if linking else [])
         if ids:
             forget(workspace_id, ids, deleted_at, key, profiles, mapping.version)
+            forgotten += [k for k in dict.fromkeys(ids) if k in planned.entities and k not in handled]
         profiles.mark_for_purge(workspace_id, [key], deleted_at, key)
+    return list(dict.fromkeys(forgotten))
 
 
 def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
