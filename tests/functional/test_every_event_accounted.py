@@ -175,13 +175,17 @@ def queued(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def deleted(store: Any, event: dict[str, Any]) -> bool:
     """Whether a delete (its own, or one that took its id with a linked user) covers the event: a
-    tombstone on its entity at or after its time."""
+    tombstone on its entity at or after its time (for an alias, on its previousId too: the delete took
+    the link)."""
     from segment_bridge.timestamps import event_time
 
-    key = f"U#{event['userId']}" if event.get("userId") else f"A#{event['anonymousId']}"
-    found = store.profiles.read_entities(WS, [key]).get(key)
+    keys = [f"U#{event['userId']}" if event.get("userId") else f"A#{event['anonymousId']}"]
+    if event["type"] == "alias":
+        keys += [f"A#{event['previousId']}", f"U#{event['previousId']}"]
+    found = store.profiles.read_entities(WS, keys)
     when, _ = event_time(event.get("timestamp"), event.get("receivedAt") or event.get("timestamp"))
-    return found is not None and found.deleted_at is not None and when <= found.deleted_at
+    times = [found[key].deleted_at for key in keys if key in found]
+    return any(at is not None and when <= at for at in times)
 
 
 def applied(store: Any, event: dict[str, Any]) -> bool:

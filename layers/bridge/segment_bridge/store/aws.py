@@ -124,7 +124,9 @@ def batch_get(
     projection: str | None = None,
     failure: str = "Items cannot be read right now.",
 ) -> Iterator[dict[str, Any]]:
-    """Strongly consistent BatchGetItem of any number of keys, unprocessed keys retried."""
+    """Strongly consistent BatchGetItem of any number of keys (each asked once: DynamoDB refuses a
+    request naming a key twice), unprocessed keys retried."""
+    keys = list({repr([key.get(name) for name in KEY_ATTRIBUTES]): key for key in keys}.values())
     for start in range(0, len(keys), BATCH_GET_KEYS):
         wanted: dict[str, Any] = {
             "Keys": [item(key) for key in keys[start : start + BATCH_GET_KEYS]],
