@@ -572,6 +572,26 @@ def replay_command(
     )
 
 
+# ---------------------------------------------------------------------------------------------- purge
+
+
+@cli.command("purge")
+@click.argument("workspace_id")
+@click.option("--user", "user_id", help="Only this deleted user (and the ids linked to it).")
+@json_option
+@click.pass_context
+def purge_command(ctx: click.Context, workspace_id: str, user_id: str | None, as_json: bool) -> None:
+    """Remove deleted users' events from the archive (raw/, rejected/, unapplied/) now, as the daily
+    PurgeFunction does: those stamped at or before each user's delete."""
+    data = operations.purge_archive(_target(ctx), workspace_id, user_id)
+    show(
+        as_json,
+        data,
+        f"Purged {data['events_removed']} archived events of {data['entities']} deleted ids "
+        f"({data['objects_rewritten']} of {data['objects_read']} objects rewritten).",
+    )
+
+
 # ---------------------------------------------------------------------------------------------- publish
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from bridge_dev.runtime import lambda_environment, lambda_stream_record, load_function
 from bridge_dev.target import Target
+from segment_bridge.deletion import purge
 from segment_bridge.delivery import Sending, deliver, redeliver, stream_changes
 from segment_bridge.egress import HttpSender
 from segment_bridge.envelope import unpack
@@ -33,7 +34,7 @@ from segment_bridge.limits import unstorable, valid_workspace_id
 from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
 from segment_bridge.processing import ProfileChange, preview
-from segment_bridge.profiles import EntityKind, Profile
+from segment_bridge.profiles import EntityKind, Profile, Stored
 from segment_bridge.store import DeadLetter, Workspace
 from segment_bridge.values import to_dynamo
 
@@ -544,6 +545,22 @@ def count_archived_batches(target: Target, workspace_id: str, since: date, until
         total += target.store.count_archived(workspace_id, day)
         day += timedelta(days=1)
     return total
+
+
+# ---------------------------------------------------------------------------------------------- purge
+
+
+def purge_archive(target: Target, workspace_id: str, user_id: str | None) -> dict[str, Any]:
+    """Remove deleted users' events from the workspace's archive now (what the daily PurgeFunction does),
+    or only one deleted user's (itself and its linked ids) with `user_id`."""
+    store = target.store
+    store.get_workspace(workspace_id)
+    if user_id is not None:
+        key = f"U#{user_id}"
+        if store.profiles.read_entities(workspace_id, [key]).get(key, Stored()).deleted_at is None:
+            raise NotFound("No delete of this user is recorded in the workspace.")
+    done = purge(workspace_id, store.archive, store.profiles, user_id=user_id)
+    return {"workspace_id": workspace_id, **done.figures()}
 
 
 # ---------------------------------------------------------------------------------------------- invoke

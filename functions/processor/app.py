@@ -2,12 +2,14 @@
 
 Each queue message is judged on its own (partial batch response): one failed message never blocks the
 rest, and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven. A
-message the invocation has no time left for is not started: it goes back to the queue (TimeBudget).
+message the invocation has no time left for is not started: it goes back to the queue (TimeBudget). Each
+gets an equal share of the invocation's time: a privacy delete still erasing when its share is spent
+fails its message alone, and the redelivery resumes where it stopped (TimeShares).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.mapping import Mapping
-from segment_bridge.processing import TimeBudget
+from segment_bridge.processing import TimeBudget, TimeShares
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -32,10 +34,15 @@ def mappings() -> TtlCache[str, Mapping]:
     return TtlCache(get_store().workspaces.get_mapping, ttl=get_settings().auth_cache_seconds)
 
 
-def handle(record: SQSRecord, lambda_context: LambdaContext) -> None:
+def handle(record: SQSRecord, lambda_context: LambdaContext, shares: TimeShares) -> None:
     remaining_ms = lambda_context.get_remaining_time_in_millis()
     applied = budget.receive(
-        remaining_ms, record.body, record.message_id, store=get_store(), mappings=mappings()
+        remaining_ms,
+        record.body,
+        record.message_id,
+        store=get_store(),
+        mappings=mappings(),
+        out_of_time=shares.next(),
     )
     logger.info("message applied", extra=applied.figures())
     metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=applied.history_written)
@@ -50,4 +57,10 @@ def handle(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    records = event.get("Records")
+    shares = TimeShares(
+        context.get_remaining_time_in_millis, len(records) if isinstance(records, list) else 1
+    )
+    return process_partial_response(
+        event=event, record_handler=partial(handle, shares=shares), processor=processor, context=context
+    )

@@ -6,10 +6,14 @@
     preview          what events would change, writing nothing
 
 How a batch is applied exactly once, without transactions (`apply_plan`):
-1. privacy deletes first (a tombstone, then the identity's data and links);
-2. identity links: one conditional write per previousId, the latest (by timestamp) wins;
-3. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
+1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
+   linked ids', in chunks within the message's share of time: an unfinished erase fails the message,
+   whose redelivery resumes it and applies the rest exactly once);
+2. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
    history items exist already;
+3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
+   at or before its user's delete is not written, and its ids are deleted as of that delete, as are the
+   anonymous ids of a deleted user's late events (`forget_late`);
 4. per entity, `settle` merges the change and counts only records that have no history item and are not
    pending; the profile is written conditionally on the version read, listing the new records as
    `pending` (a write-ahead log). If another writer got there first, read again and settle again;
@@ -35,12 +39,18 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar
 
+from segment_bridge.deletion import (
+    DeletionWrites,
+    OutOfTime,
+    delete_identity,
+    forget,
+    never,
+)
 from segment_bridge.envelope import unpack
 from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
 from segment_bridge.mapping import Mapping
 from segment_bridge.profiles import (
     Contribution,
-    Deletion,
     EntityKind,
     EntityPlan,
     HistoryRecord,
@@ -92,7 +102,7 @@ def each_at_once(work: list[Callable[[], T]]) -> list[T]:
 # --- what the use case needs from the store ----------------------------------------------------------
 
 
-class ProfileWrites(Protocol):
+class ProfileWrites(DeletionWrites, Protocol):
     """store.profiles: the processor's reads and single-purpose writes."""
 
     def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
@@ -116,9 +126,6 @@ class ProfileWrites(Protocol):
         mapping_version: int,
     ) -> None: ...
     def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool: ...
-    def put_tombstone(self, workspace_id: str, key: str, deleted_at: str) -> bool: ...
-    def linked_ids(self, workspace_id: str, user_id: str) -> list[str]: ...
-    def erase(self, workspace_id: str, identities: list[str], links: list[str]) -> None: ...
 
 
 class ArchiveWrites(Protocol):
@@ -202,7 +209,7 @@ def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str,
 # --- the invocation's time --------------------------------------------------------------------------
 
 
-class OutOfTime(BridgeError):
+class NoTimeLeft(BridgeError):
     """Not enough of the invocation is left to apply a message: it goes back to the queue untouched."""
 
 
@@ -218,16 +225,23 @@ class TimeBudget:
     clock: Callable[[], float] = time.monotonic
 
     def receive(
-        self, remaining_ms: int, body: str, message_id: str, store: Repositories, mappings: MappingSource
+        self,
+        remaining_ms: int,
+        body: str,
+        message_id: str,
+        store: Repositories,
+        mappings: MappingSource,
+        out_of_time: OutOfTime = never,
     ) -> Applied:
-        """receive_message, if there is time for it; OutOfTime (before anything is read or written) if not."""
+        """receive_message, if there is time for it; NoTimeLeft (before anything is read or written) if
+        not."""
         if remaining_ms / 1000 < self.slowest_seconds + self.reserve_seconds:
-            raise OutOfTime(
+            raise NoTimeLeft(
                 f"{remaining_ms} ms left: not enough to apply a message; it goes back to the queue."
             )
         started = self.clock()
         try:
-            return receive_message(body, message_id, store, mappings)
+            return receive_message(body, message_id, store, mappings, out_of_time)
         finally:
             self.slowest_seconds = max(self.slowest_seconds, self.clock() - started)
 
@@ -235,16 +249,38 @@ class TimeBudget:
 # --- one queue message -------------------------------------------------------------------------------
 
 
-def receive_message(body: str, message_id: str, store: Repositories, mappings: MappingSource) -> Applied:
+class TimeShares:
+    """Each message of an invocation gets an equal share of the time left (less `reserve_ms` for the
+    answer), so a long privacy delete in one message never times the others out."""
+
+    def __init__(self, remaining_ms: Callable[[], int], messages: int, reserve_ms: int = 5_000) -> None:
+        self.remaining_ms, self.left, self.reserve_ms = remaining_ms, max(1, messages), reserve_ms
+
+    def next(self) -> OutOfTime:
+        """The next message's share, as the `out_of_time` its deletes check between chunks."""
+        share = max(0.0, (self.remaining_ms() - self.reserve_ms) / 1000 / self.left)
+        self.left = max(1, self.left - 1)
+        ends = time.monotonic() + share
+        return lambda: time.monotonic() >= ends
+
+
+def receive_message(
+    body: str,
+    message_id: str,
+    store: Repositories,
+    mappings: MappingSource,
+    out_of_time: OutOfTime = never,
+) -> Applied:
     """One queue message: archive its events as received, then apply them under the workspace's current
     mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
-    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue)."""
+    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy
+    delete past `out_of_time` raises DeletionUnfinished, its progress kept for the redelivery."""
     envelope, events = unpack(body)
     received_at = datetime.fromisoformat(envelope.receivedAt)
     name = f"{envelope.requestId}-{message_id}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
-    applied = apply_batch(envelope.workspaceId, events, mapping, store)
+    applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
     count_day(
@@ -259,11 +295,15 @@ def receive_message(body: str, message_id: str, store: Repositories, mappings: M
 
 
 def apply_batch(
-    workspace_id: str, events: list[dict[str, Any]], mapping: Mapping, store: Repositories
+    workspace_id: str,
+    events: list[dict[str, Any]],
+    mapping: Mapping,
+    store: Repositories,
+    out_of_time: OutOfTime = never,
 ) -> Applied:
     """Apply one queue message's events: one read and about one conditional write per entity."""
     result = plan(events, mapping)
-    applied = apply_plan(workspace_id, result, mapping, store.profiles)
+    applied = apply_plan(workspace_id, result, mapping, store.profiles, out_of_time)
     applied.skipped += result.skipped
     applied.ignored_preferences += result.ignored_preferences
     applied.clamped_timestamps += result.clamped_timestamps
@@ -272,12 +312,31 @@ def apply_batch(
     return applied
 
 
-def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: ProfileWrites) -> Applied:
+def apply_plan(
+    workspace_id: str,
+    planned: Plan,
+    mapping: Mapping,
+    profiles: ProfileWrites,
+    out_of_time: OutOfTime = never,
+) -> Applied:
     """Steps 1-5 of the module's docstring."""
     applied = Applied()
     for deletion in planned.deletions:
-        delete_identity(workspace_id, deletion, profiles)
+        delete_identity(workspace_id, deletion, profiles, mapping.version, out_of_time)
         applied.deletions += 1
+
+    linked = {f"{kind}#{link.previous_id}" for link in planned.links for kind in ("A", "U")}
+    current = profiles.read_entities(workspace_id, list(dict.fromkeys([*planned.entities, *linked])))
+    stored = {key: current.get(key, Stored()) for key in planned.entities}
+    changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
+    handled: set[str] = set()
+    while forgotten := forget_late(workspace_id, planned, stored, changes, mapping, profiles, handled):
+        # Ids just deleted may have events in this batch too: read them again, as if they came later.
+        again = profiles.read_entities(workspace_id, forgotten)
+        for key in forgotten:
+            stored[key] = again.get(key, Stored())
+            changes[key] = planned.entities[key].changes(stored[key].deleted_at)
+    known = stored | {k: current.get(k, Stored()) for k in linked}
 
     def write_link(link: Link) -> list[dict[str, Any]]:
         try:
@@ -286,14 +345,11 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
             return _unapplied_links(planned.links, link.previous_id)
         return []
 
-    links = latest_links(planned.links)
+    links = [link for link in latest_links(planned.links) if not late_for_deleted(link, known)]
     for refused in each_at_once([partial(write_link, link) for link in links]):
         applied.unapplied.extend(refused)
     applied.links += len(planned.links)
 
-    current = profiles.read_entities(workspace_id, list(planned.entities))
-    stored = {key: current.get(key, Stored()) for key in planned.entities}
-    changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
     wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
     existing = profiles.existing_history(workspace_id, wanted)
 
@@ -339,6 +395,57 @@ def apply_plan(workspace_id: str, planned: Plan, mapping: Mapping, profiles: Pro
     # Only after every profile write: their `pending` lists make this step safe to crash and redo.
     applied.unapplied.extend(record_each(workspace_id, history, memberships, planned, mapping, profiles))
     return applied
+
+
+def late_for_deleted(link: Link, stored: dict[str, Stored]) -> bool:
+    """Whether a link was made at or before a delete of its user (the delete took its ids with it) or of
+    its previousId (the delete took the link): it would be gone had it arrived first."""
+    keys = (f"U#{link.user_id}", f"A#{link.previous_id}", f"U#{link.previous_id}")
+    times = [stored[key].deleted_at for key in keys if key in stored]
+    return any(deleted_at is not None and link.stamp[0] <= deleted_at for deleted_at in times)
+
+
+def forget_late(
+    workspace_id: str,
+    planned: Plan,
+    stored: dict[str, Stored],
+    changes: dict[str, tuple[Profile, list[HistoryRecord], list[Contribution]]],
+    mapping: Mapping,
+    profiles: ProfileWrites,
+    handled: set[str],
+) -> list[str]:
+    """Late events of deleted entities (stamped at or before the delete, so not applied): the ids they
+    link to a deleted user (an alias's previousId, an anonymousId sent with the userId) are deleted as of
+    that user's delete, as they would have been had the events arrived first; and the entities are listed
+    for the archive purge again (the late events were archived in raw/ and kept in unapplied/). Entities
+    in `handled` are skipped (and those handled now added); returns the batch's entities just deleted."""
+    forgotten: list[str] = []
+    for key, (_, _, dropped) in changes.items():
+        deleted_at = stored[key].deleted_at
+        if not dropped or deleted_at is None or key in handled:
+            continue
+        handled.add(key)
+        ids: list[str] = []
+        links: list[str] = []
+        if key.startswith("U#"):
+            for contribution in dropped:
+                event = contribution.event or {}
+                for name in ("anonymousId", "previousId"):
+                    value = event.get(name)
+                    # a linked id (alias, identify) as the delete erases links; else an anonymous id
+                    linking = name == "previousId" or event.get("type") == "identify"
+                    if isinstance(value, str) and value:
+                        ids += [f"A#{value}"] + ([f"U#{value}"] if linking else [])
+                        links += [value] if linking else []
+        if ids:
+            forget(workspace_id, ids, deleted_at, key, profiles, mapping.version)
+            # the late link superseded any older link of its previousId, and the delete took it: as the
+            # delete does with the links it finds, remove what is stored of it up to the delete's time
+            for previous in dict.fromkeys(links):
+                profiles.remove_link(workspace_id, previous, deleted_at)
+            forgotten += [k for k in dict.fromkeys(ids) if k in planned.entities and k not in handled]
+        profiles.mark_for_purge(workspace_id, [key], deleted_at, key)
+    return list(dict.fromkeys(forgotten))
 
 
 def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
@@ -485,18 +592,6 @@ def write_entity(
         to_record = [record for mid, record in records.items() if mid not in existing]
         return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
     raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
-
-
-def delete_identity(workspace_id: str, deletion: Deletion, profiles: ProfileWrites) -> None:
-    """Remove a user's profile, history, counts, memberships and links, and the identities linked to
-    it; leave a tombstone first so that older events arriving later are not applied."""
-    profiles.put_tombstone(workspace_id, deletion.key, deletion.timestamp)
-    identities, links = [deletion.key], [deletion.id]
-    if deletion.kind == "U":
-        for previous in profiles.linked_ids(workspace_id, deletion.id):
-            links.append(previous)
-            identities += [f"A#{previous}", f"U#{previous}"]
-    profiles.erase(workspace_id, identities, links)
 
 
 # --- replay and preview ------------------------------------------------------------------------------

@@ -406,3 +406,74 @@ class Stored:
     version: int = 0
     pending: dict[str, str] = field(default_factory=dict)
     deleted_at: str | None = None
+
+
+# --- privacy deletes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """An entity's `DELETED` item as stored: when it was deleted, whether the erase of its data (and its
+    linked ids') is finished, and how far it got (the last linked previousId done, in key order)."""
+
+    deleted_at: str
+    erased: bool = False
+    after: str | None = None
+
+
+def as_of(profile: Profile, deleted_at: str, history: list[tuple[str, str]]) -> Profile | None:
+    """What a delete at `deleted_at` leaves of a profile: None when nothing in it is newer than the
+    delete (the common case), else what it can tell is newer: traits and preferences stamped after it,
+    channel values, groups and anonymous ids first seen after it, counts recounted from the history items
+    kept (`history`: (name, timestamp) of each item newer than the delete), first_seen the earliest of
+    what is kept. Only first sightings are stored, so a value first seen before the delete and seen again
+    after it goes (README "Privacy deletes")."""
+    if profile.last_seen is None or profile.last_seen <= deleted_at:
+        return None
+
+    def newer(seen: dict[str, str]) -> dict[str, str]:
+        return {value: first for value, first in seen.items() if first > deleted_at}
+
+    traits = {name: stamp for name, stamp in profile.trait_stamps.items() if stamp[0] > deleted_at}
+    preferences = {name: stamp for name, stamp in profile.preference_stamps.items() if stamp[0] > deleted_at}
+    channels = {name: seen for name, values in profile.channels.items() if (seen := newer(values))}
+    kept = Profile(
+        traits={name: profile.traits[name] for name in traits if name in profile.traits},
+        trait_stamps=traits,
+        channels=channels,
+        preferences={name: profile.preferences[name] for name in preferences if name in profile.preferences},
+        preference_stamps=preferences,
+        groups=newer(profile.groups),
+        anonymous_ids=newer(profile.anonymous_ids),
+        counts={},
+        last_seen=profile.last_seen,
+    )
+    for name, _ in history:
+        kept.counts[name] = kept.counts.get(name, 0) + 1
+    stamps = [s[0] for s in (*traits.values(), *preferences.values())] + [when for _, when in history]
+    stamps += [
+        first for values in (*channels.values(), kept.groups, kept.anonymous_ids) for first in values.values()
+    ]
+    kept.first_seen = min(stamps, default=profile.last_seen)
+    return bounded(kept)
+
+
+@dataclass(frozen=True)
+class PendingPurge:
+    """A deleted entity whose archived events the next purge removes: those at or before `deleted_at`.
+    `by` is the deleted user it was erased for (itself, or the user it was linked to); `mark` changes
+    each time it is listed, so a purge takes off only what it has seen."""
+
+    key: str
+    deleted_at: str
+    by: str
+    mark: str
+    marked_at: str
+
+    @property
+    def kind(self) -> str:
+        return self.key[0]
+
+    @property
+    def id(self) -> str:
+        return self.key[2:]

@@ -95,6 +95,25 @@ class Archive:
             body = self.clients.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return [json.loads(line) for line in gzip.decompress(body).decode("utf-8").splitlines()]
 
+    def objects(self, kind: str, workspace_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Every object of a workspace under `kind` (raw, rejected, unapplied), all days: (key, records)."""
+        prefix = f"{kind}/workspace={workspace_id}/"
+        s3 = self.clients.s3
+        with aws_errors(READ_FAILURE):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for summary in page.get("Contents", []):
+                    body = s3.get_object(Bucket=self.bucket, Key=summary["Key"])["Body"].read()
+                    lines = gzip.decompress(body).decode("utf-8").splitlines()
+                    yield summary["Key"], [json.loads(line) for line in lines]
+
+    def rewrite(self, key: str, records: list[dict[str, Any]]) -> None:
+        """Replace an object's records (a purge); an object left with none is deleted."""
+        if records:
+            self._put_jsonl(key, records, "An archived object could not be rewritten.")
+            return
+        with aws_errors("An archived object could not be deleted."):
+            self.clients.s3.delete_object(Bucket=self.bucket, Key=key)
+
     def _put_jsonl(self, key: str, records: list[dict[str, Any]], failure: str) -> None:
         lines = "".join(json.dumps(record, separators=(",", ":"), default=str) + "\n" for record in records)
         with aws_errors(failure):

@@ -152,8 +152,10 @@ def batch_get(
     projection: str | None = None,
     failure: str = "Items cannot be read right now.",
 ) -> Iterator[dict[str, Any]]:
-    """Strongly consistent BatchGetItem of any number of keys, 100 keys a call, the calls in flight
-    together; unprocessed keys retried."""
+    """Strongly consistent BatchGetItem of any number of keys (each asked once: DynamoDB refuses a
+    request naming a key twice), 100 keys a call, the calls in flight together; unprocessed keys
+    retried."""
+    keys = list({repr([key.get(name) for name in KEY_ATTRIBUTES]): key for key in keys}.values())
 
     def get(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
         wanted: dict[str, Any] = {"Keys": [item(key) for key in chunk], "ConsistentRead": True}
@@ -182,7 +184,10 @@ def batch_write(
     failure: str = "Items cannot be written right now.",
 ) -> None:
     """BatchWriteItem of any number of (table, PutRequest or DeleteRequest), 25 a call, the calls in
-    flight together; unprocessed items retried."""
+    flight together; unprocessed items retried. DynamoDB refuses a request naming one key twice, so
+    requests for the same key are made one first: the last request for a key wins, as it would if they
+    were written one after another."""
+    requests = distinct_keys(requests)
 
     def write(chunk: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         request: dict[str, Any] = {}
@@ -200,6 +205,21 @@ def batch_write(
         requests[start : start + BATCH_WRITE_ITEMS] for start in range(0, len(requests), BATCH_WRITE_ITEMS)
     ]
     all_at_once([partial(write, chunk) for chunk in chunks])
+
+
+KEY_ATTRIBUTES = ("pk", "sk")
+"""Every table's key (template.yaml)."""
+
+
+def distinct_keys(requests: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """One request per (table, key): the last one given for it, in the order of those last requests."""
+    latest: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for table, entry in requests:
+        values = entry["DeleteRequest"]["Key"] if "DeleteRequest" in entry else entry["PutRequest"]["Item"]
+        key = repr([values.get(name) for name in KEY_ATTRIBUTES])
+        latest.pop((table, key), None)  # keep the order of the last request for the key
+        latest[(table, key)] = (table, entry)
+    return list(latest.values())
 
 
 def query(

@@ -6,7 +6,14 @@ ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
     pk=WS#<ws>#<entity>   sk=PROFILE    kind, id, traits, trait_stamps, channels, preferences,
                                         preference_stamps, groups, anonymous_ids, counts, pending,
                                         first_seen, last_seen, mapping_version, version, updated_at
-    pk=WS#<ws>#<entity>   sk=DELETED    deleted_at (a privacy delete; older events are not applied)
+    pk=WS#<ws>#<entity>   sk=DELETED    deleted_at (a privacy delete; events at or before it are not
+                                        applied), and either status ("erasing" | "erased") and after
+                                        (the last linked previousId erased, for resuming) for the deleted
+                                        entity itself, or by (the deleted U#<userId> whose link brought
+                                        this id in) for its linked ids
+    pk=WS#<ws>#PURGE      sk=<entity>   deleted_at, by, mark, marked_at: a deleted entity whose archived
+                                        events (raw/, rejected/, unapplied/) the next purge removes;
+                                        written again when a late event of it arrives, removed by the purge
     pk=WS#<ws>#G#<gid>    sk=MEMBER#<entity>   gsi1pk=WS#<ws>#<entity>  gsi1sk=GROUP#<gid>
     pk=WS#<ws>#LINK#<previousId>  sk=LINK  user_id, stamp  gsi1pk=WS#<ws>#U#<userId> gsi1sk=LINK#<previousId>
 EventsTable items
@@ -16,11 +23,12 @@ EventsTable items
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from segment_bridge.errors import ConditionFailed, Unstorable
 from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
-from segment_bridge.profiles import HistoryRecord, Link, Profile, Stored
+from segment_bridge.profiles import HistoryRecord, Link, PendingPurge, Profile, Stored, Tombstone
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import (
     Clients,
@@ -30,6 +38,7 @@ from segment_bridge.store.aws import (
     batch_write,
     item,
     now,
+    plain,
     query,
 )
 from segment_bridge.values import to_dynamo, to_json
@@ -305,40 +314,205 @@ class ProfileRepository:
 
     # --- privacy deletes -----------------------------------------------------------------------
 
-    def put_tombstone(self, workspace_id: str, key: str, deleted_at: str) -> bool:
-        """Record that the entity was deleted at `deleted_at`; False if a later deletion is recorded."""
+    def put_tombstone(
+        self, workspace_id: str, key: str, deleted_at: str, *, by: str | None = None
+    ) -> Tombstone:
+        """Record that the entity was deleted at `deleted_at` (an erase under way), unless a deletion at
+        least as late is recorded; either way, the tombstone now stored. `by`: the deleted user whose
+        link brought this id in (its erase is that user's)."""
+        values: dict[str, Any] = {"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED", "deleted_at": deleted_at}
+        values |= {"by": by} if by else {"status": "erasing"}
         try:
             with aws_errors("The deletion could not be recorded."):
                 self.clients.dynamodb.put_item(
                     TableName=self.profiles_table,
-                    Item=item(
-                        checked({"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED", "deleted_at": deleted_at})
-                    ),
+                    Item=item(checked(values)),
                     ConditionExpression="attribute_not_exists(pk) OR deleted_at < :at",
                     ExpressionAttributeValues=item({":at": deleted_at}),
+                )
+        except ConditionFailed:
+            return self._tombstone(workspace_id, key) or Tombstone(deleted_at)
+        return Tombstone(deleted_at)
+
+    def _tombstone(self, workspace_id: str, key: str) -> Tombstone | None:
+        with aws_errors(READ_FAILURE):
+            found = self.clients.dynamodb.get_item(
+                TableName=self.profiles_table,
+                Key=item({"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED"}),
+                ConsistentRead=True,
+            ).get("Item")
+        if found is None:
+            return None
+        stored = plain(found)
+        # Tombstones written before erases were resumable carry neither status nor by: their erase ran.
+        erased = stored.get("status") == "erased" or ("status" not in stored and "by" not in stored)
+        return Tombstone(str(stored["deleted_at"]), erased, stored.get("after"))
+
+    def save_progress(self, workspace_id: str, key: str, tombstone: Tombstone) -> bool:
+        """Record how far the erase of the deletion `tombstone` got (or that it is finished); False if a
+        later deletion of the entity replaced it."""
+        values = {
+            "pk": f"WS#{workspace_id}#{key}",
+            "sk": "DELETED",
+            "deleted_at": tombstone.deleted_at,
+            "status": "erased" if tombstone.erased else "erasing",
+            "after": tombstone.after,
+        }
+        try:
+            with aws_errors("The deletion's progress could not be recorded."):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(checked(values)),
+                    ConditionExpression="deleted_at = :at",
+                    ExpressionAttributeValues=item({":at": tombstone.deleted_at}),
                 )
         except ConditionFailed:
             return False
         return True
 
-    def erase(self, workspace_id: str, identities: list[str], links: list[str]) -> None:
-        """Delete the identities' (entity keys) profiles, history and memberships, and the links whose
-        previousIds are given."""
-        doomed: list[tuple[str, dict[str, Any]]] = []
-        for identity in identities:
-            pk = f"WS#{workspace_id}#{identity}"
-            doomed += [
-                (self.profiles_table, {"pk": f"WS#{workspace_id}#G#{group_id}", "sk": f"MEMBER#{identity}"})
-                for group_id in self._index(workspace_id, identity, "GROUP#")
-            ]
-            doomed.append((self.profiles_table, {"pk": pk, "sk": "PROFILE"}))
-            history = query(
-                self.clients.dynamodb, self.events_table, "pk = :pk", {":pk": pk}, failure=READ_FAILURE
-            )
-            doomed += [(self.events_table, {"pk": h["pk"], "sk": h["sk"]}) for h in history]
-        doomed += [
-            (self.profiles_table, {"pk": f"WS#{workspace_id}#LINK#{previous}", "sk": "LINK"})
-            for previous in links
+    def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[str]:
+        """At most `limit` previousIds linked to the user, in key order, after the previousId `after`."""
+        arguments: dict[str, Any] = {
+            "TableName": self.profiles_table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk > :after",
+            "ExpressionAttributeValues": item(
+                {
+                    ":pk": f"WS#{workspace_id}#U#{user_id}",
+                    ":after": f"LINK#{after}" if after is not None else "LINK#",
+                }
+            ),
+            "Limit": limit,
+        }
+        with aws_errors(READ_FAILURE):
+            found = self.clients.dynamodb.query(**arguments).get("Items", [])
+        keys = [str(plain(entry)["gsi1sk"]) for entry in found]
+        return [key.removeprefix("LINK#") for key in keys if key.startswith("LINK#")]
+
+    def link_stamps(self, workspace_id: str, previous_ids: list[str]) -> dict[str, str]:
+        """previousId -> the stamp ("<timestamp>#<messageId>") of its stored link, for those stored."""
+        keys = [{"pk": f"WS#{workspace_id}#LINK#{previous}", "sk": "LINK"} for previous in previous_ids]
+        found = batch_get(
+            self.clients.dynamodb,
+            self.profiles_table,
+            keys,
+            self.sleep,
+            projection="pk, stamp",
+            failure=READ_FAILURE,
+        )
+        return {str(link["pk"]).split("#LINK#", 1)[1]: str(link["stamp"]) for link in found}
+
+    def history_index(self, workspace_id: str, key: str) -> list[tuple[str, str, str]]:
+        """(messageId, name, timestamp) of each of the entity's history items."""
+        found = query(
+            self.clients.dynamodb,
+            self.events_table,
+            "pk = :pk",
+            {":pk": f"WS#{workspace_id}#{key}"},
+            failure=READ_FAILURE,
+        )
+        return [(h["sk"].removeprefix("MSG#"), str(h["name"]), str(h["timestamp"])) for h in found]
+
+    def memberships(self, workspace_id: str, key: str) -> list[str]:
+        """The groups the entity is a member of (its MEMBER# items)."""
+        return self._index(workspace_id, key, "GROUP#")
+
+    def remove(self, workspace_id: str, key: str, history: list[str], groups: list[str]) -> None:
+        """Delete history items (messageIds) and memberships (group ids) of an entity."""
+        doomed = [
+            (self.events_table, {"pk": f"WS#{workspace_id}#{key}", "sk": f"MSG#{mid}"}) for mid in history
         ]
-        requests = [(table, {"DeleteRequest": {"Key": item(key)}}) for table, key in doomed]
+        doomed += [
+            (self.profiles_table, {"pk": f"WS#{workspace_id}#G#{group_id}", "sk": f"MEMBER#{key}"})
+            for group_id in groups
+        ]
+        requests = [(table, {"DeleteRequest": {"Key": item(values)}}) for table, values in doomed]
         batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
+
+    def remove_profile(self, workspace_id: str, key: str, version: int) -> bool:
+        """Delete the entity's profile if it is still `version`; False if another writer changed it."""
+        try:
+            with aws_errors(WRITE_FAILURE):
+                self.clients.dynamodb.delete_item(
+                    TableName=self.profiles_table,
+                    Key=item({"pk": f"WS#{workspace_id}#{key}", "sk": "PROFILE"}),
+                    ConditionExpression="attribute_not_exists(pk) OR version = :version",
+                    ExpressionAttributeValues=item({":version": version}),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    def remove_link(self, workspace_id: str, previous_id: str, through: str) -> bool:
+        """Delete the link of `previous_id` if it was made at or before `through` (a timestamp); False if
+        a newer link is stored."""
+        try:
+            with aws_errors("An identity link could not be deleted."):
+                self.clients.dynamodb.delete_item(
+                    TableName=self.profiles_table,
+                    Key=item({"pk": f"WS#{workspace_id}#LINK#{previous_id}", "sk": "LINK"}),
+                    # stamp is "<timestamp>#<messageId>": "$" sorts right after "#"
+                    ConditionExpression="attribute_not_exists(pk) OR stamp < :bound",
+                    ExpressionAttributeValues=item({":bound": f"{through}$"}),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    # --- the archive purge's work list -----------------------------------------------------------
+
+    def mark_for_purge(self, workspace_id: str, keys: list[str], deleted_at: str, by: str) -> None:
+        """List deleted entities whose archived events the next purge removes (again, if listed before)."""
+        mark = uuid.uuid4().hex
+        requests = [
+            (
+                self.profiles_table,
+                {
+                    "PutRequest": {
+                        "Item": item(
+                            checked(
+                                {
+                                    "pk": f"WS#{workspace_id}#PURGE",
+                                    "sk": key,
+                                    "deleted_at": deleted_at,
+                                    "by": by,
+                                    "mark": mark,
+                                    "marked_at": now(),
+                                }
+                            )
+                        )
+                    }
+                },
+            )
+            for key in keys
+        ]
+        batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
+
+    def pending_purges(self, workspace_id: str) -> list[PendingPurge]:
+        found = query(
+            self.clients.dynamodb,
+            self.profiles_table,
+            "pk = :pk",
+            {":pk": f"WS#{workspace_id}#PURGE"},
+            failure=READ_FAILURE,
+        )
+        return [
+            PendingPurge(
+                str(p["sk"]), str(p["deleted_at"]), str(p["by"]), str(p["mark"]), str(p["marked_at"])
+            )
+            for p in found
+        ]
+
+    def purged(self, workspace_id: str, done: list[PendingPurge]) -> None:
+        """Take purged entities off the list, unless listed again since (a late event of theirs)."""
+        for pending in done:
+            try:
+                with aws_errors(WRITE_FAILURE):
+                    self.clients.dynamodb.delete_item(
+                        TableName=self.profiles_table,
+                        Key=item({"pk": f"WS#{workspace_id}#PURGE", "sk": pending.key}),
+                        ConditionExpression="mark = :mark",
+                        ExpressionAttributeValues=item({":mark": pending.mark}),
+                    )
+            except ConditionFailed:
+                continue

@@ -1,0 +1,272 @@
+"""Privacy deletes: exact, idempotent and complete (README "Privacy deletes").
+
+    delete_identity  a `delete` event: its tombstone first, then its data erased as of its time, its
+                     linked ids tombstoned and erased too, in chunks whose progress is durable
+    forget           ids that belong to a deleted user: tombstoned and erased as of its delete
+    purge            the archive's copies (raw/, rejected/, unapplied/) of deleted entities' events
+
+What a delete at time T of an entity does, exactly:
+1. its tombstone (`DELETED`, deleted_at=T, status "erasing"): from now on events at or before T are not
+   applied to it. If a tombstone at T or later is stored already, this delete is a repeat (redelivery,
+   re-drive, replay) or is superseded: it resumes an unfinished erase at T and otherwise does nothing.
+2. its data as of T: history items stamped at or before T, memberships, links made at or before T, and
+   its profile (deleted; or, when events newer than T were applied before the delete, rewritten to what
+   is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
+3. for a user, every id linked to it by T (LINK items made at or before T, one hop, and the anonymous
+   ids its profile had seen by T): tombstoned at T and erased the same way, LINKS_PER_CHUNK at a time;
+   after each chunk the tombstone records the last previousId done, so an invocation that runs out of
+   its time share stops (DeletionUnfinished: the message is retried) and the redelivery resumes there.
+4. each entity is listed for the archive purge (`PURGE` items), and the tombstone marked "erased".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from segment_bridge.errors import ServiceUnavailable
+from segment_bridge.profiles import (
+    Deletion,
+    PendingPurge,
+    Profile,
+    Stored,
+    Tombstone,
+    as_of,
+)
+from segment_bridge.timestamps import InvalidTimestamp, event_time
+
+LINKS_PER_CHUNK = 25
+"""Linked ids erased between two progress records (one BatchWriteItem of purge marks)."""
+WRITE_ATTEMPTS = 6
+
+OutOfTime = Callable[[], bool]
+"""True once the caller's share of time is spent."""
+
+
+def never() -> bool:
+    return False
+
+
+class DeletionUnfinished(ServiceUnavailable):
+    """A delete's erase used its share of time; its progress is recorded and its redelivery resumes it."""
+
+
+class DeletionWrites(Protocol):
+    """store.profiles: what a delete reads and writes."""
+
+    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
+    def put_profile(
+        self,
+        workspace_id: str,
+        kind: str,
+        entity_id: str,
+        profile: Profile,
+        *,
+        pending: dict[str, str],
+        version: int,
+        mapping_version: int,
+    ) -> bool: ...
+    def put_tombstone(
+        self, workspace_id: str, key: str, deleted_at: str, *, by: str | None = None
+    ) -> Tombstone: ...
+    def save_progress(self, workspace_id: str, key: str, tombstone: Tombstone) -> bool: ...
+    def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[str]: ...
+    def link_stamps(self, workspace_id: str, previous_ids: list[str]) -> dict[str, str]: ...
+    def history_index(self, workspace_id: str, key: str) -> list[tuple[str, str, str]]: ...
+    def memberships(self, workspace_id: str, key: str) -> list[str]: ...
+    def remove(self, workspace_id: str, key: str, history: list[str], groups: list[str]) -> None: ...
+    def remove_profile(self, workspace_id: str, key: str, version: int) -> bool: ...
+    def remove_link(self, workspace_id: str, previous_id: str, through: str) -> bool: ...
+    def mark_for_purge(self, workspace_id: str, keys: list[str], deleted_at: str, by: str) -> None: ...
+
+
+# --- the delete --------------------------------------------------------------------------------------
+
+
+def delete_identity(
+    workspace_id: str,
+    deletion: Deletion,
+    profiles: DeletionWrites,
+    mapping_version: int,
+    out_of_time: OutOfTime = never,
+) -> bool:
+    """Steps 1-4 of the module's docstring. False if the delete changed nothing (a repeat of a finished
+    delete, or superseded by a later one). Raises DeletionUnfinished when `out_of_time` says so between
+    two chunks, its progress recorded."""
+    at, key = deletion.timestamp, deletion.key
+    stored = profiles.put_tombstone(workspace_id, key, at)
+    # Listed for the purge even when repeated: a redelivered message is archived in raw/ again.
+    profiles.mark_for_purge(workspace_id, [key], stored.deleted_at, key)
+    if stored.deleted_at > at or (stored.deleted_at == at and stored.erased):
+        return False
+    anonymous = erase(workspace_id, key, at, profiles, mapping_version)
+    profiles.remove_link(workspace_id, deletion.id, at)
+    after = stored.after
+    if deletion.kind == "U":
+        forget(workspace_id, [f"A#{a}" for a in anonymous], at, key, profiles, mapping_version)
+        while page := profiles.linked_page(workspace_id, deletion.id, after, LINKS_PER_CHUNK):
+            stamps = profiles.link_stamps(workspace_id, page)
+            older = [previous for previous in page if stamps.get(previous, "") < f"{at}$"]
+            ids = [entity for previous in older for entity in (f"A#{previous}", f"U#{previous}")]
+            forget(workspace_id, ids, at, key, profiles, mapping_version)
+            for previous in older:
+                profiles.remove_link(workspace_id, previous, at)
+            after = page[-1]
+            if not profiles.save_progress(workspace_id, key, Tombstone(at, False, after)):
+                return True  # a later delete replaced this one: it erases everything this one would
+            if out_of_time():
+                raise DeletionUnfinished("A privacy delete is still erasing linked ids; it resumes on retry.")
+    profiles.save_progress(workspace_id, key, Tombstone(at, True))  # finished: no cursor kept
+    return True
+
+
+def forget(
+    workspace_id: str, keys: Iterable[str], at: str, by: str, profiles: DeletionWrites, mapping_version: int
+) -> None:
+    """Tombstone and erase, as of `at`, ids that belong to the deleted user `by` (unless a later delete
+    of an id is recorded: it covers this one), and list them for the archive purge."""
+    forgotten = [
+        key
+        for key in dict.fromkeys(keys)
+        if profiles.put_tombstone(workspace_id, key, at, by=by).deleted_at <= at
+    ]
+    current = profiles.read_entities(workspace_id, forgotten) if forgotten else {}
+    for key in forgotten:  # one read for all; most linked ids have no profile (and so nothing to erase)
+        if current.get(key, Stored()).profile is not None:
+            erase(workspace_id, key, at, profiles, mapping_version)
+    if forgotten:
+        profiles.mark_for_purge(workspace_id, forgotten, at, by)
+
+
+def erase(workspace_id: str, key: str, at: str, profiles: DeletionWrites, mapping_version: int) -> list[str]:
+    """An entity's data as of `at` (step 2); the anonymous ids its profile had seen by then. History and
+    memberships go before the profile, so an entity without a profile has nothing left to erase."""
+    for _ in range(WRITE_ATTEMPTS):
+        stored = profiles.read_entities(workspace_id, [key]).get(key, Stored())
+        if stored.profile is None:
+            return []
+        history = profiles.history_index(workspace_id, key)
+        kept = as_of(stored.profile, at, [(name, when) for _, name, when in history if when > at])
+        groups = profiles.memberships(workspace_id, key)
+        profiles.remove(
+            workspace_id,
+            key,
+            [mid for mid, _, when in history if when <= at],
+            [group for group in groups if kept is None or group not in kept.groups],
+        )
+        anonymous = [a for a, first in stored.profile.anonymous_ids.items() if first <= at]
+        if kept is None:
+            written = profiles.remove_profile(workspace_id, key, stored.version)
+        else:
+            kind, entity_id = key.split("#", 1)
+            written = profiles.put_profile(
+                workspace_id,
+                kind,
+                entity_id,
+                kept,
+                pending={},
+                version=stored.version + 1,
+                mapping_version=mapping_version,
+            )
+        if written:
+            return anonymous
+    raise ServiceUnavailable("A profile kept changing while being erased; retry later.")
+
+
+# --- the archive ---------------------------------------------------------------------------------------
+
+
+class ArchiveCopies(Protocol):
+    """store.archive: every object of a workspace under a kind (raw, rejected, unapplied), rewritten."""
+
+    def objects(self, kind: str, workspace_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]: ...
+    def rewrite(self, key: str, records: list[dict[str, Any]]) -> None: ...
+
+
+class PurgeList(Protocol):
+    def pending_purges(self, workspace_id: str) -> list[PendingPurge]: ...
+    def purged(self, workspace_id: str, done: list[PendingPurge]) -> None: ...
+
+
+ARCHIVE_KINDS = ("raw", "rejected", "unapplied")
+
+
+@dataclass
+class Purged:
+    """What one purge of a workspace did (counts only: never ids)."""
+
+    entities: int = 0
+    objects_read: int = 0
+    objects_rewritten: int = 0
+    events_removed: int = 0
+    parked_ids: list[str] = field(default_factory=list, repr=False)
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "entities": self.entities,
+            "objects_read": self.objects_read,
+            "objects_rewritten": self.objects_rewritten,
+            "events_removed": self.events_removed,
+        }
+
+
+def purge(
+    workspace_id: str,
+    archive: ArchiveCopies,
+    listed: PurgeList,
+    *,
+    user_id: str | None = None,
+    parked: Callable[[str, list[str]], None] | None = None,
+) -> Purged:
+    """Remove from the workspace's archive (one pass over raw/, rejected/, unapplied/) every event of an
+    entity listed for purging that is stamped at or before its delete, then take the entities off the
+    list. `user_id`: only that user's deletion (itself and its linked ids). `parked` is told the deleted
+    ids, for parked outbound events (`purge_parked`)."""
+    pending = listed.pending_purges(workspace_id)
+    if user_id is not None:
+        pending = [p for p in pending if f"U#{user_id}" in (p.key, p.by)]
+    done = Purged(entities=len(pending))
+    if not pending:
+        return done
+    users = {p.id: p.deleted_at for p in pending if p.kind == "U"}
+    anonymous = {p.id: p.deleted_at for p in pending if p.kind == "A"}
+    for kind in ARCHIVE_KINDS:
+        for key, records in archive.objects(kind, workspace_id):
+            done.objects_read += 1
+            kept = [
+                r for r in records if not deleted(r if kind == "raw" else r.get("event"), users, anonymous)
+            ]
+            if len(kept) < len(records):
+                archive.rewrite(key, kept)
+                done.objects_rewritten += 1
+                done.events_removed += len(records) - len(kept)
+    done.parked_ids = sorted({p.id for p in pending})
+    (parked or purge_parked)(workspace_id, done.parked_ids)
+    listed.purged(workspace_id, pending)
+    return done
+
+
+def purge_parked(workspace_id: str, deleted_ids: list[str]) -> None:
+    """HOOK (issue 14): parked outbound events are moving to S3 `parked/`; once they do, remove the
+    deleted ids' parked events here. Today they sit in the EmitterDLQ for at most its retention (14 days)
+    and are not searched."""
+
+
+def deleted(event: Any, users: dict[str, str], anonymous: dict[str, str]) -> bool:
+    """Whether an archived event belongs to a deleted entity and is stamped at or before its delete (an
+    event whose time cannot be read counts as before it)."""
+    if not isinstance(event, dict):
+        return False
+    cutoffs = []
+    for name, deletions in (("userId", users), ("anonymousId", anonymous), ("previousId", users | anonymous)):
+        value = event.get(name)
+        if isinstance(value, (str, int, float)) and str(value) in deletions:
+            cutoffs.append(deletions[str(value)])
+    if not cutoffs:
+        return False
+    try:
+        when, _ = event_time(event.get("timestamp"), event.get("receivedAt") or event.get("timestamp"))
+    except (InvalidTimestamp, ValueError, OverflowError):
+        return True
+    return when <= max(cutoffs)
