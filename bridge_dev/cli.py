@@ -29,7 +29,7 @@ from segment_bridge import __version__
 from segment_bridge.auth import new_api_key
 from segment_bridge.errors import BridgeError, NotFound
 from segment_bridge.outbound import endpoint_url
-from segment_bridge.processing import replay
+from segment_bridge.replay import replay
 from segment_bridge.stats import COUNTERS
 
 F = TypeVar("F", bound=Callable[..., Any])

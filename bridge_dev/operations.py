@@ -33,8 +33,8 @@ from segment_bridge.intake import Limits, decode_body, iso, prepare
 from segment_bridge.limits import unstorable, valid_workspace_id
 from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
-from segment_bridge.processing import ProfileChange, preview
 from segment_bridge.profiles import EntityKind, Profile, Stored
+from segment_bridge.replay import ProfileChange, preview
 from segment_bridge.store import DeadLetter, Workspace
 from segment_bridge.values import to_dynamo
 

@@ -101,9 +101,9 @@ def test_a_user_with_3000_links_is_deleted_in_bounded_chunks_resumed_by_redelive
                 }
             )
     processor([event("track", "ta", T1, user=None, anonymousId="anon-2999", event="Browsed")], message_id="a")
-    from tests.functional import conftest
+    from bridge_dev.runtime import LambdaContext
 
-    monkeypatch.setattr(conftest.FakeContext, "get_remaining_time_in_millis", lambda self: 5_000)  # no share
+    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: 5_000)  # no share
     message = [event("delete", "d", T2), event("track", "n", T2, user="user-2", event="Neighbour")]
 
     def failed() -> bool:
@@ -158,8 +158,7 @@ def _archived(aws: Any) -> dict[str, list[str]]:
 
 def test_purge_removes_a_deleted_users_events_from_raw_rejected_and_unapplied(processor, workspaces, aws):
     """(e) The on-demand command and the daily PurgeFunction remove what the delete covers, no more."""
-    from tests.conftest import load_handler
-    from tests.functional.conftest import FakeContext
+    from tests.conftest import SECONDS_LEFT, lambda_function
 
     processor(
         [
@@ -180,10 +179,10 @@ def test_purge_removes_a_deleted_users_events_from_raw_rejected_and_unapplied(pr
     assert "late" in before["unapplied"]
     assert "r" in before["rejected"]
 
-    answer = load_handler("purge").lambda_handler({}, FakeContext())
+    answer = lambda_function("PurgeFunction").invoke({}, seconds_left=SECONDS_LEFT)
     assert answer["events_removed"] == 5  # i, d, late (raw), late (unapplied), r (rejected)
     after = _archived(aws)
     assert sorted(after["raw"]) == ["k", "new"]
     assert "rejected" not in after
     assert "unapplied" not in after
-    assert load_handler("purge").lambda_handler({}, FakeContext())["entities"] == 0  # nothing listed now
+    assert lambda_function("PurgeFunction").invoke({}, seconds_left=SECONDS_LEFT)["entities"] == 0  # nothing listed now

@@ -40,6 +40,7 @@ LOADED = {
     "ProcessorFunction": SHARED
     | {
         "segment_bridge.processing",
+        "segment_bridge.ports",
         "segment_bridge.deletion",
         "segment_bridge.profiles",
         "segment_bridge.mapping",

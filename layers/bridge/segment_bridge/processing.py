@@ -2,8 +2,7 @@
 
     receive_message  archive the message's events, apply them, keep what cannot be applied
     apply_batch      plan (profiles.py, pure) then apply: the algorithm below
-    replay           archived events through a mapping again
-    preview          what events would change, writing nothing
+    (replay.py runs archived events through a mapping again, and previews a mapping, with apply_batch)
 
 How a batch is applied exactly once, without transactions (`apply_plan`):
 1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
@@ -32,15 +31,14 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache, partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from segment_bridge.deletion import (
-    DeletionWrites,
     OutOfTime,
     delete_identity,
     forget,
@@ -49,9 +47,15 @@ from segment_bridge.deletion import (
 from segment_bridge.envelope import unpack
 from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
 from segment_bridge.mapping import Mapping
+from segment_bridge.ports import (
+    Applied,
+    MappingSource,
+    ProfileWrites,
+    Repositories,
+    unapplied_records,
+)
 from segment_bridge.profiles import (
     Contribution,
-    EntityKind,
     EntityPlan,
     HistoryRecord,
     Link,
@@ -97,113 +101,6 @@ def each_at_once(work: list[Callable[[], T]]) -> list[T]:
     futures: list[Future[T]] = [_pool().submit(job) for job in work]
     wait(futures)
     return [future.result() for future in futures]
-
-
-# --- what the use case needs from the store ----------------------------------------------------------
-
-
-class ProfileWrites(DeletionWrites, Protocol):
-    """store.profiles: the processor's reads and single-purpose writes."""
-
-    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
-    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
-    def put_profile(
-        self,
-        workspace_id: str,
-        kind: str,
-        entity_id: str,
-        profile: Profile,
-        *,
-        pending: dict[str, str],
-        version: int,
-        mapping_version: int,
-    ) -> bool: ...
-    def record(
-        self,
-        workspace_id: str,
-        history: dict[str, list[HistoryRecord]],
-        memberships: dict[str, list[str]],
-        mapping_version: int,
-    ) -> None: ...
-    def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool: ...
-
-
-class ArchiveWrites(Protocol):
-    """store.archive: what was received, and what could not be applied."""
-
-    def archive_raw(
-        self, workspace_id: str, received_at: datetime, name: str, events: list[dict[str, Any]]
-    ) -> str: ...
-    def keep_unapplied(
-        self, workspace_id: str, received_at: datetime, name: str, records: list[dict[str, Any]]
-    ) -> None: ...
-    def archived_batches(self, workspace_id: str, day: date) -> Iterable[list[dict[str, Any]]]: ...
-
-
-class Repositories(Protocol):
-    @property
-    def profiles(self) -> ProfileWrites: ...
-    @property
-    def archive(self) -> ArchiveWrites: ...
-    def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
-
-
-class MappingSource(Protocol):
-    def get(self, workspace_id: str) -> Mapping | None: ...
-
-
-# --- results ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Applied:
-    """What applying a batch did, for logs and metrics; `unapplied` holds events kept with a reason."""
-
-    entities: int = 0
-    history_written: int = 0
-    duplicates: int = 0
-    links: int = 0
-    deletions: int = 0
-    skipped: int = 0
-    ignored_preferences: int = 0
-    clamped_timestamps: int = 0
-    failed_paths: int = 0
-    over_budget: int = 0
-    unapplied: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, other: Applied) -> None:
-        """Add another result's figures (and its unapplied events) to this one."""
-        self.entities += other.entities
-        self.history_written += other.history_written
-        self.duplicates += other.duplicates
-        self.links += other.links
-        self.deletions += other.deletions
-        self.skipped += other.skipped
-        self.ignored_preferences += other.ignored_preferences
-        self.clamped_timestamps += other.clamped_timestamps
-        self.failed_paths += other.failed_paths
-        self.over_budget += other.over_budget
-        self.unapplied.extend(other.unapplied)
-
-    def figures(self) -> dict[str, int]:
-        """For logs: counts only, never event content."""
-        return {
-            "entities": self.entities,
-            "history_written": self.history_written,
-            "duplicates": self.duplicates,
-            "links": self.links,
-            "deletions": self.deletions,
-            "skipped": self.skipped,
-            "ignored_preferences": self.ignored_preferences,
-            "clamped_timestamps": self.clamped_timestamps,
-            "failed_paths": self.failed_paths,
-            "over_budget": self.over_budget,
-            "unapplied": len(self.unapplied),
-        }
-
-
-def _unapplied(contributions: list[Contribution], reason: str) -> list[dict[str, Any]]:
-    return [{"reason": reason, "event": c.event} for c in contributions if c.event is not None]
 
 
 # --- the invocation's time --------------------------------------------------------------------------
@@ -372,7 +269,9 @@ def apply_plan(
     to_write = []
     for key in planned.entities:
         change, _, dropped = changes[key]
-        applied.unapplied.extend(_unapplied(dropped, f"the user was deleted at {stored[key].deleted_at}"))
+        applied.unapplied.extend(
+            unapplied_records(dropped, f"the user was deleted at {stored[key].deleted_at}")
+        )
         if not (dropped and change.first_seen is None):  # else: all older than the entity's deletion
             to_write.append(key)
     results = each_at_once([partial(write, key) for key in to_write])
@@ -383,7 +282,7 @@ def apply_plan(
         entity, change = planned.entities[key], changes[key][0]
         if isinstance(written, Unstorable):
             reason = "the profile is larger or deeper than DynamoDB allows"
-            applied.unapplied.extend(_unapplied(entity.contributions, reason))
+            applied.unapplied.extend(unapplied_records(entity.contributions, reason))
             continue
         history[key], memberships[key] = written.to_record, list(change.groups)
         applied.entities += 1
@@ -592,82 +491,3 @@ def write_entity(
         to_record = [record for mid, record in records.items() if mid not in existing]
         return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
     raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
-
-
-# --- replay and preview ------------------------------------------------------------------------------
-
-
-def replay(
-    workspace_id: str,
-    since: date,
-    until: date,
-    mapping: Mapping,
-    store: Repositories,
-    *,
-    dry_run: bool = False,
-    on_batch: Callable[[int], None] | None = None,
-) -> Applied:
-    """Run archived events received from `since` to `until` (inclusive, UTC days) through `mapping` again.
-
-    Everything the processor writes is idempotent, so a replay under an unchanged mapping changes nothing;
-    under a new mapping it adds what the new mapping finds (new channels, preferences, events that
-    filters had skipped). History already recorded keeps the name and mapping version it was written
-    with. With `dry_run`, nothing is written: the result counts what the mapping would apply.
-    `on_batch` is told the number of events of each archived batch once it is done (for progress)."""
-    total = Applied()
-    day = since
-    while day <= until:
-        for events in store.archive.archived_batches(workspace_id, day):
-            if dry_run:
-                planned = plan(events, mapping)
-                total.add(
-                    Applied(
-                        entities=len(planned.entities),
-                        links=len(planned.links),
-                        deletions=len(planned.deletions),
-                        skipped=planned.skipped,
-                        ignored_preferences=planned.ignored_preferences,
-                    )
-                )
-            else:
-                total.add(apply_batch(workspace_id, events, mapping, store))
-            if on_batch is not None:
-                on_batch(len(events))
-        day += timedelta(days=1)
-    return total
-
-
-@dataclass(frozen=True)
-class ProfileChange:
-    """What a set of events would do to one entity: its profile before and after, and new history."""
-
-    kind: EntityKind
-    id: str
-    before: Profile | None
-    after: Profile
-    history: list[HistoryRecord]
-
-
-def preview(
-    events: list[dict[str, Any]],
-    mapping: Mapping,
-    current: Callable[[EntityKind, str], Profile | None],
-    recorded: Callable[[dict[str, set[str]]], dict[str, set[str]]] = lambda wanted: {},
-) -> tuple[Plan, list[ProfileChange]]:
-    """What applying `events` (intake's output) under `mapping` would change, entity by entity, given
-    each entity's `current` profile and which history items are `recorded` already (entity key ->
-    messageIds); nothing is written."""
-    result = plan(events, mapping)
-    changes = []
-    planned = {key: entity.changes() for key, entity in result.entities.items()}
-    known = recorded({key: {r.message_id for r in history} for key, (_, history, _) in planned.items()})
-    for key, entity in result.entities.items():
-        before = current(entity.kind, entity.id)
-        change, history, _ = planned[key]
-        history = [record for record in history if record.message_id not in known.get(key, set())]
-        change.counts = {}
-        for record in history:
-            change.counts[record.name] = change.counts.get(record.name, 0) + 1
-        after = merge(before or Profile(), change)
-        changes.append(ProfileChange(entity.kind, entity.id, before, after, history))
-    return result, changes
