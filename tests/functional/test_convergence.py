@@ -85,8 +85,10 @@ def after_first_deletes(delivery: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in head if e["timestamp"] <= TIMES[1]] + newer + tail
 
 
-BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending")
-"""What records how the state was written, not what it is: write count, time, and the write-ahead list."""
+BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending", "by")
+"""What records how the state was written, not what it is: write count, time, the write-ahead list, and
+which deleted user's erase reached a linked id first (`by` on a tombstone: when two deleted users shared
+an id and were deleted at the same time, either one's purge removes that id's events)."""
 
 
 def state(workspace_id: str, tables: list[str]) -> list[str]:
