@@ -44,9 +44,7 @@ def identity(draw: st.DrawFn) -> dict[str, str]:
 
 @st.composite
 def segment_event(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(
-        st.sampled_from(["identify", "identify", "track", "track", "page", "group", "alias"])
-    )
+    kind = draw(st.sampled_from(["identify", "identify", "track", "track", "page", "group", "alias"]))
     timestamp = TIMES[1] if kind == "delete" else draw(st.sampled_from(TIMES))
     event: dict[str, Any] = {"type": kind, "timestamp": timestamp, "receivedAt": timestamp}
     if kind == "alias":
