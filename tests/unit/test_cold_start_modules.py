@@ -20,6 +20,7 @@ SHARED = {
     "segment_bridge",
     "segment_bridge.auth",  # the store's workspace repository (key hashes)
     "segment_bridge.cache",
+    "segment_bridge.concurrency",  # the store's batch calls in flight together
     "segment_bridge.errors",
     "segment_bridge.limits",
     "segment_bridge.settings",

@@ -21,10 +21,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -289,25 +288,6 @@ def _park_unsent(unsent: Unsent, parking: Parking, report: Report) -> None:
         report.count(unsent.workspace_id, "parked")
 
 
-class _SerialParking:
-    """Parking shared by parallel senders, one call at a time (boto3's default session is not safe to
-    create clients from several threads at once)."""
-
-    def __init__(self, parking: Parking) -> None:
-        self._parking = parking
-        self._lock = threading.Lock()
-
-    def park_outbound(
-        self,
-        reason: str,
-        record: dict[str, Any],
-        response: dict[str, Any] | None = None,
-        workspace_id: str | None = None,
-    ) -> None:
-        with self._lock:
-            self._parking.park_outbound(reason, record, response, workspace_id)
-
-
 def _send_all(
     by_workspace: dict[str, list[Outbound]], sending: Sending, report: Report, *, park_homeless: bool
 ) -> None:
@@ -334,9 +314,8 @@ def _send_all(
         for events, target in work:
             _send_workspace(events, target, sending, report)
         return
-    shared = replace(sending, parking=_SerialParking(sending.parking))
     with ThreadPoolExecutor(max_workers=min(sending.parallel, len(work))) as pool:
-        for each in pool.map(lambda job: _workspace_report(job, shared), work):
+        for each in pool.map(lambda job: _workspace_report(job, sending), work):
             report.add(each)
 
 

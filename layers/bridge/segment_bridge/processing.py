@@ -32,12 +32,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
+from segment_bridge import concurrency
 from segment_bridge.deletion import (
     OutOfTime,
     delete_identity,
@@ -89,18 +90,14 @@ T = TypeVar("T")
 
 @lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
-    """The entity writers (made on first use, never at import; shared by the environment's invocations)."""
+    """The entity writers (made on first use, never at import; shared by the environment's invocations).
+    Their batch calls run on the store's own pool, so the two never wait on each other."""
     return ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="entities")
 
 
 def each_at_once(work: list[Callable[[], T]]) -> list[T]:
-    """Run every callable, IO_THREADS at a time; their results in order. Waits for all of them before
-    raising the first one's error, so nothing is still writing once the message is judged."""
-    if len(work) <= 1:
-        return [job() for job in work]
-    futures: list[Future[T]] = [_pool().submit(job) for job in work]
-    wait(futures)
-    return [future.result() for future in futures]
+    """Run every callable, IO_THREADS at a time; their results in order (concurrency.each_at_once)."""
+    return concurrency.each_at_once(work, _pool)
 
 
 # --- the invocation's time --------------------------------------------------------------------------

@@ -4,10 +4,11 @@ calls within AWS's limits, and the one place AWS errors become ours (`aws_errors
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import cached_property, lru_cache, partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -15,6 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from segment_bridge.concurrency import each_at_once
 from segment_bridge.errors import BridgeError, ConditionFailed, ServiceUnavailable, Unstorable
 
 if TYPE_CHECKING:
@@ -55,32 +57,41 @@ class Clients:
     def __init__(self, session: boto3.session.Session | None = None, endpoint_url: str | None = None) -> None:
         self.session = session
         self.endpoint_url = endpoint_url
+        self._lock = threading.Lock()
+        self._made: dict[str, Any] = {}
 
     def _client(self, service: str) -> Any:
-        factory = self.session.client if self.session is not None else boto3.client
-        return factory(service, config=CLIENT_CONFIG, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        """The service's client, made once, under a lock: the processor's and the emitter's threads may
+        ask for it first together, and boto3's default session is not safe to make clients from at once."""
+        with self._lock:
+            if service not in self._made:
+                factory = self.session.client if self.session is not None else boto3.client
+                self._made[service] = factory(  # type: ignore[call-overload]
+                    service, config=CLIENT_CONFIG, endpoint_url=self.endpoint_url
+                )
+            return self._made[service]
 
-    @cached_property
+    @property
     def dynamodb(self) -> DynamoDBClient:
         client: DynamoDBClient = self._client("dynamodb")
         return client
 
-    @cached_property
+    @property
     def sqs(self) -> SQSClient:
         client: SQSClient = self._client("sqs")
         return client
 
-    @cached_property
+    @property
     def secrets(self) -> SecretsManagerClient:
         client: SecretsManagerClient = self._client("secretsmanager")
         return client
 
-    @cached_property
+    @property
     def s3(self) -> S3Client:
         client: S3Client = self._client("s3")
         return client
 
-    @cached_property
+    @property
     def streams(self) -> DynamoDBStreamsClient:
         client: DynamoDBStreamsClient = self._client("dynamodbstreams")
         return client
@@ -134,13 +145,8 @@ def _batch_pool() -> ThreadPoolExecutor:
 
 
 def all_at_once(calls: list[Callable[[], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Every call's items, the calls BATCH_THREADS at a time (one call: in this thread). Waits for all
-    before raising the first error, so no write is still in flight when the caller hears of it."""
-    if len(calls) <= 1:
-        return [found for call in calls for found in call()]
-    futures: list[Future[list[dict[str, Any]]]] = [_batch_pool().submit(call) for call in calls]
-    wait(futures)
-    return [found for future in futures for found in future.result()]
+    """Every call's items, the calls BATCH_THREADS at a time (concurrency.each_at_once)."""
+    return [found for items in each_at_once(calls, _batch_pool) for found in items]
 
 
 def batch_get(
