@@ -7,6 +7,7 @@ wheel of the wrong architecture or ABI, a module missing from the layer) fails t
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -14,23 +15,14 @@ import time
 from pathlib import Path
 
 BUILD, BOTO3 = Path(sys.argv[1]), Path(sys.argv[2])
-HANDLERS = ("IngestFunction", "ProcessorFunction", "EmitterFunction")
-# What Lambda gives the functions; the names only need to be well formed (nothing here calls AWS).
-ENVIRONMENT = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_SERVICE_NAME": "segment-bridge",
-    "POWERTOOLS_METRICS_NAMESPACE": "SegmentBridge",
-    "WORKSPACES_TABLE": "WorkspacesTable",
-    "PROFILES_TABLE": "ProfilesTable",
-    "EVENTS_TABLE": "EventsTable",
-    "OUTBOX_TABLE": "OutboxTable",
-    "ARCHIVE_BUCKET": "segment-bridge-archive",
-    "INGEST_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/IngestQueue",
-    "INGEST_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/IngestDLQ",
-    "EMITTER_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/EmitterDLQ",
-    "QUEUE_MESSAGE_BYTES": "262144",
-    "SECRETS_PREFIX": "segment-bridge/arm64-check",
+# Every function and the environment the template gives it, as `make events` writes them for `sam local
+# invoke` (env.json); the names only need to be well formed (nothing here calls AWS).
+ENV_JSON = Path(__file__).resolve().parent.parent / "env.json"
+FUNCTIONS: dict[str, dict[str, str]] = {
+    name: {key: value for key, value in variables.items() if key != "AWS_ENDPOINT_URL"}
+    for name, variables in json.loads(ENV_JSON.read_text(encoding="utf-8")).items()
 }
+HANDLERS = tuple(FUNCTIONS)
 
 
 class CheckFailed(AssertionError):
@@ -50,7 +42,7 @@ def main() -> None:
     require(platform.machine() == "aarch64", f"running on {platform.machine()}, not aarch64")
     require(sys.version_info[:2] == (3, 13), f"CPython {platform.python_version()}, not 3.13")
     print(f"arm64: CPython {platform.python_version()} on {platform.machine()}", flush=True)
-    os.environ.update(ENVIRONMENT)
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
     sys.path[:0] = [str(BUILD / "BridgeLayer" / "python"), str(BOTO3)]  # /opt/python, the runtime's boto3
 
     started = time.perf_counter()
@@ -64,6 +56,7 @@ def main() -> None:
 
     for logical_id in HANDLERS:
         started = time.perf_counter()
+        os.environ.update(FUNCTIONS[logical_id])
         source = BUILD / logical_id / "app.py"
         spec = importlib.util.spec_from_file_location(f"{logical_id}.app", source)
         if spec is None or spec.loader is None:
