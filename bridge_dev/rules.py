@@ -8,14 +8,14 @@ as Lambda hands it to the EmitterFunction (events/emitter_change_rule_modify.jso
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bridge_dev.operations import read_document
-from segment_bridge.delivery import stream_changes
+from segment_bridge.delivery import Change, Unsent, prepare, stream_changes
 from segment_bridge.errors import InvalidPayload
-from segment_bridge.outbound import ChangeRule, Unsendable, track_call
-from segment_bridge.values import to_json
+from segment_bridge.outbound import ChangeRule
 
 
 def read_rule(path: Path) -> ChangeRule:
@@ -31,63 +31,41 @@ def rule_view(rule: ChangeRule) -> dict[str, Any]:
     return rule.model_dump(mode="json")
 
 
-def records(path: Path) -> list[dict[str, Any]]:
-    """A record file's changes, each as {"record_id", "table", "keys", "created_at", "document"}."""
+def records(path: Path) -> list[Change]:
+    """A record file's changes, as the emitter reads them (a plain document becomes one change of the
+    rule's table, table left empty)."""
     document = read_document(path)
     if isinstance(document, dict) and isinstance(document.get("Records"), list):
-        found = []
-        for change in stream_changes(document, time.time):
+        found = stream_changes(document, time.time)
+        for change in found:
             if change.unreadable:
                 raise InvalidPayload(f"{path}: {change.unreadable}.")
-            found.append(
-                {
-                    "record_id": change.record_id,
-                    "table": change.table,
-                    "keys": change.keys,
-                    "created_at": change.created_at,
-                    "document": {
-                        "eventName": change.event_name,
-                        "old": to_json(change.old_image or {}),
-                        "new": to_json(change.new_image or {}),
-                    },
-                }
-            )
         return found
     if isinstance(document, dict) and {"eventName", "old", "new"} >= set(document) and document:
-        plain = {"eventName": document.get("eventName", ""), "old": {}, "new": {}}
+        images: dict[str, dict[str, Any]] = {}
         for image in ("old", "new"):
             value = document.get(image) or {}
             if not isinstance(value, dict):
                 raise InvalidPayload(f"{path}: `{image}` must be an object (the item's image).")
-            plain[image] = value
-        return [
-            {"record_id": "sample", "table": None, "keys": {}, "created_at": time.time(), "document": plain}
-        ]
+            images[image] = value
+        event_name = str(document.get("eventName", ""))
+        return [Change("sample", event_name, "", {}, images["new"], time.time(), images["old"])]
     raise InvalidPayload(
         f'{path} must hold a stream event ({{"Records": [...]}}) or '
         '{"eventName": ..., "old": {...}, "new": {...}}.'
     )
 
 
-def test_rule(rule: ChangeRule, record: dict[str, Any]) -> dict[str, Any]:
-    """What the emitter would make of one record under `rule`: the track call it sends, or why not
-    (another table, the rule does not fire, or an expression that cannot be evaluated: parked)."""
-    result: dict[str, Any] = {"record": record["record_id"], "sends": False}
-    if record["table"] is not None and record["table"] != rule.table:
-        return result | {"why": f"the rule watches table {rule.table}; this record is from {record['table']}"}
-    document = record["document"]
-    try:
-        if not rule.fires(document):
-            return result | {"why": f"`when` is false on this record ({rule.when})"}
-        item = rule.outbox_item(document, record["record_id"])
-        keys = {"rule": rule.name, "record": record["record_id"], **record["keys"]}
-        outbound = track_call(
-            item,
-            table=record["table"] or rule.table,
-            keys=keys,
-            record_id=record["record_id"],
-            created_at=record["created_at"],
-        )
-    except Unsendable as error:
-        return result | {"why": f"parked: {error}"}
-    return result | {"sends": True, "track": outbound.payload}
+def test_rule(rule: ChangeRule, change: Change) -> dict[str, Any]:
+    """What the emitter would make of one record under `rule` (delivery.prepare, as the emitter runs it):
+    the track call it sends, or why not (another table, the rule does not fire, or parked and why)."""
+    result: dict[str, Any] = {"record": change.record_id, "sends": False}
+    if change.table and change.table != rule.table:
+        return result | {"why": f"the rule watches table {rule.table}; this record is from {change.table}"}
+    prepared = list(prepare(replace(change, table=rule.table), outbox_table="", rules=[rule]))
+    if not prepared:
+        return result | {"why": f"`when` is false on this record ({rule.when})"}
+    (outcome,) = prepared  # one rule: at most one track call
+    if isinstance(outcome, Unsent):
+        return result | {"why": f"parked: {outcome.reason}"}
+    return result | {"sends": True, "track": outcome.payload}

@@ -212,7 +212,7 @@ def deliver(
         if change.table in own_tables:
             report.echoes += 1  # written by the processor from Segment data: never sent back
             continue
-        for prepared in _prepare(change, outbox_table, rules):
+        for prepared in prepare(change, outbox_table, rules):
             if isinstance(prepared, Unsent):
                 _park_unsent(prepared, sending.parking, report)
             else:
@@ -236,7 +236,7 @@ def redeliver(parked: list[tuple[str, dict[str, Any]]], sending: Sending) -> Rep
     return report
 
 
-def _prepare(change: Change, outbox_table: str, rules: list[ChangeRule]) -> Iterator[Outbound | Unsent]:
+def prepare(change: Change, outbox_table: str, rules: list[ChangeRule]) -> Iterator[Outbound | Unsent]:
     """What a change stands for: a new outbox item's track call, or what the change rules of its table
     make of it (their messageIds also name the rule and the record); Unsent for what cannot be sent."""
     if change.unreadable is not None:
