@@ -22,6 +22,7 @@ from bridge_dev.events import (
     SIGNED_WORKSPACE_ID,
 )
 from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
+from bridge_dev.segment_api import FakeSegment
 from segment_bridge.envelope import unpack
 from segment_bridge.spec import validate_event
 from tests.conftest import ROOT, lambda_function
@@ -220,7 +221,6 @@ def processor(aws, workspaces, sensitive):
     from segment_bridge.intake import serialise
 
     function = lambda_function("ProcessorFunction")
-    function.module.mappings.cache_clear()
 
     def deliver(
         events: list[dict[str, Any]], workspace_id: str = DEMO_WORKSPACE_ID, message_id: str = "msg-1"
@@ -297,3 +297,23 @@ def sb(aws, boto_session, workspaces, monkeypatch, capsys) -> Callable[..., Run]
         return Run(status, out, err)
 
     return run
+
+
+# --- the emitter and a Segment stand-in --------------------------------------------------------------
+
+WRITE_KEY = "segment-source-write-key-1"
+"""The demo workspace's Segment source write key, as the `segment` stand-in takes it."""
+
+
+@pytest.fixture
+def emitter(aws):
+    """The EmitterFunction as Lambda loads it (a fresh import: its caches start empty)."""
+    return lambda_function("EmitterFunction")
+
+
+@pytest.fixture
+def segment(workspaces):
+    """A Segment stand-in on 127.0.0.1, the demo workspace's destination."""
+    with FakeSegment({WRITE_KEY}).start() as fake:
+        workspaces.set_segment_destination(DEMO_WORKSPACE_ID, WRITE_KEY, fake.url)
+        yield fake

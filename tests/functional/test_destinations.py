@@ -16,10 +16,9 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from bridge_dev.segment_api import FakeSegment
-from tests.conftest import SECONDS_LEFT, lambda_function
-from tests.functional.conftest import stream_lambda_event
+from tests.conftest import SECONDS_LEFT
+from tests.functional.conftest import WRITE_KEY, stream_lambda_event
 
-WRITE_KEY = "segment-source-write-key-1"
 REMAINING_SECONDS = 8.0
 """The invocations below have 8 s left; the emitter keeps 5 s in reserve, so 3 s to send."""
 
@@ -74,14 +73,6 @@ class ScriptedServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-@pytest.fixture
-def emitter(aws):
-    function = lambda_function("EmitterFunction")
-    function.module.destinations.cache_clear()
-    function.module.sender.cache_clear()
-    return function
 
 
 @pytest.fixture
@@ -278,7 +269,6 @@ def test_an_endpoint_the_policy_refuses_is_never_called_and_its_events_are_parke
         ExpressionAttributeValues={":endpoint": endpoint},
     )
     publish(aws, "ws_refused", "EVT#1")
-    emitter.module.sender.cache_clear()
 
     response = emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
 

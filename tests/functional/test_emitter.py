@@ -11,31 +11,13 @@ import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.events import http_event
-from bridge_dev.segment_api import FakeSegment, Scripted
-from tests.conftest import SECONDS_LEFT, lambda_function
-from tests.functional.conftest import stream_lambda_event
+from bridge_dev.segment_api import Scripted
+from tests.conftest import SECONDS_LEFT
+from tests.functional.conftest import WRITE_KEY, stream_lambda_event
 from tests.functional.test_processor_and_emitter import receive_all
-
-WRITE_KEY = "segment-source-write-key-1"
-
 
 LITTLE_TIME_LEFT = 6
 """An invocation with little time left: 1 s once the emitter's reserve is kept."""
-
-
-@pytest.fixture
-def segment(workspaces):
-    with FakeSegment({WRITE_KEY}).start() as fake:
-        workspaces.set_segment_destination(WS, WRITE_KEY, fake.url)
-        yield fake
-
-
-@pytest.fixture
-def emitter(aws):
-    function = lambda_function("EmitterFunction")
-    function.module.destinations.cache_clear()
-    function.module.sender.cache_clear()
-    return function
 
 
 def publish(aws, sk: str, **fields: Any) -> None:
@@ -114,7 +96,6 @@ def test_500_is_retried_with_backoff_and_delivered_once(emitter, aws, segment):
 def test_a_timeout_is_retried(emitter, aws, segment):
     from segment_bridge.egress import HttpSender
 
-    emitter.module.sender.cache_clear()
     emitter.module.sender = lambda: HttpSender(timeout=(1.0, 0.5), policy="local")
     segment.answer_next(Scripted(200, delay=1.0))
     publish(aws, "EVT#1")

@@ -17,24 +17,14 @@ from bridge_dev import operations
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.segment_api import FakeSegment
 from bridge_dev.target import Target
-from tests.conftest import SECONDS_LEFT, lambda_function
-from tests.functional.conftest import stream_lambda_event
+from tests.conftest import SECONDS_LEFT
+from tests.functional.conftest import WRITE_KEY, stream_lambda_event
 from tests.functional.test_processor_and_emitter import receive_all
 
-WRITE_KEY = "segment-source-write-key-1"
-
 
 @pytest.fixture
-def target(aws, workspaces) -> Target:
-    return Target("moto", aws, boto3.session.Session())
-
-
-@pytest.fixture
-def emitter(aws):
-    function = lambda_function("EmitterFunction")
-    function.module.destinations.cache_clear()
-    function.module.sender.cache_clear()
-    return function
+def target(aws, boto_session, workspaces) -> Target:
+    return Target("moto", aws, boto_session)
 
 
 def publish(aws, sk: str, **fields: Any) -> None:

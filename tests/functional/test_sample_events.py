@@ -9,12 +9,10 @@ import boto3
 import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID, FLOW_COMPLETED_RULE, build_all
-from bridge_dev.segment_api import FakeSegment
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import sample
 from tests.functional.test_processor_and_emitter import receive_all
 
-WRITE_KEY = "segment-source-write-key-1"
 INGEST_EVENTS = sorted(path.name for path in build_all() if path.name.startswith("ingest_"))
 INGEST_OUTCOMES = {
     # file: (status, accepted, rejected, echoes) or (status, error code)
@@ -50,7 +48,6 @@ def test_each_ingest_event_gets_its_documented_answer(name, ingest):
 
 def test_the_processor_batch_writes_the_demo_users_profiles(aws, workspaces):
     processor = lambda_function("ProcessorFunction")
-    processor.module.mappings.cache_clear()
 
     answer = processor.invoke(sample("processor_sqs_batch.json"))
 
@@ -62,21 +59,6 @@ def test_the_processor_batch_writes_the_demo_users_profiles(aws, workspaces):
     assert "org-9" in ada["groups"]
     grace = table.get_item(Key={"pk": f"WS#{DEMO_WORKSPACE_ID}#U#user-7", "sk": "PROFILE"})["Item"]
     assert grace["counts"] == {"Report Exported": 1}
-
-
-@pytest.fixture
-def emitter(aws):
-    function = lambda_function("EmitterFunction")
-    for cached in (function.module.destinations, function.module.rules, function.module.sender):
-        cached.cache_clear()
-    return function
-
-
-@pytest.fixture
-def segment(workspaces):
-    with FakeSegment({WRITE_KEY}).start() as fake:
-        workspaces.set_segment_destination(DEMO_WORKSPACE_ID, WRITE_KEY, fake.url)
-        yield fake
 
 
 def test_the_outbox_insert_reaches_segment_as_one_track_call(emitter, segment):

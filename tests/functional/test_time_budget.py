@@ -55,7 +55,6 @@ def test_messages_the_invocation_has_no_time_for_come_back_untouched_and_apply_o
     aws, workspaces
 ):
     function = lambda_function("ProcessorFunction")
-    function.module.mappings.cache_clear()
     messages = messages_of_three_users()
     queue = aws.queue_arns["IngestQueue"]
 
