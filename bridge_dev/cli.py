@@ -472,7 +472,7 @@ def rejected_list(
     """The events a workspace had refused on a day, with the reason for each."""
     target = _target(ctx)
     wanted = _day(day)
-    operations.require_workspace(target, workspace_id)
+    target.store.get_workspace(workspace_id)  # NotFound, rather than showing nothing
     rows = [
         record if with_events else {k: v for k, v in record.items() if k != "event"}
         for record in target.store.list_rejected(workspace_id, wanted)

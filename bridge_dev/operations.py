@@ -30,12 +30,12 @@ from segment_bridge.egress import HttpSender
 from segment_bridge.envelope import unpack
 from segment_bridge.errors import BridgeError, InvalidPayload, NotFound
 from segment_bridge.intake import Limits, decode_body, iso, prepare
-from segment_bridge.limits import unstorable, valid_workspace_id
+from segment_bridge.limits import unstorable
 from segment_bridge.mapping import Mapping
 from segment_bridge.outbound import OutboxItem, outbound_message_id
 from segment_bridge.profiles import EntityKind, Profile, Stored
 from segment_bridge.replay import ProfileChange, preview
-from segment_bridge.store import DeadLetter, Workspace
+from segment_bridge.store import DeadLetter
 from segment_bridge.values import to_dynamo
 
 if TYPE_CHECKING:
@@ -57,14 +57,6 @@ class FunctionFailed(BridgeError):
 
 
 # ---------------------------------------------------------------------------------------------- workspaces
-
-
-def require_workspace(target: Target, workspace_id: str) -> Workspace:
-    """The workspace, or NotFound: every command naming a workspace says so when there is none (an id no
-    workspace can have, e.g. with a '#', included), rather than showing nothing."""
-    if not valid_workspace_id(workspace_id):
-        raise NotFound(f"No workspace {workspace_id!r}.")
-    return target.store.get_workspace(workspace_id)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -137,7 +129,7 @@ def profile_view(profile: Profile) -> dict[str, Any]:
 def show_user(target: Target, workspace_id: str, user_id: str) -> dict[str, Any]:
     """A user's profile, with what its linked ids (anonymous ids, aliased ids) did before they were
     linked, and the counts of both together."""
-    require_workspace(target, workspace_id)
+    target.store.get_workspace(workspace_id)  # NotFound, rather than showing nothing
     store = target.store
     profile = store.read_profile(workspace_id, "U", user_id)
     if profile is None:
@@ -164,7 +156,7 @@ def list_events(
     target: Target, workspace_id: str, entity_id: str, *, anonymous: bool, linked: bool, limit: int
 ) -> list[dict[str, Any]]:
     """An entity's event history, oldest first (the last `limit`), with its linked ids' if asked."""
-    require_workspace(target, workspace_id)
+    target.store.get_workspace(workspace_id)  # NotFound, rather than showing nothing
     store = target.store
     entities: list[tuple[EntityKind, str]] = [("A" if anonymous else "U", entity_id)]
     if linked and not anonymous:  # what the linked (anonymous) ids did before they were linked
@@ -187,7 +179,7 @@ def list_events(
 
 
 def show_group(target: Target, workspace_id: str, group_id: str) -> dict[str, Any]:
-    require_workspace(target, workspace_id)
+    target.store.get_workspace(workspace_id)  # NotFound, rather than showing nothing
     store = target.store
     profile = store.read_profile(workspace_id, "G", group_id)
     if profile is None:
@@ -208,7 +200,7 @@ def preview_mapping(
 ) -> dict[str, Any]:
     """What a file's events would change under the workspace's mapping (or the mapping in
     `mapping_file`), writing nothing."""
-    require_workspace(target, workspace_id)
+    target.store.get_workspace(workspace_id)  # NotFound, rather than showing nothing
     store = target.store
     mapping = read_mapping(mapping_file) if mapping_file else store.get_mapping(workspace_id)
     body, path = read_body(events_file)
@@ -263,7 +255,7 @@ def publish(
     item_id: str | None = None,
 ) -> dict[str, Any]:
     """Write an outbox item as the product would; returns its keys and the messageId Segment will see."""
-    require_workspace(target, workspace_id)
+    target.store.get_workspace(workspace_id)  # NotFound, rather than showing nothing
     # What the one value conversion leaves that DynamoDB refuses (non-finite floats become null there):
     # integers beyond 38 digits, nesting too deep.
     reason = unstorable(to_dynamo(properties))

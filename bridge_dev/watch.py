@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bridge_dev.operations import require_workspace
 from bridge_dev.target import Target
 from segment_bridge.stats import COUNTERS
 
@@ -37,7 +36,7 @@ def stats(
     last = today or datetime.now(UTC).date()
     first = last - timedelta(days=days - 1)
     if workspace_id is not None:
-        ids = [require_workspace(target, workspace_id).workspace_id]
+        ids = [target.store.get_workspace(workspace_id).workspace_id]
     else:
         ids = sorted(w.workspace_id for w in target.store.list_workspaces())
     rows = []
@@ -82,7 +81,7 @@ class Tail:
     _days: list[date] = field(default_factory=list)
 
     def start(self) -> None:
-        require_workspace(self.target, self.workspace_id)
+        self.target.store.get_workspace(self.workspace_id)
         today = self.clock().date()
         self._days = [today]
         for kind in KINDS:

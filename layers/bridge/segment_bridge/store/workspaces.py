@@ -87,6 +87,10 @@ class WorkspaceRepository:
         return plain(stored) if stored is not None else None
 
     def _workspace_item(self, workspace_id: str) -> dict[str, Any]:
+        """The workspace's item; NotFound if there is none, an id no workspace can have included (a '#',
+        too long), which is never looked up."""
+        if not valid_workspace_id(workspace_id):
+            raise NotFound(f"No workspace {workspace_id}.")
         stored = self._get(_workspace_key(workspace_id), "Workspaces cannot be read right now.")
         if stored is None:
             raise NotFound(f"No workspace {workspace_id}.")
