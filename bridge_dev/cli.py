@@ -27,7 +27,7 @@ from bridge_dev.target import LOCAL_ENDPOINT, Target, TargetError, deployed_targ
 from bridge_dev.template import NoLocalStack, TemplateError
 from segment_bridge import __version__
 from segment_bridge.auth import new_api_key
-from segment_bridge.errors import BridgeError, NotFound
+from segment_bridge.errors import BridgeError
 from segment_bridge.outbound import endpoint_url
 from segment_bridge.replay import replay
 from segment_bridge.stats import COUNTERS
@@ -701,10 +701,7 @@ def rules_set(ctx: click.Context, file: Path, as_json: bool) -> None:
 @click.pass_context
 def rules_delete(ctx: click.Context, name: str, as_json: bool) -> None:
     """Delete a change rule by name."""
-    store = _target(ctx).store
-    if name not in {rule.name for rule in store.change_rules()}:
-        raise NotFound(f"No change rule {name}.")
-    store.delete_change_rule(name)
+    _target(ctx).store.delete_change_rule(name)
     show(as_json, {"deleted": name}, f"Deleted change rule {name}.")
 
 

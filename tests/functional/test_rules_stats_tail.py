@@ -46,6 +46,14 @@ def test_a_rule_is_set_listed_tested_and_deleted_from_the_cli(sb, rule_file):
     assert sb("rules", "list").json == []
 
 
+def test_a_stored_rule_that_no_longer_validates_can_still_be_deleted(sb, aws):
+    broken = {"pk": "RULES", "sk": "RULE#broken", "config": '{"name": "broken", "when": "new.x =="}'}
+    boto3.resource("dynamodb").Table(aws.tables["WorkspacesTable"]).put_item(Item=broken)
+
+    assert sb("rules", "delete", "broken").json == {"deleted": "broken"}
+    assert sb("rules", "delete", "broken").error["code"] == "not_found"
+
+
 def test_rule_test_says_why_a_record_sends_nothing(sb, rule_file, tmp_path):
     unchanged = tmp_path / "record.json"
     unchanged.write_text(

@@ -330,9 +330,14 @@ class WorkspaceRepository:
             self.clients.dynamodb.put_item(TableName=self.table, Item=item(values))
 
     def delete_change_rule(self, name: str) -> None:
-        with aws_errors("The change rule could not be deleted."):
+        """Delete a change rule; NotFound if there is none by that name (a stored rule that no longer
+        validates can still be deleted: nothing is read first)."""
+        missing = {"ConditionalCheckFailedException": NotFound(f"No change rule {name}.")}
+        with aws_errors("The change rule could not be deleted.", refused=missing):
             self.clients.dynamodb.delete_item(
-                TableName=self.table, Key=item({"pk": "RULES", "sk": f"RULE#{name}"})
+                TableName=self.table,
+                Key=item({"pk": "RULES", "sk": f"RULE#{name}"}),
+                ConditionExpression="attribute_exists(pk)",
             )
 
     def change_rules(self) -> list[ChangeRule]:
