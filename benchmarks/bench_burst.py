@@ -47,6 +47,7 @@ from typing import Any
 import boto3
 import requests
 from bench_latency import percentile
+from bench_load import queued
 
 from bridge_dev.runtime import LocalFunction
 
@@ -217,14 +218,6 @@ class Outcome:
     batch_size: int
 
 
-def queued(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(value) for value in attributes.values())
-
-
 def stored_ids(endpoint: str, table: str, workspaces: int) -> dict[int, set[str]]:
     """The burst's history items, by workspace."""
     dynamodb = boto3.session.Session().client("dynamodb", endpoint_url=endpoint)
@@ -296,15 +289,14 @@ def burst(args: argparse.Namespace) -> Outcome:
                 pollers.append(poller)
                 poller.start()
         sqs = boto3.session.Session().client("sqs", endpoint_url=stack.aws_endpoint)
-        queue = stack.resources.queue_urls["IngestQueue"]
         with contextlib.redirect_stdout(io.StringIO()):
             began = time.time()
             records = run_driver(stack.webhook_url, counts, args.batch)
             loaded = time.time()
-            depth = queued(sqs, queue)
+            depth = queued(sqs, stack)
             while depth and time.time() - loaded < args.drain_timeout:
                 time.sleep(1.0)
-                depth = queued(sqs, queue)
+                depth = queued(sqs, stack)
             drained = time.time()
         latency.seconds = 0.0
         return Outcome(

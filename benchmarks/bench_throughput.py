@@ -139,15 +139,13 @@ class Design:
     """One design's code and template, measured in this process (a worker subprocess)."""
 
     def __init__(self, root: Path) -> None:
+        from bridge_dev.runtime import function_properties
         from bridge_dev.template import load_template
 
         self.root = root
         self.template = load_template(root / "template.yaml")
         resources = self.template["Resources"]
-        properties = {
-            **self.template.get("Globals", {}).get("Function", {}),
-            **resources["ProcessorFunction"]["Properties"],
-        }
+        properties = function_properties(self.template, "ProcessorFunction")
         source = next(e for e in properties["Events"].values() if e["Type"] == "SQS")["Properties"]
         self.properties = properties
         self.batch_size = int(source.get("BatchSize", 10))
