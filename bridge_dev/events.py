@@ -27,6 +27,7 @@ from boto3.dynamodb.types import TypeSerializer
 from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
 from bridge_dev.template import (
     DEFAULT_BUCKET_NAME,
+    LOCAL_AWS_PORT,
     LOCAL_PARAMETERS,
     PSEUDO_PARAMETERS,
     TEMPLATE_PATH,
@@ -391,8 +392,6 @@ def emitter_change_rule_modify() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- env.json
 
-LOCAL_AWS_PORT = 5000
-"""make dev's embedded AWS (bridge_dev.local.DEFAULT_AWS_PORT)."""
 DOCKER_AWS_ENDPOINT = f"http://host.docker.internal:{LOCAL_AWS_PORT}"
 """make dev's embedded AWS as a `sam local invoke` container reaches it."""
 

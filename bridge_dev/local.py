@@ -44,7 +44,7 @@ from bridge_dev.pollers import Poller, SqsPoller, StreamPoller
 from bridge_dev.runtime import REGION, LocalFunction, lambda_environment, load_function
 from bridge_dev.segment_api import FakeSegment
 from bridge_dev.target import FAKE_CREDENTIAL
-from bridge_dev.template import LocalResources, create_resources
+from bridge_dev.template import LOCAL_AWS_PORT, LocalResources, create_resources
 from segment_bridge.errors import Conflict
 from segment_bridge.store import Store, get_store
 
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 DEFAULT_PORT = 3000  # sam local start-api's
-DEFAULT_AWS_PORT = 5000  # moto_server's
 WEBHOOK_PATH = "/v1/segment"
 SAMPLE_EVENT = EVENTS_DIR / "ingest_webhook_batch.json"
 
@@ -366,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the API's port (default 3000)")
     parser.add_argument(
-        "--aws-port", type=int, default=DEFAULT_AWS_PORT, help="the embedded AWS's port (default 5000)"
+        "--aws-port", type=int, default=LOCAL_AWS_PORT, help="the embedded AWS's port (default 5000)"
     )
     parser.add_argument(
         "--segment-port", type=int, default=3001, help="the Segment stand-in's port (default 3001)"

@@ -15,14 +15,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bridge_dev.template import LocalResources, find_resources, load_template
+from bridge_dev.template import LOCAL_AWS_PORT, LocalResources, find_resources, load_template
 from segment_bridge.settings import Settings
 from segment_bridge.store import Store
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
 
-LOCAL_ENDPOINT = "http://127.0.0.1:5000"
+LOCAL_ENDPOINT = f"http://127.0.0.1:{LOCAL_AWS_PORT}"
 LOCAL_REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"  # what the embedded AWS (moto) takes as any access key, secret or token
 LOCAL_PROBE_CONFIG = Config(connect_timeout=1, read_timeout=10, retries={"total_max_attempts": 1})

@@ -33,6 +33,8 @@ TEMPLATE_PATH = (Path(__file__).resolve().parent / "template.yaml").resolve()
 """The repository's template.yaml (bridge_dev/template.yaml links to it), or, once `pip install ".[cli]"` has
 installed the package, the copy of it the wheel carries."""
 DEFAULT_BUCKET_NAME = "segment-bridge-archive"
+LOCAL_AWS_PORT = 5000
+"""The local stack's embedded AWS (moto_server) port: `make dev` serves on it; the CLI and env.json use it."""
 LOCAL_PARAMETERS = {"SegmentEndpoints": "local"}
 """The local stack's parameter overrides (as `sam deploy --parameter-overrides` gives a deployed one): its
 Segment stand-in listens on plain http on 127.0.0.1, which only SegmentEndpoints=local lets the emitter

@@ -46,14 +46,11 @@ def test_env_json_sets_exactly_the_variables_the_template_declares_and_the_endpo
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_env_json_aims_every_function_at_make_devs_aws_as_a_container_reaches_it(function):
-    from bridge_dev.local import DEFAULT_AWS_PORT
-
-    assert LOCAL_AWS_PORT == DEFAULT_AWS_PORT
     variables = ENV[function]
     assert (
         variables["AWS_ENDPOINT_URL"]
         == DOCKER_AWS_ENDPOINT
-        == f"http://host.docker.internal:{DEFAULT_AWS_PORT}"
+        == f"http://host.docker.internal:{LOCAL_AWS_PORT}"
     )
     for name in ("INGEST_QUEUE_URL", "INGEST_DLQ_URL", "EMITTER_DLQ_URL"):
         assert variables[name].startswith(DOCKER_AWS_ENDPOINT + "/"), name
