@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_bridge.dead_letters import Queue, sweep_dead_letters
+from segment_bridge.dead_letters import sweep_both
 from segment_bridge.deletion import purge
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
@@ -30,22 +30,18 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
     store, settings = get_store(), get_settings()
     task = "sweep" if event.get("task") == "sweep" else "purge"
     stop_at_ms = SAFETY_MS if task == "sweep" else context.get_remaining_time_in_millis() * PURGE_SHARE
-    total: dict[str, int] = {}
-    queues: list[tuple[Queue, str]] = [
-        ("ingest", settings.ingest_dlq_url),
-        ("emitter", settings.emitter_dlq_url),
-    ]
-    for queue, url in queues:
-        swept = sweep_dead_letters(
-            queue,
-            url,
-            store.queues,
-            store.parked,
-            out_of_time=lambda: context.get_remaining_time_in_millis() < stop_at_ms,
-        )
-        total |= {f"{queue}_dead_letters_{name}": value for name, value in swept.figures().items()}
+    total = sweep_both(
+        {"ingest": settings.ingest_dlq_url, "emitter": settings.emitter_dlq_url},
+        store.queues,
+        store.parked,
+        out_of_time=lambda: context.get_remaining_time_in_millis() < stop_at_ms,
+    )
     kept = total["ingest_dead_letters_kept"] + total["emitter_dead_letters_kept"]
     metrics.add_metric(name="DeadLettersParked", unit=MetricUnit.Count, value=kept)
+    # What waits for an operator (ParkedItemsAlarm): on while anything is parked, whatever its age.
+    metrics.add_metric(
+        name="ItemsParked", unit=MetricUnit.Count, value=total["ingest_parked"] + total["emitter_parked"]
+    )
     if task == "purge":
         figures = {
             "workspaces": 0,

@@ -330,3 +330,57 @@ def test_a_sweep_does_bounded_work_and_stops_when_its_time_is_spent(aws, target)
     assert (timed.kept, timed.finished) == (10, False)  # one receive of 10, then out of time
     assert sweep_dead_letters("ingest", url, store.queues, store.parked).kept == 5
     assert len(parked_objects(aws, "ingest")) == 25
+
+
+def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyone_elses(
+    processor, workspaces, aws, target
+):
+    """Privacy deletes reach parked/: outbound events are removed, ingest dead letters rewritten."""
+    from segment_bridge.envelope import pack, unpack
+    from segment_bridge.intake import serialise
+    from tests.functional.conftest import event
+
+    t1, t2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
+    processor([event("identify", "i", t1, anonymousId="anon-1")])
+    sqs = boto3.client("sqs")
+    dead = [
+        [
+            event("track", "lost", t1, event="Lost"),
+            event("track", "anon", t1, user=None, anonymousId="anon-1", event="Lost"),
+            event("track", "kept", t1, user="user-2", event="Kept"),
+        ],
+        [event("track", "lost-2", t1, event="Lost")],
+    ]
+    for n, events in enumerate(dead):
+        (body,) = pack(
+            [serialise(e) for e in events],
+            workspace_id=WS,
+            request_id=f"req-{n}",
+            received_at=t1,
+            max_bytes=262_144,
+        )
+        sqs.send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody=body)
+    for workspace_id, user in ((WS, "user-1"), (WS, "user-2"), ("ws_signed", "user-1")):
+        track = {"type": "track", "userId": user, "event": "Out", "timestamp": t1, "messageId": f"sbo-{user}"}
+        workspaces.park_outbound("Segment answered 400", track, workspace_id=workspace_id)
+    processor([event("delete", "d", t2)], message_id="del")
+
+    answer = sweep("purge")  # the daily run: the sweep, then the purge
+
+    assert answer["ingest_dead_letters_kept"] == 2
+    assert answer["events_removed"] == 6  # raw/: i, d; parked/: lost, anon, lost-2, user-1's outbound
+    outbound = sorted((d["workspace_id"], d["record"]["userId"]) for d in parked_objects(aws, "emitter"))
+    assert outbound == [(WS, "user-2"), ("ws_signed", "user-1")]  # another workspace's user-1 is not ours
+    (letter,) = parked_objects(aws, "ingest")
+    envelope, events = unpack(letter["body"])
+    assert (envelope.workspaceId, [e["messageId"] for e in events]) == (WS, ["kept"])
+
+    # and the rewritten dead letter still re-drives and applies
+    assert operations.redrive(target, "ingest", 100).redriven == 1
+    from bridge_dev.runtime import lambda_sqs_event
+    from tests.conftest import lambda_function
+
+    messages = receive_all(aws.queue_urls["IngestQueue"])
+    lambda_function("ProcessorFunction").invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
+    assert workspaces.read_profile(WS, "U", "user-2").counts == {"Kept": 1}
+    assert workspaces.read_profile(WS, "U", "user-1") is None

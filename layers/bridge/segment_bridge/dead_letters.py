@@ -49,6 +49,7 @@ class ParkedLetters(Protocol[L_contra]):
     """store.parked: a dead letter's durable copy (the same letter always to the same key)."""
 
     def keep_dead_letter(self, queue: Queue, letter: L_contra) -> str: ...
+    def count(self, queue: Queue) -> int: ...
 
 
 @dataclass
@@ -112,3 +113,19 @@ def sweep_dead_letters(
     else:
         swept.finished = False
     return swept
+
+
+def sweep_both(
+    dlq_urls: dict[Queue, str],
+    queues: DeadLetterQueues[L],
+    parked: ParkedLetters[L],
+    out_of_time: Callable[[], bool],
+) -> dict[str, int]:
+    """Sweep each dead-letter queue (`dlq_urls`), then count what is parked for it (what waits for an
+    operator): `<queue>_dead_letters_<kept|signals|finished>` and `<queue>_parked`."""
+    figures: dict[str, int] = {}
+    for queue, url in dlq_urls.items():
+        swept = sweep_dead_letters(queue, url, queues, parked, out_of_time=out_of_time)
+        figures |= {f"{queue}_dead_letters_{name}": value for name, value in swept.figures().items()}
+        figures[f"{queue}_parked"] = parked.count(queue)
+    return figures

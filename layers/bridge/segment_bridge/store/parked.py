@@ -154,6 +154,14 @@ class Parked:
                     if document is not None:
                         yield ParkedItem(summary["Key"], document)
 
+    def count(self, queue: ParkedQueue) -> int:
+        """How many items are parked for a queue (keys only listed: one request per 1,000)."""
+        with aws_errors(READ_FAILURE):
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{PREFIX}{queue}/"
+            )
+            return sum(page.get("KeyCount", 0) for page in pages)
+
     def replace(self, key: str, document: dict[str, Any]) -> None:
         """Rewrite a parked item in place (a purge took some of its events out)."""
         self._put(key, document, "A parked item could not be rewritten; it stays as it was.")
