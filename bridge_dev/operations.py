@@ -530,6 +530,8 @@ def purge_archive(target: Target, workspace_id: str, user_id: str | None) -> dic
         key = f"U#{user_id}"
         if store.profiles.read_entities(workspace_id, [key]).get(key, Stored()).deleted_at is None:
             raise NotFound("No delete of this user is recorded in the workspace.")
+    for queue in ("ingest", "emitter"):  # as the daily run: dead letters into parked/ first, then purged
+        keep_dead_letters(target, queue, take=True)
     done = purge(workspace_id, store.archive, store.profiles, user_id=user_id, parked=store.parked)
     return {"workspace_id": workspace_id, **done.figures()}
 
