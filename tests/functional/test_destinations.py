@@ -369,13 +369,13 @@ def test_tls_to_a_pinned_address_keeps_the_name_for_sni_and_the_certificate():
     from segment_bridge.egress import pinned_adapter
 
     adapter = pinned_adapter()
-    adapter.pins = {"api.segment.io": "52.0.0.1"}
+    adapter.pinned = "52.0.0.1"
     request = requests.Request("POST", "https://api.segment.io/v1/batch").prepare()
 
     host, pool = adapter.build_connection_pool_key_attributes(request, True)
 
     assert host["host"] == "52.0.0.1"  # connected to; the name is never resolved again
     assert (pool["server_hostname"], pool["assert_hostname"]) == ("api.segment.io", "api.segment.io")
-    adapter.pins = {}
+    adapter.pinned = None
     with pytest.raises(ValueError, match="not checked"):
         adapter.build_connection_pool_key_attributes(request, True)

@@ -106,23 +106,29 @@ class HttpSender:
 
         address = check_resolved(url, self._policy, self._resolve)
         session, adapter = self._session()
-        parts = urlsplit(url)
-        adapter.pins = {parts.hostname or "": address}  # this thread's next request goes there only
+        adapter.pinned = address  # this thread's request goes there, and nowhere else
         connect, read = self._timeout
         timeout = urllib3.Timeout(
             connect=min(connect, seconds_left), read=min(read, seconds_left), total=seconds_left
         )
-        try:
-            with session.post(
+        request = session.prepare_request(
+            self._requests.Request(
+                "POST",
                 url,
                 data=body,
                 auth=(write_key, ""),
                 headers={
-                    "Host": parts.netloc,
                     "Content-Type": "application/json",
                     "Content-Encoding": "gzip",
                     "User-Agent": "segment-bridge",
                 },
+            )
+        )
+        # The connection is to an address: the name it stands for is the Host (as requests prepared it)
+        request.headers["Host"] = urlsplit(request.url).netloc
+        try:
+            with session.send(
+                request,
                 timeout=timeout,
                 allow_redirects=False,
                 stream=True,
@@ -136,33 +142,33 @@ class HttpSender:
             stalled = isinstance(error, urllib3.exceptions.TimeoutError)
             raise Unreachable(type(error).__name__, stalled=stalled) from None
         finally:
-            adapter.pins = {}
+            adapter.pinned = None
         return Answer(
             status, headers, redacted(text.decode("utf-8", "replace"), write_key)[:MAX_RESPONSE_KEPT]
         )
 
 
 class PinnedAddresses(Protocol):
-    pins: dict[str, str]
+    pinned: str | None
 
 
 def pinned_adapter() -> Any:
-    """A requests transport adapter that connects each request to the address checked for its host
-    (`pins`, host -> address) and to nothing else: urllib3's pool is keyed on that address, while the
-    host name stays the TLS server name (SNI) and the name the certificate must match (requests'
-    documented extension point, HTTPAdapter.build_connection_pool_key_attributes). A host without a
-    pin is refused before any connection."""
+    """A requests transport adapter that connects a request to the address checked for it (`pinned`,
+    set by the sender for its one request: redirects are never followed) and to nothing else: urllib3's
+    pool is keyed on that address, while the host name stays the TLS server name (SNI) and the name the
+    certificate must match (requests' documented extension point,
+    HTTPAdapter.build_connection_pool_key_attributes). With nothing pinned, no connection is made."""
     from requests.adapters import HTTPAdapter
 
     class PinnedAddressAdapter(HTTPAdapter):
         def __init__(self) -> None:
             super().__init__(max_retries=0)
-            self.pins: dict[str, str] = {}
+            self.pinned: str | None = None
 
         def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
             host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
             host = str(host_params.get("host") or "")
-            address = self.pins.get(host)
+            address = self.pinned
             if address is None:
                 raise EndpointRefused("the destination's address was not checked before connecting")
             kwargs: dict[str, Any] = dict(pool_kwargs)
