@@ -24,6 +24,7 @@ import yaml
 
 from bridge_dev.runtime import lambda_environment, lambda_stream_record, load_function
 from bridge_dev.target import Target
+from segment_bridge.dead_letters import is_signal, sweep_dead_letters
 from segment_bridge.deletion import purge
 from segment_bridge.delivery import Sending, deliver, redeliver, stream_changes
 from segment_bridge.egress import HttpSender
@@ -361,41 +362,18 @@ def describe_parked(queue: Queue, parked: ParkedItem) -> dict[str, Any]:
 def keep_dead_letters(target: Target, queue: Queue, *, take: bool, limit: int = SWEEP_LIMIT) -> int:
     """Copy a dead-letter queue's messages into the bucket's parked/<queue>/, where `dlq list` and `dlq
     redrive` read them and they outlive SQS's 14 days (a parked event's signal is not copied: the event
-    is already there). `take`: delete each message once it is kept (a re-drive); else leave them all on
-    the queue (a listing). Returns how many messages were seen."""
+    is already there). `take`: move them, as the hourly sweep does (dead_letters.sweep_dead_letters);
+    else leave them all on the queue (a listing). Returns how many messages were seen."""
     store = target.store
     url = queue_url(target, queue)
-    if not take:
-        letters = store.peek_dead_letters(url, limit)
-        for letter in letters:
-            if not _is_signal(letter):
-                store.parked.keep_dead_letter(queue, letter)
-        return len(letters)
-    seen = 0
-    while seen < limit:
-        letters = store.take_dead_letters(url, min(10, limit - seen))
-        if not letters:
-            break
-        kept: list[DeadLetter] = []
-        try:
-            for letter in letters:
-                if not _is_signal(letter):
-                    store.parked.keep_dead_letter(queue, letter)
-                kept.append(letter)
-        finally:
-            store.delete_dead_letters(url, kept)
-            store.release_dead_letters(url, [letter for letter in letters if letter not in kept])
-        seen += len(letters)
-    return seen
-
-
-def _is_signal(letter: DeadLetter) -> bool:
-    """A parked event's EmitterDLQ message (the event itself is in the bucket)."""
-    try:
-        document = json.loads(letter.body)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(document, dict) and isinstance(document.get("parked"), str)
+    if take:
+        swept = sweep_dead_letters(queue, url, store.queues, store.parked, limit=limit)
+        return swept.kept + swept.signals
+    letters = store.peek_dead_letters(url, limit)
+    for letter in letters:
+        if not is_signal(letter.body):
+            store.parked.keep_dead_letter(queue, letter)
+    return len(letters)
 
 
 def list_dead_letters(target: Target, queue: Queue, limit: int) -> list[dict[str, Any]]:
@@ -543,7 +521,8 @@ def count_archived_batches(target: Target, workspace_id: str, since: date, until
 
 
 def purge_archive(target: Target, workspace_id: str, user_id: str | None) -> dict[str, Any]:
-    """Remove deleted users' events from the workspace's archive now (what the daily PurgeFunction does),
+    """Remove deleted users' events from the workspace's archive and parked/ now (what the daily
+    PurgeFunction does),
     or only one deleted user's (itself and its linked ids) with `user_id`."""
     store = target.store
     store.get_workspace(workspace_id)
@@ -551,7 +530,9 @@ def purge_archive(target: Target, workspace_id: str, user_id: str | None) -> dic
         key = f"U#{user_id}"
         if store.profiles.read_entities(workspace_id, [key]).get(key, Stored()).deleted_at is None:
             raise NotFound("No delete of this user is recorded in the workspace.")
-    done = purge(workspace_id, store.archive, store.profiles, user_id=user_id)
+    for queue in ("ingest", "emitter"):  # as the daily run: dead letters into parked/ first, then purged
+        keep_dead_letters(target, queue, take=True)
+    done = purge(workspace_id, store.archive, store.profiles, user_id=user_id, parked=store.parked)
     return {"workspace_id": workspace_id, **done.figures()}
 
 

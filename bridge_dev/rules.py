@@ -15,7 +15,7 @@ from typing import Any
 from bridge_dev.operations import read_document
 from segment_bridge.delivery import Change, Unsent, prepare, stream_changes
 from segment_bridge.errors import InvalidPayload
-from segment_bridge.outbound import ChangeRule
+from segment_bridge.outbound import ChangeRule, InvalidRule
 
 
 def read_rule(path: Path) -> ChangeRule:
@@ -27,7 +27,10 @@ def read_rule(path: Path) -> ChangeRule:
     return ChangeRule.model_validate(document)
 
 
-def rule_view(rule: ChangeRule) -> dict[str, Any]:
+def rule_view(rule: ChangeRule | InvalidRule) -> dict[str, Any]:
+    """A rule as `rules list` shows it; a stored rule that no longer validates with why (`invalid`)."""
+    if isinstance(rule, InvalidRule):
+        return {"name": rule.name, "table": rule.table, "event": "", "when": "", "invalid": rule.reason}
     return rule.model_dump(mode="json")
 
 

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_bridge.cache import TtlCache
 from segment_bridge.delivery import PARALLEL_WORKSPACES, Sending, deliver, stream_changes
 from segment_bridge.egress import HttpSender
-from segment_bridge.outbound import ChangeRule, Destination
+from segment_bridge.outbound import ChangeRule, Destination, InvalidRule
 from segment_bridge.settings import get_settings
 from segment_bridge.stats import count_deliveries, today
 from segment_bridge.store import get_store
@@ -35,7 +35,7 @@ def destinations() -> TtlCache[str, Destination]:
 
 
 @lru_cache(maxsize=1)
-def rules() -> TtlCache[str, list[ChangeRule]]:
+def rules() -> TtlCache[str, list[ChangeRule | InvalidRule]]:
     return TtlCache(lambda _: get_store().workspaces.change_rules(), ttl=get_settings().auth_cache_seconds)
 
 
@@ -70,6 +70,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
         ("EventsSent", report.sent),
         ("EventsRetried", report.retried),
         ("EventsParked", report.parked),
+        ("ParkedByInvalidRules", report.invalid_rules),
         ("EchoesSuppressed", report.echoes),
         ("DestinationsGivenUp", len(report.given_up)),
     ):

@@ -59,10 +59,12 @@ class ScriptedServer:
 
     def __init__(self, status: int, headers: dict[str, str] | None = None, echo: bool = False) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.hosts: list[str] = []
 
         def app(environ: Any, start_response: Any) -> Any:
             request = Request(environ)
             self.requests.append((request.method, request.path))
+            self.hosts.append(request.host)
             body = f"you sent {request.headers.get('Authorization', '')} " * 200 if echo else "moved"
             return Response(body, status=status, headers=headers or {})(environ, start_response)
 
@@ -292,3 +294,88 @@ def test_setting_a_destination_refuses_what_the_policy_refuses(workspaces, monke
         with pytest.raises(EndpointRefused):
             store.set_segment_destination("ws_x", WRITE_KEY, endpoint)
     store.set_segment_destination("ws_x", WRITE_KEY, "https://proxy.example.com")
+
+
+class RebindingDns:
+    """A resolver for one name that answers `first` once, then `then` (a DNS rebinding attack); IP
+    literals resolve to themselves, as getaddrinfo does. Replaces socket.getaddrinfo for everyone."""
+
+    def __init__(self, name: str, first: str, then: str) -> None:
+        self.name, self.answers, self.then = name, [first], then
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != self.name:
+            return self.real(host, port, *args, **kwargs)
+        address = self.answers.pop(0) if self.answers else self.then
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+
+@pytest.mark.parametrize("second", ["127.0.0.1", "169.254.169.254"])
+def test_a_name_rebound_after_the_check_is_never_connected_to_at_its_second_address(
+    monkeypatch, stalled, second
+):
+    from segment_bridge.egress import HttpSender, Unreachable
+
+    # Given a name that resolves to a public address when checked, then to a loopback (where something
+    # listens) or metadata address
+    listener = StalledServer()
+    stalled.append(listener)
+    port = listener.socket.getsockname()[1]
+    monkeypatch.setattr(socket, "getaddrinfo", RebindingDns("segment.example", "93.184.216.34", second))
+    connected: list[str] = []
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> None:
+        connected.append(address[0])
+        if address[0] == "93.184.216.34":  # no internet here: the public address refuses at once
+            raise ConnectionRefusedError
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+    # When the write key is sent there
+    with pytest.raises(Unreachable):
+        HttpSender(timeout=(0.5, 0.5), policy="public").send(
+            f"https://segment.example:{port}/v1/batch", WRITE_KEY, b"{}", 1.0
+        )
+
+    # Then the only connection made is to the address that was checked
+    assert connected == ["93.184.216.34"]
+    time.sleep(0.3)
+    assert listener.held == []
+
+
+def test_the_checked_address_is_the_one_sent_to_with_the_name_kept_as_host(monkeypatch):
+    from segment_bridge.egress import HttpSender
+
+    server = ScriptedServer(200)
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        monkeypatch.setattr(socket, "getaddrinfo", RebindingDns("localhost", "127.0.0.1", "169.254.169.254"))
+
+        answer = HttpSender(policy="local").send(f"http://localhost:{port}/v1/batch", WRITE_KEY, b"{}", 3.0)
+
+        assert answer.status == 200
+        assert server.requests == [("POST", "/v1/batch")]
+        assert server.hosts == [f"localhost:{port}"]
+    finally:
+        server.close()
+
+
+def test_tls_to_a_pinned_address_keeps_the_name_for_sni_and_the_certificate():
+    import requests
+
+    from segment_bridge.egress import pinned_adapter
+
+    adapter = pinned_adapter()
+    adapter.pinned = "52.0.0.1"
+    request = requests.Request("POST", "https://api.segment.io/v1/batch").prepare()
+
+    host, pool = adapter.build_connection_pool_key_attributes(request, True)
+
+    assert host["host"] == "52.0.0.1"  # connected to; the name is never resolved again
+    assert (pool["server_hostname"], pool["assert_hostname"]) == ("api.segment.io", "api.segment.io")
+    adapter.pinned = None
+    with pytest.raises(ValueError, match="not checked"):
+        adapter.build_connection_pool_key_attributes(request, True)

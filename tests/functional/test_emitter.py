@@ -240,6 +240,42 @@ def test_a_change_rule_turns_an_app_table_change_into_one_track_call(
     assert list(segment.deliveries.values()) == [2]
 
 
+def test_a_stored_rule_that_no_longer_validates_parks_its_records_and_the_rest_are_sent(
+    emitter, aws, segment, workspaces, app_table
+):
+    from segment_bridge.outbound import ChangeRule
+
+    # Given a valid rule, and two stored rules that no longer validate: one whose table can still be read
+    # (a bad expression), one that cannot be read at all
+    workspaces.put_change_rule(ChangeRule.model_validate(FLOW_RULE))
+    rules = boto3.resource("dynamodb").Table(aws.tables["WorkspacesTable"])
+    broken = FLOW_RULE | {"name": "broken", "when": "new.secret_value =="}
+    rules.put_item(Item={"pk": "RULES", "sk": "RULE#broken", "config": json.dumps(broken)})
+    rules.put_item(Item={"pk": "RULES", "sk": "RULE#garbled", "config": "{not json"})
+    state = {"id": "flow-1", "workspace_id": WS, "userId": "user-42", "flowId": "onboarding", "steps": 3}
+    app_table.put_item(Item=state | {"status": "STARTED"})
+    app_table.put_item(Item=state | {"status": "COMPLETED"})
+    publish(aws, "EVT#1")  # an outbox item: no rule applies to it
+
+    # When the emitter runs over both streams
+    records = stream_lambda_event("FlowStates")["Records"]
+    records += stream_lambda_event(aws.tables["OutboxTable"])["Records"]
+    answer = emitter.invoke({"Records": records}, seconds_left=SECONDS_LEFT)
+
+    # Then nothing crashes: the valid rule's call and the outbox item are sent; each app-table record is
+    # parked whole once per invalid rule, with a reason naming the rule and its field, not the values
+    assert answer == {"batchItemFailures": []}
+    assert sorted(sent["event"] for sent in segment.events.values()) == ["Flow Completed", "Flow Completed"]
+    signals = parked(aws)
+    assert len(signals) == 4  # 2 records x 2 invalid rules
+    assert sorted({s["reason"].split(" is stored")[0] for s in signals}) == [
+        "change rule broken",
+        "change rule garbled",
+    ]
+    assert all("no longer valid" in s["reason"] and "secret_value" not in s["reason"] for s in signals)
+    assert all(s["record"]["change"]["new"]["id"] == "flow-1" for s in signals)  # whole
+
+
 def test_changes_in_tables_the_processor_writes_are_never_sent(emitter, aws, segment, workspaces):
     from segment_bridge.outbound import ChangeRule
 

@@ -195,3 +195,192 @@ def test_publish_writes_through_the_one_value_conversion(aws, target, emitter):
             "nested": {"ratio": 2.5},
             "nan": None,
         }
+
+
+def queue_message(user: str, message_id: str) -> str:
+    from segment_bridge.envelope import pack
+    from segment_bridge.intake import serialise
+
+    event = {
+        "type": "identify",
+        "userId": user,
+        "messageId": message_id,
+        "traits": {"plan": "pro"},
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "receivedAt": "2026-01-01T00:00:00.000Z",
+    }
+    (body,) = pack(
+        [serialise(event)],
+        workspace_id=WS,
+        request_id=f"req-{message_id}",
+        received_at="2026-01-01T00:00:00.000Z",
+        max_bytes=262_144,
+    )
+    return body
+
+
+def sweep(task: str = "sweep") -> dict[str, int]:
+    from tests.conftest import lambda_function
+
+    return lambda_function("PurgeFunction").invoke({"task": task})  # the template's timeout
+
+
+def test_the_hourly_sweep_parks_ingest_dead_letters_which_are_listed_redriven_and_applied(
+    aws, target, workspaces
+):
+    from bridge_dev.runtime import lambda_sqs_event
+    from tests.conftest import lambda_function
+
+    # Given a queue message the processor gave up on, that nobody looks at
+    body = queue_message("user-swept", "m-swept")
+    boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody=body)
+
+    # When the scheduled sweep runs (twice: a second run finds nothing more to do)
+    assert sweep()["ingest_dead_letters_kept"] == 1
+    assert sweep()["ingest_dead_letters_kept"] == 0
+
+    # Then it is in the bucket, off the queue (SQS's 14 days no longer matter), listed and re-drivable
+    assert receive_all(aws.queue_urls["IngestDLQ"]) == []
+    (document,) = parked_objects(aws, "ingest")
+    assert document["body"] == body
+    (listed,) = operations.list_dead_letters(target, "ingest", 100)
+    assert (listed["workspace_id"], listed["events"]) == (WS, 1)
+    assert operations.redrive(target, "ingest", 100).redriven == 1
+    messages = receive_all(aws.queue_urls["IngestQueue"])
+    assert [m["Body"] for m in messages] == [body]
+    answer = lambda_function("ProcessorFunction").invoke(
+        lambda_sqs_event(aws.queue_arns["IngestQueue"], messages)
+    )
+    assert answer == {"batchItemFailures": []}
+    assert workspaces.read_profile(WS, "U", "user-swept").traits == {"plan": "pro"}
+    assert parked_objects(aws, "ingest") == []
+
+
+def test_the_sweep_parks_stream_batches_lambda_gave_up_on_and_takes_signals_off(emitter, aws, target):
+    # Given a parked event's signal and Lambda's on-failure record of a stream batch on the EmitterDLQ
+    publish(aws, "EVT#1")  # no destination: parked, and signalled
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
+    failure = {
+        "requestContext": {"condition": "RetryAttemptsExhausted"},
+        "DDBStreamBatchInfo": {
+            "shardId": "shard-1",
+            "streamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Outbox/stream/x",
+            "startSequenceNumber": "1",
+            "endSequenceNumber": "2",
+            "batchSize": 2,
+        },
+    }
+    boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["EmitterDLQ"], MessageBody=json.dumps(failure))
+
+    figures = sweep()
+
+    # Then the queue is empty: the stream batch is parked, the signal's event was parked already
+    assert (figures["emitter_dead_letters_kept"], figures["emitter_dead_letters_signals"]) == (1, 1)
+    assert receive_all(aws.queue_urls["EmitterDLQ"]) == []
+    kinds = sorted(d["kind"] for d in operations.list_dead_letters(target, "emitter", 100))
+    assert kinds == ["parked event", "stream batch"]
+
+
+def test_a_sweep_that_fails_midway_loses_nothing_and_a_rerun_parks_each_letter_once(aws, target):
+    from segment_bridge.dead_letters import sweep_dead_letters
+
+    store, url = target.store, aws.queue_urls["IngestDLQ"]
+    for n in range(5):
+        boto3.client("sqs").send_message(QueueUrl=url, MessageBody=queue_message(f"user-{n}", f"m-{n}"))
+
+    class FailingOnThirdWrite:
+        def __init__(self) -> None:
+            self.writes = 0
+
+        def keep_dead_letter(self, queue: Any, letter: Any) -> str:
+            self.writes += 1
+            if self.writes == 3:
+                raise RuntimeError("S3 is down")
+            return store.parked.keep_dead_letter(queue, letter)
+
+    # When the bucket fails in the middle of a sweep
+    with pytest.raises(RuntimeError):
+        sweep_dead_letters("ingest", url, store.queues, FailingOnThirdWrite())
+
+    # Then what was written is off the queue, the rest is still on it (none lost), and a re-run (or a
+    # sweep repeated over letters already written) parks every letter exactly once
+    assert len(parked_objects(aws, "ingest")) == 2
+    visible = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert visible == "3"  # visible again at once
+    swept = sweep_dead_letters("ingest", url, store.queues, store.parked)
+    assert (swept.kept, swept.finished) == (3, True)
+    bodies = sorted(d["body"] for d in parked_objects(aws, "ingest"))
+    assert bodies == sorted(queue_message(f"user-{n}", f"m-{n}") for n in range(5))
+
+
+def test_a_sweep_does_bounded_work_and_stops_when_its_time_is_spent(aws, target):
+    from segment_bridge.dead_letters import sweep_dead_letters
+
+    store, url = target.store, aws.queue_urls["IngestDLQ"]
+    for n in range(25):
+        boto3.client("sqs").send_message(QueueUrl=url, MessageBody=queue_message(f"user-{n}", f"m-{n}"))
+
+    bounded = sweep_dead_letters("ingest", url, store.queues, store.parked, limit=10)
+    checks = iter([False, True])
+    timed = sweep_dead_letters("ingest", url, store.queues, store.parked, out_of_time=lambda: next(checks))
+
+    assert (bounded.kept, bounded.finished) == (10, False)
+    assert (timed.kept, timed.finished) == (10, False)  # one receive of 10, then out of time
+    assert sweep_dead_letters("ingest", url, store.queues, store.parked).kept == 5
+    assert len(parked_objects(aws, "ingest")) == 25
+
+
+def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyone_elses(
+    processor, workspaces, aws, target
+):
+    """Privacy deletes reach parked/: outbound events are removed, ingest dead letters rewritten."""
+    from segment_bridge.envelope import pack, unpack
+    from segment_bridge.intake import serialise
+    from tests.functional.conftest import event
+
+    t1, t2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
+    processor([event("identify", "i", t1, anonymousId="anon-1")])
+    sqs = boto3.client("sqs")
+    dead = [
+        [
+            event("track", "lost", t1, event="Lost"),
+            event("track", "anon", t1, user=None, anonymousId="anon-1", event="Lost"),
+            event("track", "kept", t1, user="user-2", event="Kept"),
+        ],
+        [event("track", "lost-2", t1, event="Lost")],
+    ]
+    for n, events in enumerate(dead):
+        (body,) = pack(
+            [serialise(e) for e in events],
+            workspace_id=WS,
+            request_id=f"req-{n}",
+            received_at=t1,
+            max_bytes=262_144,
+        )
+        sqs.send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody=body)
+    for workspace_id, user in ((WS, "user-1"), (WS, "user-2"), ("ws_signed", "user-1")):
+        track = {"type": "track", "userId": user, "event": "Out", "timestamp": t1, "messageId": f"sbo-{user}"}
+        workspaces.park_outbound("Segment answered 400", track, workspace_id=workspace_id)
+    processor([event("delete", "d", t2)], message_id="del")
+
+    answer = sweep("purge")  # the daily run: the sweep, then the purge
+
+    assert answer["ingest_dead_letters_kept"] == 2
+    assert answer["events_removed"] == 6  # raw/: i, d; parked/: lost, anon, lost-2, user-1's outbound
+    outbound = sorted((d["workspace_id"], d["record"]["userId"]) for d in parked_objects(aws, "emitter"))
+    assert outbound == [(WS, "user-2"), ("ws_signed", "user-1")]  # another workspace's user-1 is not ours
+    (letter,) = parked_objects(aws, "ingest")
+    envelope, events = unpack(letter["body"])
+    assert (envelope.workspaceId, [e["messageId"] for e in events]) == (WS, ["kept"])
+
+    # and the rewritten dead letter still re-drives and applies
+    assert operations.redrive(target, "ingest", 100).redriven == 1
+    from bridge_dev.runtime import lambda_sqs_event
+    from tests.conftest import lambda_function
+
+    messages = receive_all(aws.queue_urls["IngestQueue"])
+    lambda_function("ProcessorFunction").invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
+    assert workspaces.read_profile(WS, "U", "user-2").counts == {"Kept": 1}
+    assert workspaces.read_profile(WS, "U", "user-1") is None

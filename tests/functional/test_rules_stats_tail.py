@@ -50,6 +50,9 @@ def test_a_stored_rule_that_no_longer_validates_can_still_be_deleted(sb, aws):
     broken = {"pk": "RULES", "sk": "RULE#broken", "config": '{"name": "broken", "when": "new.x =="}'}
     boto3.resource("dynamodb").Table(aws.tables["WorkspacesTable"]).put_item(Item=broken)
 
+    (listed,) = sb("rules", "list").json  # listed with why, not an error
+    assert (listed["name"], listed["table"]) == ("broken", None)
+    assert "no longer valid" in listed["invalid"]
     assert sb("rules", "delete", "broken").json == {"deleted": "broken"}
     assert sb("rules", "delete", "broken").error["code"] == "not_found"
 

@@ -3,7 +3,7 @@
     delete_identity  a `delete` event: its tombstone first, then its data erased as of its time, its
                      linked ids tombstoned and erased too, in chunks whose progress is durable
     forget           ids that belong to a deleted user: tombstoned and erased as of its delete
-    purge            the archive's copies (raw/, rejected/, unapplied/) of deleted entities' events
+    purge            the archive's copies (raw/, rejected/, unapplied/, parked/) of deleted entities' events
 
 What a delete at time T of an entity does, exactly:
 1. its tombstone (`DELETED`, deleted_at=T, status "erasing"): from now on events at or before T are not
@@ -21,10 +21,12 @@ What a delete at time T of an entity does, exactly:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from segment_bridge.envelope import pack, unpack
 from segment_bridge.errors import ServiceUnavailable
 from segment_bridge.profiles import (
     Deletion,
@@ -217,12 +219,12 @@ def purge(
     listed: PurgeList,
     *,
     user_id: str | None = None,
-    parked: Callable[[str, list[str]], None] | None = None,
+    parked: ParkedCopies | None = None,
 ) -> Purged:
-    """Remove from the workspace's archive (one pass over raw/, rejected/, unapplied/) every event of an
-    entity listed for purging that is stamped at or before its delete, then take the entities off the
-    list. `user_id`: only that user's deletion (itself and its linked ids). `parked` is told the deleted
-    ids, for parked outbound events (`purge_parked`)."""
+    """Remove from the workspace's archive (one pass over raw/, rejected/, unapplied/, and parked/ when
+    `parked` is given) every event of an entity listed for purging that is stamped at or before its
+    delete, then take the entities off the list. `user_id`: only that user's deletion (itself and its
+    linked ids)."""
     pending = listed.pending_purges(workspace_id)
     if user_id is not None:
         pending = [p for p in pending if f"U#{user_id}" in (p.key, p.by)]
@@ -242,15 +244,74 @@ def purge(
                 done.objects_rewritten += 1
                 done.events_removed += len(records) - len(kept)
     done.parked_ids = sorted({p.id for p in pending})
-    (parked or purge_parked)(workspace_id, done.parked_ids)
+    if parked is not None:
+        purge_parked(workspace_id, users, anonymous, parked, done)
     listed.purged(workspace_id, pending)
     return done
 
 
-def purge_parked(workspace_id: str, deleted_ids: list[str]) -> None:
-    """HOOK (issue 14): parked outbound events are moving to S3 `parked/`; once they do, remove the
-    deleted ids' parked events here. Today they sit in the EmitterDLQ for at most its retention (14 days)
-    and are not searched."""
+class ParkedCopy(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def document(self) -> dict[str, Any]: ...
+
+
+class ParkedCopies(Protocol):
+    """store.parked: every parked item of a queue, rewritten or removed."""
+
+    def items(self, queue: Literal["ingest", "emitter"]) -> Iterator[ParkedCopy]: ...
+    def replace(self, key: str, document: dict[str, Any]) -> None: ...
+    def remove(self, key: str) -> None: ...
+
+
+def purge_parked(
+    workspace_id: str,
+    users: dict[str, str],
+    anonymous: dict[str, str],
+    parked: ParkedCopies,
+    done: Purged,
+) -> None:
+    """The deleted entities' events kept under parked/ (what was not sent or not applied), counted in
+    `done` like the archive's: a parked outbound event of the workspace is removed; a parked ingest
+    dead letter (a queue message holding many events) is rewritten without them, removed when empty.
+    Stream batches Lambda gave up on are pointers (no event data) and stay."""
+    for item in parked.items("emitter"):
+        document = item.document
+        if document.get("kind") != "parked event" or document.get("workspace_id") != workspace_id:
+            continue
+        done.objects_read += 1
+        if deleted(document.get("record"), users, anonymous):
+            parked.remove(item.key)
+            done.objects_rewritten += 1
+            done.events_removed += 1
+    for item in parked.items("ingest"):
+        document = item.document
+        if document.get("kind") != "dead letter":
+            continue
+        try:
+            envelope, events = unpack(str(document.get("body", "")))
+        except (ValueError, OSError, EOFError):  # not a queue message: nothing of ours to read in it
+            continue
+        if envelope.workspaceId != workspace_id:
+            continue
+        done.objects_read += 1
+        kept = [event for event in events if not deleted(event, users, anonymous)]
+        if len(kept) == len(events):
+            continue
+        if kept:
+            (body,) = pack(
+                [json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode("utf-8") for e in kept],
+                workspace_id=envelope.workspaceId,
+                request_id=envelope.requestId,
+                received_at=envelope.receivedAt,
+                max_bytes=1 << 40,  # one message, as it was (fewer events than it held)
+            )
+            parked.replace(item.key, document | {"body": body})
+        else:
+            parked.remove(item.key)
+        done.objects_rewritten += 1
+        done.events_removed += len(events) - len(kept)
 
 
 def deleted(event: Any, users: dict[str, str], anonymous: dict[str, str]) -> bool:

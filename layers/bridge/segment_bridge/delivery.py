@@ -32,6 +32,7 @@ from segment_bridge.outbound import (
     ChangeRule,
     Destination,
     EndpointRefused,
+    InvalidRule,
     Outbound,
     Unsendable,
     request_body,
@@ -134,6 +135,8 @@ class Report:
     parked: int = 0
     echoes: int = 0
     requests: int = 0
+    invalid_rules: int = 0
+    """Records parked because a stored change rule of their table no longer validates."""
     failed: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
     """Workspaces whose destination stalled and was given up on for this invocation."""
@@ -152,6 +155,7 @@ class Report:
             "parked": self.parked,
             "echoes": self.echoes,
             "requests": self.requests,
+            "parked_by_invalid_rules": self.invalid_rules,
             "returned_to_stream": len(self.failed),
             "destinations_given_up": len(self.given_up),
         }
@@ -162,6 +166,7 @@ class Report:
         self.parked += other.parked
         self.echoes += other.echoes
         self.requests += other.requests
+        self.invalid_rules += other.invalid_rules
         self.failed += other.failed
         self.given_up += other.given_up
         for workspace_id, counts in other.by_workspace.items():
@@ -192,6 +197,7 @@ class Unsent:
     record: dict[str, Any]
     workspace_id: str | None
     record_id: str
+    invalid_rule: bool = False
 
 
 def deliver(
@@ -200,7 +206,7 @@ def deliver(
     outbox_table: str,
     own_tables: frozenset[str],
     sending: Sending,
-    rules: Iterable[ChangeRule] = (),
+    rules: Iterable[ChangeRule | InvalidRule] = (),
 ) -> Report:
     """Send every new outbox item, and every change that fires a rule, of the batch; returns what
     happened and which records to retry. No single item can fail the batch: what cannot be sent is parked
@@ -214,6 +220,7 @@ def deliver(
             continue
         for prepared in prepare(change, outbox_table, rules):
             if isinstance(prepared, Unsent):
+                report.invalid_rules += prepared.invalid_rule
                 _park_unsent(prepared, sending.parking, report)
             else:
                 by_workspace.setdefault(prepared.workspace_id, []).append(prepared)
@@ -236,9 +243,12 @@ def redeliver(parked: list[tuple[str, dict[str, Any]]], sending: Sending) -> Rep
     return report
 
 
-def prepare(change: Change, outbox_table: str, rules: list[ChangeRule]) -> Iterator[Outbound | Unsent]:
+def prepare(
+    change: Change, outbox_table: str, rules: list[ChangeRule | InvalidRule]
+) -> Iterator[Outbound | Unsent]:
     """What a change stands for: a new outbox item's track call, or what the change rules of its table
-    make of it (their messageIds also name the rule and the record); Unsent for what cannot be sent."""
+    make of it (their messageIds also name the rule and the record); Unsent for what cannot be sent,
+    including the record whole for each stored rule of its table that no longer validates."""
     if change.unreadable is not None:
         yield Unsent(change.unreadable, change.raw or {}, None, change.record_id)
         return
@@ -248,6 +258,11 @@ def prepare(change: Change, outbox_table: str, rules: list[ChangeRule]) -> Itera
         return
     document = {"eventName": change.event_name, "old": change.old_image or {}, "new": change.new_image or {}}
     for rule in rules:
+        if isinstance(rule, InvalidRule):
+            if rule.table in (None, change.table):
+                record = {"rule": rule.name, "change": document}
+                yield Unsent(rule.reason, record, None, change.record_id, invalid_rule=True)
+            continue
         if rule.table != change.table:
             continue
         try:

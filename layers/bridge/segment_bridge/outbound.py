@@ -319,3 +319,29 @@ class ChangeRule(BaseModel):
         if found is FAILED:
             raise Unsendable(f"change rule {self.name}: `{name}` cannot be evaluated on this record")
         return found
+
+
+@dataclass(frozen=True)
+class InvalidRule:
+    """A stored change rule that no longer validates (written by hand, or by an older version). The
+    records of its table are parked whole with `reason` (its name and the fields at fault, never their
+    values); `table` is None when even that cannot be read, and then every app-table record is parked."""
+
+    name: str
+    table: str | None
+    reason: str
+
+
+def stored_rule(name: str, config: Any) -> ChangeRule | InvalidRule:
+    """A change rule as stored (its JSON), validated; an InvalidRule rather than an exception."""
+    try:
+        return ChangeRule.model_validate_json(config if isinstance(config, str | bytes) else "")
+    except ValidationError as error:
+        fields = sorted({".".join(map(str, e["loc"])) or "rule" for e in error.errors(include_url=False)})
+        reason = f"change rule {name} is stored but no longer valid ({', '.join(fields)}): fix or delete it"
+    try:
+        found = json.loads(config)
+        table = found.get("table") if isinstance(found, dict) else None
+    except (TypeError, ValueError):
+        table = None
+    return InvalidRule(name, table if isinstance(table, str) and table else None, reason)

@@ -34,7 +34,7 @@ from segment_bridge.store.workspaces import IssuedKey, Workspace
 if TYPE_CHECKING:
     from segment_bridge.auth import WorkspaceAuth
     from segment_bridge.mapping import Mapping
-    from segment_bridge.outbound import ChangeRule, Destination
+    from segment_bridge.outbound import ChangeRule, Destination, InvalidRule
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
     from segment_bridge.store.outbox import Outbox
@@ -144,7 +144,7 @@ class Store:
     def delete_change_rule(self, name: str) -> None:
         self.workspaces.delete_change_rule(name)
 
-    def change_rules(self) -> list[ChangeRule]:
+    def change_rules(self) -> list[ChangeRule | InvalidRule]:
         return self.workspaces.change_rules()
 
     def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None:

@@ -19,6 +19,7 @@ import base64
 import gzip
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -132,20 +133,38 @@ class Parked:
 
     def list_parked(self, queue: ParkedQueue, limit: int) -> list[ParkedItem]:
         """Up to `limit` parked items of a queue, oldest day first."""
-        s3 = self.clients.s3
         found: list[ParkedItem] = []
+        for parked in self.items(queue):
+            if len(found) >= limit:
+                break
+            found.append(parked)
+        return found
+
+    def items(self, queue: ParkedQueue) -> Iterator[ParkedItem]:
+        """Every parked item of a queue, oldest day first, read one at a time (skipping one removed
+        meanwhile)."""
+        s3 = self.clients.s3
         with aws_errors(READ_FAILURE):
             pages = s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=f"{PREFIX}{queue}/"
             )
             for page in pages:
                 for summary in page.get("Contents", []):
-                    if len(found) >= limit:
-                        return found
                     document = self.read(summary["Key"])
                     if document is not None:
-                        found.append(ParkedItem(summary["Key"], document))
-        return found
+                        yield ParkedItem(summary["Key"], document)
+
+    def count(self, queue: ParkedQueue) -> int:
+        """How many items are parked for a queue (keys only listed: one request per 1,000)."""
+        with aws_errors(READ_FAILURE):
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{PREFIX}{queue}/"
+            )
+            return sum(page.get("KeyCount", 0) for page in pages)
+
+    def replace(self, key: str, document: dict[str, Any]) -> None:
+        """Rewrite a parked item in place (a purge took some of its events out)."""
+        self._put(key, document, "A parked item could not be rewritten; it stays as it was.")
 
     def read(self, key: str) -> dict[str, Any] | None:
         """A parked item's document; None once it is gone (re-driven meanwhile)."""

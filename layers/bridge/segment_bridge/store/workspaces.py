@@ -30,7 +30,7 @@ from segment_bridge.store.aws import Clients, aws_errors, item, now, plain, quer
 # The mapping and outbound models are imported where used: the ingest function never loads them.
 if TYPE_CHECKING:
     from segment_bridge.mapping import Mapping
-    from segment_bridge.outbound import ChangeRule, Destination
+    from segment_bridge.outbound import ChangeRule, Destination, InvalidRule
 
 MAX_LIVE_KEYS = 2
 """Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
@@ -340,8 +340,10 @@ class WorkspaceRepository:
                 ConditionExpression="attribute_exists(pk)",
             )
 
-    def change_rules(self) -> list[ChangeRule]:
-        from segment_bridge.outbound import ChangeRule
+    def change_rules(self) -> list[ChangeRule | InvalidRule]:
+        """Every stored rule; one that no longer validates comes back as an InvalidRule (the emitter parks
+        its records, `rules list` shows why), never as an exception."""
+        from segment_bridge.outbound import stored_rule
 
         found = query(
             self.clients.dynamodb,
@@ -350,7 +352,7 @@ class WorkspaceRepository:
             {":pk": "RULES"},
             failure="The change rules cannot be read right now.",
         )
-        return [ChangeRule.model_validate_json(rule["config"]) for rule in found]
+        return [stored_rule(str(rule["sk"]).removeprefix("RULE#"), rule.get("config")) for rule in found]
 
     # --- daily counts (segment-bridge stats) -----------------------------------------------------
 
