@@ -316,6 +316,10 @@ def burst(args: argparse.Namespace) -> Outcome:
             batch_size=batch_size,
         )
     finally:
+        # Ask every poller first: one stopping alone waits its turn for the queue's shared lock behind
+        # the others' long polls (120 pollers x 10 s join timeouts was the run's stall after draining).
+        for poller in pollers:
+            poller.signal_stop()
         for poller in pollers:
             poller.stop()
         stack.stop()
