@@ -321,6 +321,14 @@ def at_once(
     return failed, stuck
 
 
+def waiting(sqs: Any, url: str) -> int:
+    """Messages on the queue, visible or delayed."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
 def measure_hotkeys(design: Design, latency_ms: float, invocations: int) -> dict[str, Any]:
     """`invocations` at once, all writing one user; redelivered until done or DLQ'd."""
     import boto3
@@ -363,12 +371,11 @@ def measure_hotkeys(design: Design, latency_ms: float, invocations: int) -> dict
                     if id_ in failed.get(n, set()):
                         exhausted += 1
                         (dead if receives[j] >= design.max_receive_count else pending[n]).append(j)
-            # Messages the design deferred (sent to the queue again, not failed): received next round
-            # by the invocation they came from, with a receive count of their own.
-            while got := sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            ):
-                for message in got:
+            # Messages the design deferred (sent to the queue again, not failed; some after a delay):
+            # received next round by the invocation they came from, with a receive count of their own.
+            while waiting(sqs, aws.queue_url):
+                got = sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                for message in got.get("Messages", []):
                     j = index[message["Body"]]
                     deferred += 1
                     receives[j] = 0  # a fresh message

@@ -19,7 +19,7 @@ from segment_bridge.envelope import pack
 from segment_bridge.intake import serialise
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import event
-from tests.functional.test_faults import exactly_once
+from tests.functional.test_faults import aws_error, before_call, exactly_once
 from tests.functional.test_time_budget import RunningOut, archived, messages_of_three_users
 
 T1, T2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
@@ -208,3 +208,32 @@ def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_neve
     assert workspaces.read_history(WS, "A", "anon-2999") == []
     exactly_once(workspaces, "user-2", {"Neighbour": 1})
     assert len(archived(aws)) == 1  # each receive archives the same message under the same name
+
+
+def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_applies_once(
+    processor, aws, workspaces, monkeypatch
+):
+    """Writers of one hot profile outnumber WRITE_ATTEMPTS: contention, not a failure of AWS or of the
+    message. The message is deferred with a delay (its writers spread out), never failed."""
+    import segment_bridge.processing as processing
+
+    monkeypatch.setattr(processing, "CONFLICT_PAUSE_SECONDS", 0.0)
+    events = [event("track", f"h{n}", T1, event="Hot") for n in range(3)]
+
+    def someone_else_wrote_first(operation: str, body: dict[str, Any]) -> Any:
+        if body.get("Item", {}).get("sk", {}).get("S") == "PROFILE":
+            return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(workspaces, ("PutItem",), someone_else_wrote_first):
+        assert processor(events, message_id="hot") == {"batchItemFailures": []}
+
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_urls["IngestQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # back after a pause, not at once
+    assert workspaces.read_profile(WS, "U", "user-1") is None
+
+    assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
+    exactly_once(workspaces, "user-1", {"Hot": 3})
+    assert dead_letters(aws) == 0

@@ -91,6 +91,8 @@ CONFLICT_PAUSE_CAP_SECONDS = 1.0
 IO_THREADS = 16
 """Entities written at once within a message. Not yet tuned by measurement (bench_throughput at 4/8/16/32
 is the next step): at 16, the 2-core benchmark machine is CPU-bound before it is latency-bound."""
+CONTENDED_DELAY_SECONDS = 10
+"""A message deferred because a profile kept changing comes back after a random 1 to this many seconds."""
 MESSAGE_RESERVE_SECONDS = 2.0
 """Time an invocation keeps beyond its slowest message so far before starting another one."""
 
@@ -114,6 +116,11 @@ def each_at_once(work: list[Callable[[], T]]) -> list[T]:
 
 class NoTimeLeft(BridgeError):
     """Not enough of the invocation is left to apply a message: it goes back to the queue untouched."""
+
+
+class ProfileContended(ServiceUnavailable):
+    """A profile kept changing while being written (other invocations writing the same entity) past
+    WRITE_ATTEMPTS: not a failure of AWS nor of the message; it is deferred, after a pause."""
 
 
 @dataclass
@@ -153,9 +160,9 @@ class TimeBudget:
 
 
 class Requeue(Protocol):
-    """store.queues: a message put back on the ingest queue as a fresh one."""
+    """store.queues: a message put back on the ingest queue as a fresh one, visible after a delay."""
 
-    def defer(self, body: str, workspace_id: str) -> None: ...
+    def defer(self, body: str, workspace_id: str, delay_seconds: int = 0) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,8 @@ class Deferred:
     """A message sent to the queue again, unfinished for a reason of time (never of failure)."""
 
     reason: str
-    """"time budget" (not started) or "delete unfinished" (its erase resumes on the next receive)."""
+    """"time budget" (not started), "delete unfinished" (its erase resumes on the next receive) or
+    "profile contended" (a hot entity's writers outnumbered WRITE_ATTEMPTS; back after a pause)."""
 
 
 def receive_or_defer(
@@ -181,13 +189,18 @@ def receive_or_defer(
     still erasing when `out_of_time`, the message deferred: sent to the queue again (the module's
     docstring) so that it does not spend one of its maxReceiveCount receives on waiting. Raises, so the
     message fails, on anything else, and when the queue does not take the copy (ServiceUnavailable)."""
+    delay = 0
     try:
         return budget.receive(remaining_ms, body, store, mappings, out_of_time, first=first)
     except NoTimeLeft:
         reason = "time budget"
     except DeletionUnfinished:
         reason = "delete unfinished"
-    queue.defer(body, Envelope.model_validate_json(body).workspaceId)
+    except ProfileContended:
+        reason = "profile contended"
+        # its writers spread out instead of meeting again at once
+        delay = random.randint(1, CONTENDED_DELAY_SECONDS)  # noqa: S311  # nosec B311  # jitter
+    queue.defer(body, Envelope.model_validate_json(body).workspaceId, delay)
     return Deferred(reason)
 
 
@@ -541,4 +554,4 @@ def write_entity(
             continue
         to_record = [record for mid, record in records.items() if mid not in existing]
         return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
-    raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
+    raise ProfileContended(f"Profile {entity.kind} kept changing while being written; retry later.")
