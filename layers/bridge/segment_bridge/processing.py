@@ -80,9 +80,13 @@ from segment_bridge.profiles import (
 from segment_bridge.stats import count_day
 
 WRITE_ATTEMPTS = 12
-"""Conditional profile writes tried per entity before the message is retried as a whole. With 100
-concurrent writers of one user, 6 attempts sent most of their messages to the DLQ (bench_throughput's
-hot-key section); with the capped backoff below, 12 attempts wait about 4 s at most in all."""
+"""Conditional profile writes tried per entity before the message is deferred (ProfileContended),
+measured with bench_throughput's hot-key section (30 invocations writing one user, 2 messages each):
+40 of the 60 message receives exhausted 12 attempts; failed, as they were, they came back after the
+visibility timeout (up to 3 receives, near the DLQ's 5; at 100 writers and 6 attempts 144 of 200
+reached it). Deferred, exhausting costs a 1-10 s pause and no receive, so more attempts would only
+keep an invocation spinning on one hot profile (its longest was 113 s of 150 s); with the capped
+backoff below, 12 attempts wait about 4 s at most in all. Counts stayed exact either way."""
 CONFLICT_PAUSE_SECONDS = 0.02
 """After the n-th lost write of an entity, wait a random time up to this x 2^n (at most
 CONFLICT_PAUSE_CAP_SECONDS) before reading it again ("full jitter"): concurrent writers of one hot entity
