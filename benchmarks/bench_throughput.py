@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
@@ -426,13 +427,15 @@ def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
     sys.path.insert(0, str(root / "layers" / "bridge"))
     use_fake_aws()
     import segment_bridge
-    import segment_bridge.processing as processing
 
     # Sizes under test, set before the pool is made (on first use); a design without them keeps its own.
-    if args.io_threads and hasattr(processing, "IO_THREADS"):
-        processing.IO_THREADS = args.io_threads[0]
-    if args.write_attempts:
-        processing.WRITE_ATTEMPTS = args.write_attempts
+    processing: Any = None
+    if (root / "layers" / "bridge" / "segment_bridge" / "processing.py").exists():
+        processing = importlib.import_module("segment_bridge.processing")
+        if args.io_threads and hasattr(processing, "IO_THREADS"):
+            processing.IO_THREADS = args.io_threads[0]
+        if args.write_attempts:
+            processing.WRITE_ATTEMPTS = args.write_attempts
     latencies, messages = args.latencies, args.messages
     design = Design(root)
     figures: dict[str, Any] = {
