@@ -92,12 +92,12 @@ CONFLICT_PAUSE_SECONDS = 0.02
 CONFLICT_PAUSE_CAP_SECONDS) before reading it again ("full jitter"): concurrent writers of one hot entity
 spread out instead of colliding again."""
 CONFLICT_PAUSE_CAP_SECONDS = 1.0
-IO_THREADS = 8
-"""Entities written at once within a message, chosen by measurement (bench_throughput --io-threads
-4,8,16,32, benchmarks/README.md): on the only shape the pool matters for (4,000 distinct users, one
-conditional write each), 8 threads did 1.3-1.4x the events/s of 4, and 16 and 32 did no better than 8
-(32: 0.7x) at 5 and at 10 ms per call, because the invocation is then CPU-bound (botocore's CPU per
-call). With the store's 8 batch threads that is 16 of botocore's 32 pooled connections."""
+IO_THREADS = 16
+"""Entities written at once within a message, chosen by measurement (bench_throughput --io-threads,
+benchmarks/README.md): on the only shape the pool matters for (4,000 distinct users, one conditional
+write each), 4 -> 8 threads gave 1.2-1.45x the events/s; 16 gave 1.2-1.35x 8's in the calmer of two
+runs (within noise in the loaded one); 32 lost a quarter. Past 16 the invocation is CPU-bound
+(botocore's CPU per call). With the store's 8 batch threads that is 24 of botocore's 32 connections."""
 CONTENDED_DELAY_SECONDS = 10
 """A message deferred because a profile kept changing comes back after a random 1 to this many seconds."""
 MESSAGE_RESERVE_SECONDS = 2.0
