@@ -27,10 +27,11 @@ between the steps stays. A message starts only if the invocation has time left t
 (`TimeBudget`): one it cannot finish goes back to the queue untouched, never half-applied.
 
 Deferred is not failed (the IngestDLQ is for infrastructure failures only): a message unfinished for a
-reason of time (the budget refused it, or its delete's erase used its share) is sent to the queue again
-as a fresh message, same body and workspace group, with a receive count of its own, and the original
-is reported done. Redoing a message is safe by the algorithm above, so the copy and the original, if
-SQS ever delivers it again, apply it once. Only when the copy cannot be sent does the original fail.
+reason of time (the budget refused it, its delete's erase used its share, or a hot profile was still
+contended after WRITE_ATTEMPTS) is sent to the queue again as a fresh message, same body and workspace
+group, with a receive count of its own, and the original is reported done. Redoing a message is safe
+by the algorithm above, so the copy and the original, if SQS ever delivers it again, apply it once.
+Only when the copy cannot be sent does the original fail.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ class Requeue(Protocol):
 
 @dataclass(frozen=True)
 class Deferred:
-    """A message sent to the queue again, unfinished for a reason of time (never of failure)."""
+    """A message sent to the queue again, unfinished for a reason of time or contention (never of a
+    failure)."""
 
     reason: str
     """"time budget" (not started), "delete unfinished" (its erase resumes on the next receive) or
@@ -192,10 +194,11 @@ def receive_or_defer(
     *,
     first: bool = False,
 ) -> Applied | Deferred:
-    """The message applied within the budget; or, if the budget refuses it or its privacy delete is
-    still erasing when `out_of_time`, the message deferred: sent to the queue again (the module's
-    docstring) so that it does not spend one of its maxReceiveCount receives on waiting. Raises, so the
-    message fails, on anything else, and when the queue does not take the copy (ServiceUnavailable)."""
+    """The message applied within the budget; or, if the budget refuses it, its privacy delete is still
+    erasing when `out_of_time`, or a profile stays contended, the message deferred: sent to the queue
+    again (the module's docstring) so that it does not spend one of its maxReceiveCount receives on
+    waiting. Raises, so the message fails, on anything else, and when the queue does not take the copy
+    (ServiceUnavailable)."""
     delay = 0
     try:
         return budget.receive(remaining_ms, body, store, mappings, out_of_time, first=first)
