@@ -3,11 +3,12 @@
 Each queue message is judged on its own (partial batch response). A message ends one of three ways:
 - applied: SQS deletes it;
 - deferred, unfinished for a reason of time, never of failure: the invocation had no time left to start
-  it (TimeBudget), or its privacy delete used its share of the invocation's time (TimeShares) with
-  linked ids still to erase. It is sent to the IngestQueue again as a fresh message (same body, same
-  workspace group, a receive count of its own) and reported done, so waiting never spends one of its
-  maxReceiveCount receives and never sends it to the IngestDLQ; the next receive starts it, or resumes
-  the delete where it stopped (metric MessagesDeferred);
+  it (TimeBudget), its privacy delete used its share of the invocation's time (TimeShares) with linked
+  ids still to erase, or a profile it writes stayed contended by other invocations past WRITE_ATTEMPTS.
+  It is sent to the IngestQueue again as a fresh message (same body, same workspace group, a receive
+  count of its own; a hot profile's after a 1-10 s pause) and reported done, so waiting never spends
+  one of its maxReceiveCount receives and never sends it to the IngestDLQ; the next receive starts it,
+  or resumes the delete where it stopped (metric MessagesDeferred);
 - failed, when AWS fails (or the deferred copy cannot be sent): SQS redelivers it after the visibility
   timeout, and after maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven.
 """
