@@ -177,6 +177,7 @@ class Landed:
     def __init__(self, table: str = "EventsTable") -> None:
         self.table = table
         self.at: dict[str, float] = {}
+        self.deferred = 0
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -184,6 +185,14 @@ class Landed:
         assert session is not None
         session.events.register("before-parameter-build.dynamodb.BatchWriteItem", self._before)
         session.events.register("after-call.dynamodb.BatchWriteItem", self._after)
+        # Intake sends with SendMessageBatch; a SendMessage to the IngestQueue is the processor deferring
+        # a message (back on the queue, not failed).
+        session.events.register("after-call.sqs.SendMessage", self._deferred)
+
+    def _deferred(self, parsed: dict[str, Any], **_: Any) -> None:
+        if "Error" not in parsed:
+            with self._lock:
+                self.deferred += 1
 
     def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["burst_requests"] = params.get("RequestItems", {})
@@ -209,6 +218,7 @@ class Outcome:
     durations: list[float]
     invocation_events: list[int]
     dlq: int
+    deferred: int
     queued: int
     began: float
     loaded: float
@@ -307,6 +317,7 @@ def burst(args: argparse.Namespace) -> Outcome:
             durations=list(durations),
             invocation_events=list(sizes),
             dlq=stack.queue_depth("IngestDLQ"),
+            deferred=landed.deferred,
             queued=depth,
             began=began,
             loaded=loaded,
@@ -316,6 +327,10 @@ def burst(args: argparse.Namespace) -> Outcome:
             batch_size=batch_size,
         )
     finally:
+        # Ask every poller first: one stopping alone waits its turn for the queue's shared lock behind
+        # the others' long polls (120 pollers x 10 s join timeouts was the run's stall after draining).
+        for poller in pollers:
+            poller.signal_stop()
         for poller in pollers:
             poller.stop()
         stack.stop()
@@ -382,6 +397,7 @@ def report(args: argparse.Namespace, outcome: Outcome) -> int:
     print(f"  lost                    {lost:>8}  accepted, no history item")
     print(f"  duplicated              {duplicated:>8}  counted in the profiles beyond their history items")
     print(f"  in the IngestDLQ        {outcome.dlq:>8}  messages")
+    print(f"  deferred                {outcome.deferred:>8}  messages sent to the queue again, unfinished")
     load, drain = outcome.loaded - outcome.began, outcome.drained - outcome.loaded
     print(
         f"  load                    {load:>8.1f} s; drained {drain:.1f} s later ({outcome.queued} messages "

@@ -6,31 +6,43 @@ ProcessorFunction as Lambda's SQS poller would (the template's BatchSize); and a
 items the product writes, read from the table's stream and handed to the EmitterFunction (its BatchSize),
 which sends them to a local Segment stand-in. Every AWS call the handlers make is counted through
 boto3's event hooks, with what AWS bills for it (see common.AwsMeter); the poller's own SQS calls are
-added. Handler durations are measured; Lambda is billed for our code's time, stretched to the
-function's CPU share, plus a typical latency per AWS call (moto answers in process, faster or slower
-than AWS would), at the template's MemorySize, on arm64. The naive design: one HTTP request and one
-Lambda invocation per event (the IngestFunction on a one-event delivery, measured here) and two
-DynamoDB writes per event, priced with the same table.
+added. Lambda is billed as AWS bills it: the invocation's duration (wall time) x its MemorySize, on
+arm64. Each AWS call waits a typical in-region latency in the thread that makes it (LATENCY_MS,
+`common.InjectedLatency`), so calls a handler makes from threads overlap as on AWS; the duration is
+the handler's wall time, less the CPU moto and the meter spent answering in process (AWS's own time is
+the injected latency), with the rest of the invocation thread's time (our code, and its waits for its
+own threads) stretched to the function's CPU share below one vCPU, plus 100 ms per Segment request.
+The naive design: one HTTP request and one Lambda invocation per event (the IngestFunction on a
+one-event delivery, measured here) and two DynamoDB writes per event, priced with the same table.
+
+Two designs in one run: --baseline REV (default 1b62102, the serial processor before issue #13) is
+extracted with `git archive` (its layer, functions/ and template.yaml) and measured in a subprocess
+whose sys.path starts with its layer; the working tree likewise in another.
 
 Targets (issue #6): <= 1.2 DynamoDB write units per event on the track-heavy mix, <= $1.00 per million
 events end to end.
 
-Run: make bench   (or .venv/bin/python benchmarks/bench_cost.py)
+Run: make bench   (or .venv/bin/python benchmarks/bench_cost.py [--baseline REV | --no-baseline])
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
 import math
 import os
+import pickle  # nosec B403 - this script's own results, between its own processes
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -40,6 +52,7 @@ from common import (
     KB,
     MIXES,
     AwsMeter,
+    InjectedLatency,
     as_relayed,
     mix_batches,
     outbox_items,
@@ -81,14 +94,18 @@ OUTBOUND_SHARE = 0.1
 OUTBOX_BLOB = 700
 """Characters of notes in an outbox item: track calls of about 0.8 KB (bench_emitter's "typical")."""
 LATENCY_MS = {"dynamodb": 6.0, "sqs": 12.0, "s3": 25.0, "secretsmanager": 15.0}
-"""What one call to each service adds to a handler's billed duration (typical in-region p50)."""
+"""What one call to each service waits (typical in-region p50), injected in the calling thread."""
 OTHER_LATENCY_MS = 10.0
 SEGMENT_LATENCY_MS = 100.0
 """One /v1/batch request to Segment (api.segment.io) from us-east-1."""
 FULL_VCPU_MB = 1769
-"""Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB: our (single-threaded)
-code's time measured here on a full core is stretched by 1,769 / MemorySize below that (taking this
-machine's core for a Graviton one)."""
+"""Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB: the invocation
+thread's own time measured here on a full core is stretched by 1,769 / MemorySize below that (taking
+this machine's core for a Graviton one)."""
+REPO = Path(__file__).resolve().parent.parent
+BASELINE_REV = "1b62102"
+"""The serial processor before issue #13 (bench_throughput's baseline too)."""
+EXTRACTED = ("layers/bridge/segment_bridge", "functions", "template.yaml")
 PLATFORM_LOG_BYTES = 350
 """Lambda's START, END and REPORT lines of an invocation."""
 ACCESS_LOG_BYTES = 330
@@ -118,9 +135,9 @@ class LogSink(io.TextIOBase):
 @dataclass
 class Invocation:
     function: str
-    wall_ms: float
-    own_ms: float  # wall time minus moto's and the meter's
-    billed_ms: int  # own time at the CPU share, plus the modelled latency of its AWS and Segment calls
+    wall_ms: float  # with AWS's latency injected
+    own_ms: float  # the invocation thread's time, less moto's and the meter's CPU and its injected waits
+    billed_ms: int  # the duration AWS bills: own time at the CPU share, the waits, Segment's answers
     log_bytes: int
 
 
@@ -157,14 +174,23 @@ def by_service(requests: Counter[tuple[str, str]]) -> Counter[str]:
 class Pipeline:
     """The template's functions, fed as API Gateway, Lambda's SQS poller and its stream poller would."""
 
-    def __init__(self, resources: Any, meter: AwsMeter, segment: Any, sink: LogSink) -> None:
+    def __init__(
+        self,
+        resources: Any,
+        meter: AwsMeter,
+        latency: InjectedLatency,
+        segment: Any,
+        sink: LogSink,
+        root: Path,
+    ) -> None:
         import boto3
 
         from bridge_dev.runtime import load_function
         from bridge_dev.template import load_template
 
-        template = load_template()
-        self.functions = {name: load_function(template, name) for name in FUNCTIONS}
+        template = load_template(root / "template.yaml")
+        self.functions = {name: load_function(template, name, code_root=root) for name in FUNCTIONS}
+        self.latency = latency
         self.batch_sizes = {
             name: next(iter(template["Resources"][name]["Properties"]["Events"].values()))["Properties"][
                 "BatchSize"
@@ -186,24 +212,28 @@ class Pipeline:
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
         meter = self.meter
-        calls = by_service(meter.requests)
-        inside, metering, logged = meter.inside_seconds, meter.meter_seconds, self.sink.bytes
+        inside, metering, logged = meter.inside_cpu_seconds, meter.meter_seconds, self.sink.bytes
+        slept = self.latency.slept_here()
         sent = len(self.segment.requests)
         self._requests += 1
         start = time.perf_counter()
         result = self.functions[name].invoke(event, f"bench-{self._requests}")
         wall = time.perf_counter() - start
         if meter.recording:
-            own = wall - (meter.inside_seconds - inside) - (meter.meter_seconds - metering)
-            made = by_service(meter.requests) - calls
-            latency = sum(n * LATENCY_MS.get(service, OTHER_LATENCY_MS) for service, n in made.items())
-            latency += (len(self.segment.requests) - sent) * SEGMENT_LATENCY_MS
+            # The stand-in's CPU (moto and the meter, in whichever thread) is not the function's time on
+            # AWS; what is left is the duration: the invocation thread's own work and its waits for its
+            # threads (stretched below one vCPU), and its own waits for AWS (not stretched).
+            waited = self.latency.slept_here() - slept
+            stand_in = (meter.inside_cpu_seconds - inside) + (meter.meter_seconds - metering)
+            own = max(0.0, wall - stand_in - waited)
+            segment = (len(self.segment.requests) - sent) * SEGMENT_LATENCY_MS
+            slowdown = cpu_slowdown(self.functions[name].memory_mb)
             self.invocations.append(
                 Invocation(
                     function=name,
                     wall_ms=wall * 1000,
                     own_ms=own * 1000,
-                    billed_ms=math.ceil(own * 1000 * cpu_slowdown(self.functions[name].memory_mb) + latency),
+                    billed_ms=math.ceil((own * slowdown + waited) * 1000 + segment),
                     log_bytes=self.sink.bytes - logged,
                 )
             )
@@ -268,7 +298,7 @@ class Pipeline:
             assert self.invoke("EmitterFunction", event) == {"batchItemFailures": []}
 
 
-def measure(mix: str, sink: LogSink) -> Result:
+def measure(mix: str, sink: LogSink, root: Path) -> Result:
     from moto import mock_aws
 
     from bridge_dev.segment_api import FakeSegment
@@ -285,18 +315,22 @@ def measure(mix: str, sink: LogSink) -> Result:
     result = Result(
         mix, len(events), statistics.mean(len(json.dumps(e, separators=(",", ":"))) for e in events)
     )
-    meter = AwsMeter(load_template())
+    template = load_template(root / "template.yaml")
+    meter = AwsMeter(template)
+    latency = InjectedLatency(OTHER_LATENCY_MS / 1000, {s: ms / 1000 for s, ms in LATENCY_MS.items()})
     with mock_aws(), FakeSegment({WRITE_KEY}).start() as segment:
-        resources = create_resources()
+        resources = create_resources(template=template)
         os.environ.update(resources.environment())
         meter.install()
+        latency.install()
+        latency.enabled = False
         get_settings.cache_clear()
         get_store.cache_clear()
         store = get_store()
         store.create_workspace("bench", workspace_id=WS)
         store.issue_key(WS, KEY)
         store.set_segment_destination(WS, WRITE_KEY, segment.url)
-        pipeline = Pipeline(resources, meter, segment, sink)
+        pipeline = Pipeline(resources, meter, latency, segment, sink, root)
 
         # Warm containers: one delivery and one outbox item first (imports, the key, mapping and
         # destination caches), not counted.
@@ -308,7 +342,7 @@ def measure(mix: str, sink: LogSink) -> Result:
         pipeline.emit([item | {"sk": "EVT#warm-up"} for item in outbox_items(1, OUTBOX_BLOB, rng)])
         sent_before = len(segment.requests)
 
-        meter.recording = True
+        meter.recording = latency.enabled = True
         for batch in batches:
             pipeline.deliver(batch)
         result.outbound = round(len(events) * OUTBOUND_SHARE)
@@ -329,16 +363,22 @@ def measure(mix: str, sink: LogSink) -> Result:
         for event in events[:NAIVE_SAMPLES]:
             pipeline.deliver([event | {"messageId": f"naive-{event['messageId']}"}])
         result.naive = [i for i in pipeline.invocations if i.function == "IngestFunction"]
-        meter.recording = False
+        meter.recording = latency.enabled = False
     return result
 
 
 # ---------------------------------------------------------------------------------------------- pricing
 
 
-def lambda_gb_seconds(result: Result, function: str) -> float:
-    """Invocations x median billed duration x memory."""
-    billed = [i.billed_ms for i in result.invocations if i.function == function]
+def lambda_gb_seconds(result: Result, function: str, wall: bool = False) -> float:
+    """Invocations x median billed duration x memory. With `wall`, the whole wall time on moto where it
+    is longer (moto's CPU billed as if it were the function's): an upper bound for a threaded handler,
+    whose stand-in CPU may overlap its waits instead of adding to them."""
+    billed = [
+        max(i.wall_ms, i.billed_ms) if wall else i.billed_ms
+        for i in result.invocations
+        if i.function == function
+    ]
     if not billed:
         return 0.0
     return len(billed) * statistics.median(billed) / 1000 * result.memory_mb[function] / 1024
@@ -388,8 +428,8 @@ def costs(result: Result) -> dict[str, float]:
 
 
 def naive_billed_ms(result: Result) -> list[float]:
-    """Our ingest code on one event (own time: moto's answer to its queue call left out), then two
-    DynamoDB writes' latency."""
+    """Our ingest code on one event (own time: moto's answer to its queue call and the call's latency
+    left out), then two DynamoDB writes' latency."""
     slowdown = cpu_slowdown(result.memory_mb["IngestFunction"])
     return [i.own_ms * slowdown + 2 * LATENCY_MS["dynamodb"] for i in result.naive]
 
@@ -513,8 +553,9 @@ def report(results: list[Result], out: Any) -> None:
     say("its reads of the outbox stream are free. Write and read units include the secondary indexes'.")
     say()
 
-    say("handler durations, median per invocation (ms): wall on moto, our code (wall less moto's), billed")
-    say("(our code at the function's CPU share, plus a typical latency per AWS call and Segment request)")
+    say("handler durations, median per invocation (ms): wall on moto with AWS's latency injected, our")
+    say("code (the invocation thread's time less moto's CPU and its waits), billed (the duration AWS bills:")
+    say("our code at the function's CPU share, plus the waits for AWS and Segment)")
     for r in results:
         for function in FUNCTIONS:
             runs = [i for i in r.invocations if i.function == function]
@@ -565,16 +606,106 @@ def report(results: list[Result], out: Any) -> None:
         )
 
 
-def main() -> int:
+def extract(rev: str, into: Path) -> Path:
+    """The revision's layer, functions and template, from `git archive`."""
+    import tarfile
+
+    archive = subprocess.run(  # noqa: S603 - git, fixed arguments
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, *EXTRACTED],  # noqa: S607
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def measure_design(root: Path) -> list[Result]:
+    """Every mix through the design at `root` (in a subprocess of its own: its layer first on sys.path)."""
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as scratch:
+        out = Path(scratch) / "results.pickle"
+        done = subprocess.run(  # noqa: S603 - this interpreter, this script
+            [sys.executable, __file__, "--worker", str(root), "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if done.returncode:
+            raise SystemExit(f"the worker for {root} failed:\n{done.stderr[-4000:]}")
+        results: list[Result] = pickle.loads(out.read_bytes())  # noqa: S301  # nosec B301 - written above
+        return results
+
+
+def worker(root: Path, out: Path) -> None:
+    sys.path.insert(0, str(root / "layers" / "bridge"))
     use_fake_aws()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    out, sink = sys.stdout, LogSink()
+    stdout, sink = sys.stdout, LogSink()
     sys.stdout = sink  # what the handlers print is what CloudWatch Logs would ingest
     try:
-        results = [measure(mix, sink) for mix in MIXES]
+        results = [measure(mix, sink, root) for mix in MIXES]
     finally:
-        sys.stdout = out
-    report(results, out)
+        sys.stdout = stdout
+    out.write_bytes(pickle.dumps(results))
+
+
+def compare(designs: dict[str, list[Result]], out: Any) -> None:
+    """$ per million events by line item, each design next to the other (the same run)."""
+    tables = {name: {r.mix: costs(r) for r in results} for name, results in designs.items()}
+    mixes = [r.mix for r in next(iter(designs.values()))]
+    columns = [(name, mix) for mix in mixes for name in designs]
+    print("$ per million events, both designs measured in this run", file=out)
+    print(f"{'':<26}" + "".join(f"{mix[:13]:>15}" for _, mix in columns), file=out)
+    print(f"{'':<26}" + "".join(f"{name[:14]:>15}" for name, _ in columns), file=out)
+    items = list(next(iter(tables.values()))[mixes[0]])
+    for item in items:
+        cells = "".join(f"{tables[name][mix][item]:>15.3f}" for name, mix in columns)
+        print(f"  {item:<24}{cells}", file=out)
+    totals = "".join(f"{sum(tables[name][mix].values()):>15.3f}" for name, mix in columns)
+    print(f"  {'total':<24}{totals}", file=out)
+    # Bounded from above: the whole wall time on moto billed (moto's CPU included, as if AWS took it).
+    by_column = {(name, r.mix): r for name, rs in designs.items() for r in rs}
+    upper = ""
+    for name, mix in columns:
+        r = by_column[name, mix]
+        billed = sum(lambda_gb_seconds(r, f) for f in FUNCTIONS)
+        walled = sum(lambda_gb_seconds(r, f, wall=True) for f in FUNCTIONS)
+        extra = (walled - billed) * LAMBDA_PER_GB_SECOND * 1e6 / r.events
+        upper += f"{sum(tables[name][mix].values()) + extra:>15.3f}"
+    print(f"  {'total, wall time billed':<24}{upper}", file=out)
+    for name, results in designs.items():
+        for r in results:
+            runs = [i for i in r.invocations if i.function == "ProcessorFunction"]
+            memory = r.memory_mb["ProcessorFunction"]
+            print(
+                f"  {name} {r.mix}: ProcessorFunction {len(runs)} invocations at {memory} MB, median "
+                f"wall {statistics.median(i.wall_ms for i in runs):.0f} ms, billed "
+                f"{statistics.median(i.billed_ms for i in runs):.0f} ms",
+                file=out,
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--baseline", default=BASELINE_REV, help=f"git revision (default {BASELINE_REV})")
+    parser.add_argument("--no-baseline", action="store_true", help="this working tree only")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.out)
+        return 0
+    designs: dict[str, list[Result]] = {}
+    if not args.no_baseline:
+        with tempfile.TemporaryDirectory(prefix="bench-cost-baseline-") as scratch:
+            designs[f"baseline {args.baseline}"] = measure_design(extract(args.baseline, Path(scratch)))
+    designs["tree"] = measure_design(REPO)
+    report(designs["tree"], sys.stdout)
+    if len(designs) > 1:
+        print()
+        compare(designs, sys.stdout)
     return 0
 
 

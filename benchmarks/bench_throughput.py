@@ -29,14 +29,22 @@ against) is extracted with `git archive` (layers/bridge/segment_bridge, function
 temporary directory; each design runs in a subprocess of this script whose sys.path starts with its
 layer, with its own handler and template. The other column is this working tree.
 
-Run: make bench   (or .venv/bin/python benchmarks/bench_throughput.py [--baseline REV] [--messages K]
-                  [--latencies 5,10] [--skip-hotkeys])
+Sizes: --io-threads 4,8,16,32 measures the working tree once per entity pool size
+(segment_bridge.processing.IO_THREADS, set in its worker before the pool is made); --write-attempts N
+sets its WRITE_ATTEMPTS; --hot-invocations N runs the hot-key section with N invocations at once instead
+of MaximumConcurrency. A message that exhausts its write attempts fails (it is received again): the
+hot-key table counts those failures ("exhausted") and the messages that reached the DLQ.
+
+Run: make bench   (or .venv/bin/python benchmarks/bench_throughput.py [--baseline REV | --no-baseline]
+                  [--messages K] [--latencies 5,10] [--skip-hotkeys] [--io-threads 4,8,16,32]
+                  [--write-attempts N] [--hot-invocations N])
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
@@ -193,6 +201,7 @@ class Aws:
         resources = create_resources(template=design.template)
         os.environ.update(resources.environment())
         self.queue_arn = resources.queue_arns["IngestQueue"]
+        self.queue_url = resources.queue_urls["IngestQueue"]
         self.tables = resources.tables
         self.message_bytes = int(resources.environment()["QUEUE_MESSAGE_BYTES"])
         self.meter = AwsMeter(design.template)
@@ -313,13 +322,20 @@ def at_once(
     return failed, stuck
 
 
-def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
-    """MaximumConcurrency invocations at once, all writing one user; redelivered until done or DLQ'd."""
+def waiting(sqs: Any, url: str) -> int:
+    """Messages on the queue, visible or delayed."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def measure_hotkeys(design: Design, latency_ms: float, invocations: int) -> dict[str, Any]:
+    """`invocations` at once, all writing one user; redelivered until done or DLQ'd."""
     import boto3
     from moto import mock_aws
 
     atomic_moto_writes()
-    invocations = design.max_concurrency
     with mock_aws():
         aws = Aws(design)
         functions = [design.load_processor() for _ in range(invocations)]
@@ -331,6 +347,9 @@ def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
         distinct = {e["messageId"] for events in batches for e in events}
         pending = {n: [n * HOT_MESSAGES + k for k in range(HOT_MESSAGES)] for n in range(invocations)}
         receives = [0] * len(bodies)
+        deferred = exhausted = most_receives = 0
+        index = {body[0]: j for j, body in enumerate(bodies)}
+        sqs = boto3.session.Session().client("sqs")  # not metered, no latency
         dead: list[int] = []
         durations: list[float] = []
         stuck = 0
@@ -349,8 +368,20 @@ def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
                 mine, pending[n] = pending[n], []
                 for j, id_ in zip(mine, ids, strict=True):
                     receives[j] += 1
+                    most_receives = max(most_receives, receives[j])
                     if id_ in failed.get(n, set()):
+                        exhausted += 1
                         (dead if receives[j] >= design.max_receive_count else pending[n]).append(j)
+            # Messages the design deferred (sent to the queue again, not failed; some after a delay):
+            # received next round by the invocation they came from, with a receive count of their own.
+            while waiting(sqs, aws.queue_url):
+                got = sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                for message in got.get("Messages", []):
+                    j = index[message["Body"]]
+                    deferred += 1
+                    receives[j] = 0  # a fresh message
+                    pending[j // HOT_MESSAGES].append(j)
+                    sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
         wall = time.perf_counter() - started
         aws.recording(latency_ms, False)
 
@@ -378,8 +409,10 @@ def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
             "conflicts": aws.meter.errors["dynamodb", "PutItem", "ConditionalCheckFailedException"],
             "calls": sum(aws.meter.requests.values()),
             "rounds": rounds,
-            "redelivered": sum(max(0, r - 1) for r in receives),
-            "max_receives": max(receives),
+            "redelivered": exhausted - len(dead),
+            "exhausted": exhausted,
+            "deferred": deferred,
+            "max_receives": most_receives,
             "dead": len(dead),
             "stuck": stuck,
             "max_invocation": max(durations, default=0.0),
@@ -389,25 +422,37 @@ def measure_hotkeys(design: Design, latency_ms: float) -> dict[str, Any]:
         }
 
 
-def worker(root: Path, out: Path, latencies: Sequence[float], messages: int, hotkeys: bool) -> None:
+def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
     """Measure the design at `root` (its layer first on sys.path) and write the figures to `out`."""
     sys.path.insert(0, str(root / "layers" / "bridge"))
     use_fake_aws()
     import segment_bridge
 
+    # Sizes under test, set before the pool is made (on first use); a design without them keeps its own.
+    processing: Any = None
+    if (root / "layers" / "bridge" / "segment_bridge" / "processing.py").exists():
+        processing = importlib.import_module("segment_bridge.processing")
+        if args.io_threads and hasattr(processing, "IO_THREADS"):
+            processing.IO_THREADS = args.io_threads[0]
+        if args.write_attempts:
+            processing.WRITE_ATTEMPTS = args.write_attempts
+    latencies, messages = args.latencies, args.messages
     design = Design(root)
     figures: dict[str, Any] = {
+        "io_threads": getattr(processing, "IO_THREADS", 1),
+        "write_attempts": getattr(processing, "WRITE_ATTEMPTS", 0),
         "layer": str(Path(segment_bridge.__file__).parent),
         "batch_size": design.batch_size,
         "max_concurrency": design.max_concurrency,
         "timeout": design.timeout,
         "max_receive_count": design.max_receive_count,
-        "throughput": [
-            measure_throughput(design, shape, ms, messages) for shape in SHAPES for ms in latencies
-        ],
+        "throughput": []
+        if args.skip_throughput
+        else [measure_throughput(design, shape, ms, messages) for shape in SHAPES for ms in latencies],
     }
-    if hotkeys:
-        figures["hotkeys"] = measure_hotkeys(design, HOT_LATENCY_MS)
+    if not args.skip_hotkeys:
+        invocations = args.hot_invocations or design.max_concurrency
+        figures["hotkeys"] = measure_hotkeys(design, HOT_LATENCY_MS, invocations)
     out.write_text(json.dumps(figures))
 
 
@@ -432,7 +477,7 @@ def extract(rev: str, into: Path) -> Path:
     return into
 
 
-def run_design(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = None) -> dict[str, Any]:
     """Measure one design in a subprocess of its own (its modules only); its figures."""
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as scratch:
         out = Path(scratch) / "figures.json"
@@ -450,6 +495,14 @@ def run_design(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         ]
         if args.skip_hotkeys:
             command.append("--skip-hotkeys")
+        if args.skip_throughput:
+            command.append("--skip-throughput")
+        if io_threads:
+            command += ["--io-threads", str(io_threads)]
+        if args.write_attempts and root == REPO:
+            command += ["--write-attempts", str(args.write_attempts)]
+        if args.hot_invocations:
+            command += ["--hot-invocations", str(args.hot_invocations)]
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # noqa: S603
         if done.returncode:
             raise SystemExit(f"the worker for {root} failed:\n{done.stderr[-4000:]}")
@@ -484,7 +537,8 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     for name, figures in designs.items():
         print(
             f"  {name}: layer {figures['layer']}; BatchSize {figures['batch_size']}, Timeout "
-            f"{figures['timeout']} s, MaximumConcurrency {figures['max_concurrency']}"
+            f"{figures['timeout']} s, MaximumConcurrency {figures['max_concurrency']}; IO_THREADS "
+            f"{figures.get('io_threads', '-')}, WRITE_ATTEMPTS {figures.get('write_attempts', '-')}"
         )
     print()
     header = (
@@ -498,7 +552,9 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         "worst invocation",
         "ceiling ev/s",
     )
-    line = "{:<21} {:>7} {:<18} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
+    line = "{:<21} {:>7} {:<22} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
+    if args.skip_throughput:
+        return report_hotkeys(designs)
     print(line.format(*header))
     rows: list[tuple[dict[str, Any], dict[str, Any], str]] = []
     for shape_index, _ in enumerate(SHAPES):
@@ -539,7 +595,10 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     calls = ", ".join(f"{call} {n}" for call, n in slowest[0]["by_call"].items())
     row, _, name = slowest
     print(f"calls of the slowest row ({name}, {row['shape']}, {row['latency_ms']:g} ms): {calls}")
+    report_hotkeys(designs)
 
+
+def report_hotkeys(designs: dict[str, dict[str, Any]]) -> None:
     hot = {name: figures["hotkeys"] for name, figures in designs.items() if "hotkeys" in figures}
     if not hot:
         return
@@ -550,7 +609,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         f"track events of one user ({HOT_SHARED} messageIds shared with the next message), "
         f"{HOT_LATENCY_MS:g} ms per call"
     )
-    line = "{:<18} {:>8} {:>9} {:>10} {:>8} {:>11} {:>8} {:>9} {:>9} {:>7}"
+    line = "{:<26} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8} {:>4} {:>6} {:>9} {:>7} {:>6}"
     print(
         line.format(
             "design",
@@ -558,7 +617,9 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             "distinct",
             "PutItems",
             "conflicts",
-            "redelivered",
+            "exhausted",
+            "deferred",
+            "DLQ",
             "rounds",
             "max inv s",
             "wall s",
@@ -568,18 +629,25 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     for name, h in hot.items():
         print(
             line.format(
-                name,
+                f"{name} ({designs[name]['write_attempts']} att.)",
                 h["events"],
                 h["distinct"],
                 h["puts"],
                 h["conflicts"],
-                h["redelivered"],
+                h["exhausted"],
+                h.get("deferred", 0),
+                h["dead"],
                 h["rounds"],
                 f"{h['max_invocation']:.2f}",
                 f"{h['wall']:.2f}",
                 h["calls"],
             )
         )
+    print(
+        "exhausted: message receives that failed because a profile kept changing past WRITE_ATTEMPTS "
+        "(received again); deferred: sent to the queue again as fresh messages; DLQ: messages that "
+        "failed maxReceiveCount receives"
+    )
     for name, h in hot.items():
         timeout = designs[name]["timeout"]
         checks = [
@@ -628,19 +696,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="ms per AWS call, comma-separated (default 5,10)",
     )
     parser.add_argument("--skip-hotkeys", action="store_true", help="throughput only")
+    parser.add_argument("--skip-throughput", action="store_true", help="hot keys only")
+    parser.add_argument("--no-baseline", action="store_true", help="the working tree only")
+    parser.add_argument(
+        "--io-threads",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        help="the working tree once per entity pool size, e.g. 4,8,16,32 (default: its IO_THREADS)",
+    )
+    parser.add_argument("--write-attempts", type=int, default=0, help="the working tree's WRITE_ATTEMPTS")
+    parser.add_argument(
+        "--hot-invocations", type=int, default=0, help="hot-key invocations at once (MaximumConcurrency)"
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.out, args.latencies, args.messages, not args.skip_hotkeys)
+        worker(args.worker, args.out, args)
         return 0
 
     started = time.monotonic()
+    designs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
-        designs = {
-            f"baseline {args.baseline}": run_design(extract(args.baseline, Path(scratch)), args),
-            describe_tree(): run_design(REPO, args),
-        }
+        if not args.no_baseline:
+            designs[f"baseline {args.baseline}"] = run_design(extract(args.baseline, Path(scratch)), args)
+        for threads in args.io_threads or [None]:
+            figures = run_design(REPO, args, threads)
+            designs[describe_tree() + (f" {threads}thr" if threads else "")] = figures
     report(designs, args)
     print(f"\n({time.monotonic() - started:.0f} s)")
     failed = any(row["failed"] for figures in designs.values() for row in figures["throughput"])

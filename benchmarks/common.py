@@ -242,6 +242,7 @@ class AwsMeter:
         self.units: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # (service, op, resource)
         self.payload_bytes: Counter[str] = Counter()  # service -> bytes sent
         self.inside_seconds = 0.0  # in moto, in process: stands in for AWS's own time
+        self.inside_cpu_seconds = 0.0  # the same, CPU of the calling threads only (no waits for the GIL)
         self.meter_seconds = 0.0  # in this meter: not the handlers' time either
         self.recording = False
         self._keys, self._indexes = table_indexes(template)
@@ -273,11 +274,14 @@ class AwsMeter:
 
     def _send_started(self, **_: Any) -> None:
         self._sending.at = time.perf_counter()
+        self._sending.cpu = time.thread_time()
 
     def _send_ended(self, **_: Any) -> None:
         if self.recording:
+            cpu = time.thread_time() - self._sending.cpu
             with self._lock:
                 self.inside_seconds += time.perf_counter() - self._sending.at
+                self.inside_cpu_seconds += cpu
 
     def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         started = time.perf_counter()
@@ -499,8 +503,13 @@ class InjectedLatency:
     calls take milliseconds, which moto does not: without this, a design that waits on its calls one
     after another looks as fast as one that overlaps them."""
 
-    def __init__(self, seconds: float = 0.0) -> None:
+    def __init__(self, seconds: float = 0.0, by_service: Mapping[str, float] | None = None) -> None:
         self.seconds = seconds
+        """The wait of a call to a service not in `by_service` (all of them, by default)."""
+        self.by_service = dict(by_service or {})
+        """Seconds per call to a service, by its signing name (dynamodb, sqs, s3, secretsmanager)."""
+        self.enabled = True
+        self._slept = threading.local()
 
     def install(self) -> None:
         """On boto3's default session (the one the store's clients come from): call it after anything
@@ -512,9 +521,15 @@ class InjectedLatency:
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-sign", self._wait)
 
-    def _wait(self, **_: Any) -> None:
-        if self.seconds > 0:
-            time.sleep(self.seconds)
+    def _wait(self, signing_name: str = "", **_: Any) -> None:
+        seconds = self.by_service.get(signing_name, self.seconds)
+        if self.enabled and seconds > 0:
+            time.sleep(seconds)
+            self._slept.seconds = self.slept_here() + seconds
+
+    def slept_here(self) -> float:
+        """Seconds this thread has waited in injected latency so far."""
+        return float(getattr(self._slept, "seconds", 0.0))
 
 
 def atomic_moto_writes() -> None:

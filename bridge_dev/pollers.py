@@ -47,6 +47,11 @@ class Poller:
         self._thread.start()
         return self
 
+    def signal_stop(self) -> None:
+        """Ask the poller to stop without waiting for it: stopping many, signal them all first, then
+        stop() each (each waits for its own poller only once every poller has been asked)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
@@ -118,6 +123,8 @@ class SqsPoller(Poller):
         BatchSize of them, one from each MessageGroupId in turn (groups in the order of their oldest
         message; messages without a group are a group each, as SQS treats them)."""
         with self._shared.lock:
+            if self._stop.is_set():  # stopping: what is held stays for the queue's other pollers
+                return []
             held = self._shared.messages
             while len(held) < self.LOOKAHEAD:
                 got = self._sqs.receive_message(

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -101,13 +102,17 @@ def function_properties(template: Mapping[str, Any], logical_id: str) -> dict[st
     return {**template.get("Globals", {}).get("Function", {}), **resource.get("Properties", {})}
 
 
-def load_function(template: Mapping[str, Any], logical_id: str) -> LocalFunction:
-    """Import the function's handler from its CodeUri and Handler, under a name of its own.
+def load_function(
+    template: Mapping[str, Any], logical_id: str, *, code_root: Path | None = None
+) -> LocalFunction:
+    """Import the function's handler from its CodeUri (under `code_root`, by default the template's
+    folder) and Handler, under a name of its own.
 
     Each call imports the module again: a new execution environment, nothing cached from before."""
     properties = function_properties(template, logical_id)
     module_path, _, attribute = str(properties["Handler"]).rpartition(".")
-    source = TEMPLATE_PATH.parent / str(properties["CodeUri"]) / (module_path.replace(".", "/") + ".py")
+    root = TEMPLATE_PATH.parent if code_root is None else code_root
+    source = root / str(properties["CodeUri"]) / (module_path.replace(".", "/") + ".py")
     name = f"bridge_local_{logical_id}"
     spec = importlib.util.spec_from_file_location(name, source)
     if spec is None or spec.loader is None:

@@ -1,10 +1,16 @@
 """ProcessorFunction: SQS batch of packed Segment events -> raw archive -> mapping -> DynamoDB profiles.
 
-Each queue message is judged on its own (partial batch response): one failed message never blocks the
-rest, and after the queue's maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven. A
-message the invocation has no time left for is not started: it goes back to the queue (TimeBudget). Each
-gets an equal share of the invocation's time: a privacy delete still erasing when its share is spent
-fails its message alone, and the redelivery resumes where it stopped (TimeShares).
+Each queue message is judged on its own (partial batch response). A message ends one of three ways:
+- applied: SQS deletes it;
+- deferred, unfinished for a reason of time, never of failure: the invocation had no time left to start
+  it (TimeBudget), its privacy delete used its share of the invocation's time (TimeShares) with linked
+  ids still to erase, or a profile it writes stayed contended by other invocations past WRITE_ATTEMPTS.
+  It is sent to the IngestQueue again as a fresh message (same body, same workspace group, a receive
+  count of its own; a hot profile's after a 1-10 s pause) and reported done, so waiting never spends
+  one of its maxReceiveCount receives and never sends it to the IngestDLQ; the next receive starts it,
+  or resumes the delete where it stopped (metric MessagesDeferred);
+- failed, when AWS fails (or the deferred copy cannot be sent): SQS redelivers it after the visibility
+  timeout, and after maxReceiveCount it lands in the IngestDLQ, whole, ready to be re-driven.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.mapping import Mapping
-from segment_bridge.processing import TimeBudget, TimeShares
+from segment_bridge.processing import Deferred, TimeBudget, TimeShares, receive_or_defer
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -35,23 +41,30 @@ def mappings() -> TtlCache[str, Mapping]:
 
 
 def handle(record: SQSRecord, lambda_context: LambdaContext, shares: TimeShares) -> None:
-    remaining_ms = lambda_context.get_remaining_time_in_millis()
-    applied = budget.receive(
-        remaining_ms,
+    store = get_store()
+    first = shares.first
+    result = receive_or_defer(
+        budget,
+        lambda_context.get_remaining_time_in_millis(),
         record.body,
-        record.message_id,
-        store=get_store(),
-        mappings=mappings(),
-        out_of_time=shares.next(),
+        store,
+        store.queues,
+        mappings(),
+        shares.next(),
+        first=first,
     )
-    logger.info("message applied", extra=applied.figures())
-    metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=applied.history_written)
-    metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=applied.duplicates)
-    metrics.add_metric(name="EventsUnapplied", unit=MetricUnit.Count, value=len(applied.unapplied))
-    metrics.add_metric(name="PreferencesIgnored", unit=MetricUnit.Count, value=applied.ignored_preferences)
-    metrics.add_metric(name="TimestampsClamped", unit=MetricUnit.Count, value=applied.clamped_timestamps)
-    metrics.add_metric(name="MappingPathsFailed", unit=MetricUnit.Count, value=applied.failed_paths)
-    metrics.add_metric(name="ProfileOverBudget", unit=MetricUnit.Count, value=applied.over_budget)
+    if isinstance(result, Deferred):
+        logger.info("message deferred", extra={"reason": result.reason})
+        metrics.add_metric(name="MessagesDeferred", unit=MetricUnit.Count, value=1)
+        return
+    logger.info("message applied", extra=result.figures())
+    metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=result.history_written)
+    metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=result.duplicates)
+    metrics.add_metric(name="EventsUnapplied", unit=MetricUnit.Count, value=len(result.unapplied))
+    metrics.add_metric(name="PreferencesIgnored", unit=MetricUnit.Count, value=result.ignored_preferences)
+    metrics.add_metric(name="TimestampsClamped", unit=MetricUnit.Count, value=result.clamped_timestamps)
+    metrics.add_metric(name="MappingPathsFailed", unit=MetricUnit.Count, value=result.failed_paths)
+    metrics.add_metric(name="ProfileOverBudget", unit=MetricUnit.Count, value=result.over_budget)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,13 +1,14 @@
 """The processor's use case: a queue message's events -> the workspace's profiles, links and history.
 
+    receive_or_defer a queue message within the invocation's time, or back on the queue (deferred)
     receive_message  archive the message's events, apply them, keep what cannot be applied
     apply_batch      plan (profiles.py, pure) then apply: the algorithm below
     (replay.py runs archived events through a mapping again, and previews a mapping, with apply_batch)
 
 How a batch is applied exactly once, without transactions (`apply_plan`):
 1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
-   linked ids', in chunks within the message's share of time: an unfinished erase fails the message,
-   whose redelivery resumes it and applies the rest exactly once);
+   linked ids', in chunks within the message's share of time: an unfinished erase defers the message,
+   whose next receive resumes it and applies the rest exactly once);
 2. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
    history items exist already;
 3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
@@ -24,10 +25,18 @@ Within a message, entities are independent: step 2's links, step 4's writes (eac
 conflict retries) and the store's batch calls are in flight together, IO_THREADS at a time; the order
 between the steps stays. A message starts only if the invocation has time left to finish it
 (`TimeBudget`): one it cannot finish goes back to the queue untouched, never half-applied.
+
+Deferred is not failed (the IngestDLQ is for infrastructure failures only): a message unfinished for a
+reason of time (the budget refused it, its delete's erase used its share, or a hot profile was still
+contended after WRITE_ATTEMPTS) is sent to the queue again as a fresh message, same body and workspace
+group, with a receive count of its own, and the original is reported done. Redoing a message is safe
+by the algorithm above, so the copy and the original, if SQS ever delivers it again, apply it once.
+Only when the copy cannot be sent does the original fail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections import Counter
@@ -36,16 +45,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache, partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from segment_bridge import concurrency
 from segment_bridge.deletion import (
+    DeletionUnfinished,
     OutOfTime,
     delete_identity,
     forget,
     never,
 )
-from segment_bridge.envelope import unpack
+from segment_bridge.envelope import Envelope, unpack
 from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
 from segment_bridge.mapping import Mapping
 from segment_bridge.ports import (
@@ -71,17 +81,26 @@ from segment_bridge.profiles import (
 from segment_bridge.stats import count_day
 
 WRITE_ATTEMPTS = 12
-"""Conditional profile writes tried per entity before the message is retried as a whole. With 100
-concurrent writers of one user, 6 attempts sent most of their messages to the DLQ (bench_throughput's
-hot-key section); with the capped backoff below, 12 attempts wait about 4 s at most in all."""
+"""Conditional profile writes tried per entity before the message is deferred (ProfileContended),
+measured with bench_throughput's hot-key section (30 invocations writing one user, 2 messages each):
+40 of the 60 message receives exhausted 12 attempts; failed, as they were, they came back after the
+visibility timeout (up to 3 receives, near the DLQ's 5; at 100 writers and 6 attempts 144 of 200
+reached it). Deferred, exhausting costs a 1-10 s pause and no receive, so more attempts would only
+keep an invocation spinning on one hot profile (its longest was 113 s of 150 s); with the capped
+backoff below, 12 attempts wait about 4 s at most in all. Counts stayed exact either way."""
 CONFLICT_PAUSE_SECONDS = 0.02
 """After the n-th lost write of an entity, wait a random time up to this x 2^n (at most
 CONFLICT_PAUSE_CAP_SECONDS) before reading it again ("full jitter"): concurrent writers of one hot entity
 spread out instead of colliding again."""
 CONFLICT_PAUSE_CAP_SECONDS = 1.0
 IO_THREADS = 16
-"""Entities written at once within a message. Not yet tuned by measurement (bench_throughput at 4/8/16/32
-is the next step): at 16, the 2-core benchmark machine is CPU-bound before it is latency-bound."""
+"""Entities written at once within a message, chosen by measurement (bench_throughput --io-threads,
+benchmarks/README.md): on the only shape the pool matters for (4,000 distinct users, one conditional
+write each), 4 -> 8 threads gave 1.2-1.45x the events/s; 16 gave 1.2-1.35x 8's in the calmer of two
+runs (within noise in the loaded one); 32 lost a quarter. Past 16 the invocation is CPU-bound
+(botocore's CPU per call). With the store's 8 batch threads that is 24 of botocore's 32 connections."""
+CONTENDED_DELAY_SECONDS = 10
+"""A message deferred because a profile kept changing comes back after a random 1 to this many seconds."""
 MESSAGE_RESERVE_SECONDS = 2.0
 """Time an invocation keeps beyond its slowest message so far before starting another one."""
 
@@ -107,12 +126,19 @@ class NoTimeLeft(BridgeError):
     """Not enough of the invocation is left to apply a message: it goes back to the queue untouched."""
 
 
+class ProfileContended(ServiceUnavailable):
+    """A profile kept changing while being written (other invocations writing the same entity) past
+    WRITE_ATTEMPTS: not a failure of AWS nor of the message; it is deferred, after a pause."""
+
+
 @dataclass
 class TimeBudget:
     """Starts a message only if the invocation can finish it: what is left (Lambda's
     get_remaining_time_in_millis) must exceed the slowest message this environment has applied, plus
     MESSAGE_RESERVE_SECONDS. The template bounds the work per invocation so that this rarely refuses;
-    it is the guard for what the bound did not foresee (a slow dependency, a cold start)."""
+    it is the guard for what the bound did not foresee (a slow dependency, a cold start). The first
+    message of an invocation is always started: it has all the time there is, and refusing it would
+    defer it again and again without anything ever being done."""
 
     reserve_seconds: float = MESSAGE_RESERVE_SECONDS
     slowest_seconds: float = 0.0
@@ -122,22 +148,70 @@ class TimeBudget:
         self,
         remaining_ms: int,
         body: str,
-        message_id: str,
         store: Repositories,
         mappings: MappingSource,
         out_of_time: OutOfTime = never,
+        *,
+        first: bool = False,
     ) -> Applied:
         """receive_message, if there is time for it; NoTimeLeft (before anything is read or written) if
         not."""
-        if remaining_ms / 1000 < self.slowest_seconds + self.reserve_seconds:
+        if not first and remaining_ms / 1000 < self.slowest_seconds + self.reserve_seconds:
             raise NoTimeLeft(
                 f"{remaining_ms} ms left: not enough to apply a message; it goes back to the queue."
             )
         started = self.clock()
         try:
-            return receive_message(body, message_id, store, mappings, out_of_time)
+            return receive_message(body, store, mappings, out_of_time)
         finally:
             self.slowest_seconds = max(self.slowest_seconds, self.clock() - started)
+
+
+class Requeue(Protocol):
+    """store.queues: a message put back on the ingest queue as a fresh one, visible after a delay."""
+
+    def defer(self, body: str, workspace_id: str, delay_seconds: int = 0) -> None: ...
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A message sent to the queue again, unfinished for a reason of time or contention (never of a
+    failure)."""
+
+    reason: str
+    """"time budget" (not started), "delete unfinished" (its erase resumes on the next receive) or
+    "profile contended" (a hot entity's writers outnumbered WRITE_ATTEMPTS; back after a pause)."""
+
+
+def receive_or_defer(
+    budget: TimeBudget,
+    remaining_ms: int,
+    body: str,
+    store: Repositories,
+    queue: Requeue,
+    mappings: MappingSource,
+    out_of_time: OutOfTime = never,
+    *,
+    first: bool = False,
+) -> Applied | Deferred:
+    """The message applied within the budget; or, if the budget refuses it, its privacy delete is still
+    erasing when `out_of_time`, or a profile stays contended, the message deferred: sent to the queue
+    again (the module's docstring) so that it does not spend one of its maxReceiveCount receives on
+    waiting. Raises, so the message fails, on anything else, and when the queue does not take the copy
+    (ServiceUnavailable)."""
+    delay = 0
+    try:
+        return budget.receive(remaining_ms, body, store, mappings, out_of_time, first=first)
+    except NoTimeLeft:
+        reason = "time budget"
+    except DeletionUnfinished:
+        reason = "delete unfinished"
+    except ProfileContended:
+        reason = "profile contended"
+        # its writers spread out instead of meeting again at once
+        delay = random.randint(1, CONTENDED_DELAY_SECONDS)  # noqa: S311  # nosec B311  # jitter
+    queue.defer(body, Envelope.model_validate_json(body).workspaceId, delay)
+    return Deferred(reason)
 
 
 # --- one queue message -------------------------------------------------------------------------------
@@ -149,18 +223,19 @@ class TimeShares:
 
     def __init__(self, remaining_ms: Callable[[], int], messages: int, reserve_ms: int = 5_000) -> None:
         self.remaining_ms, self.left, self.reserve_ms = remaining_ms, max(1, messages), reserve_ms
+        self.first = True
+        """No share given yet: the next message is the invocation's first."""
 
     def next(self) -> OutOfTime:
         """The next message's share, as the `out_of_time` its deletes check between chunks."""
         share = max(0.0, (self.remaining_ms() - self.reserve_ms) / 1000 / self.left)
-        self.left = max(1, self.left - 1)
+        self.left, self.first = max(1, self.left - 1), False
         ends = time.monotonic() + share
         return lambda: time.monotonic() >= ends
 
 
 def receive_message(
     body: str,
-    message_id: str,
     store: Repositories,
     mappings: MappingSource,
     out_of_time: OutOfTime = never,
@@ -168,10 +243,12 @@ def receive_message(
     """One queue message: archive its events as received, then apply them under the workspace's current
     mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
     the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy
-    delete past `out_of_time` raises DeletionUnfinished, its progress kept for the redelivery."""
+    delete past `out_of_time` raises DeletionUnfinished, its progress kept for the next receive.
+    The archive's object is named after the body, not the SQS message: a redelivery, a deferred copy
+    or a re-drive of the same message archives it once."""
     envelope, events = unpack(body)
     received_at = datetime.fromisoformat(envelope.receivedAt)
-    name = f"{envelope.requestId}-{message_id}"
+    name = f"{envelope.requestId}-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
     applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
@@ -487,4 +564,4 @@ def write_entity(
             continue
         to_record = [record for mid, record in records.items() if mid not in existing]
         return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
-    raise ServiceUnavailable(f"Profile {entity.kind} kept changing while being written; retry later.")
+    raise ProfileContended(f"Profile {entity.kind} kept changing while being written; retry later.")

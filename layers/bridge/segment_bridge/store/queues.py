@@ -1,5 +1,5 @@
-"""The queues: the ingest queue (intake's packed messages) and the operator's view of both dead-letter
-queues.
+"""The queues: the ingest queue (intake's packed messages, and the processor's deferred ones) and the
+operator's view of both dead-letter queues.
 
 EmitterDLQ messages
     a parked outbound event's signal (store/parked.py: the event itself is kept in the bucket)
@@ -31,6 +31,9 @@ PEEK_SECONDS = 30
 """Listing a dead-letter queue hides each message this long at most; they are made visible at once."""
 TAKE_SECONDS = 120
 """A re-drive hides the messages it works on this long; one not deleted by then is visible again."""
+DEFER_DELAY_SECONDS = 0
+"""A deferred message is visible again at once: every deferral makes progress (a delete's erase records
+each chunk; the time budget always starts an invocation's first message), so there is no loop to slow."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,18 @@ class Queues:
             if not pending:
                 return
         raise ServiceUnavailable("The queue did not take every event; retry the request.")
+
+    def defer(self, body: str, workspace_id: str, delay_seconds: int = DEFER_DELAY_SECONDS) -> None:
+        """Put a message the processor has not finished back on the ingest queue as a fresh message (same
+        body, its workspace's MessageGroupId, a receive count of its own); ServiceUnavailable if the queue
+        does not take it (the original then fails as any message does)."""
+        with aws_errors("A deferred message could not be put back on the queue."):
+            self.clients.sqs.send_message(
+                QueueUrl=self.ingest_queue_url,
+                MessageBody=body,
+                MessageGroupId=workspace_id,
+                DelaySeconds=delay_seconds,
+            )
 
     # --- dead letters (the operator's view of both DLQs) ----------------------------------------
 

@@ -1,0 +1,239 @@
+"""Messages the processor has not finished for a reason of time are deferred, never failed (issue 13):
+sent to the IngestQueue again as fresh messages and reported done, so waiting never spends a receive
+and never reaches the IngestDLQ; only a deferral the queue refuses fails its message. On moto with the
+template's queues (IngestQueue's redrive policy included), the ProcessorFunction fed as Lambda's SQS
+event source feeds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from bridge_dev.runtime import LambdaContext, LocalFunction, lambda_sqs_event
+from segment_bridge.envelope import pack
+from segment_bridge.intake import serialise
+from tests.conftest import SECONDS_LEFT, lambda_function
+from tests.functional.conftest import event
+from tests.functional.test_faults import aws_error, before_call, exactly_once
+from tests.functional.test_time_budget import RunningOut, archived, messages_of_three_users
+
+T1, T2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
+
+
+def take(aws: Any) -> list[dict[str, Any]]:
+    """Every message visible on the IngestQueue, received (as Lambda's poller receives them)."""
+    sqs = boto3.client("sqs")
+    messages: list[dict[str, Any]] = []
+    while got := sqs.receive_message(
+        QueueUrl=aws.queue_urls["IngestQueue"],
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", []):
+        messages += got
+    return messages
+
+
+def done(aws: Any, messages: list[dict[str, Any]], answer: dict[str, Any]) -> None:
+    """What Lambda's event source mapping does after an invocation: delete what did not fail."""
+    failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+    sqs = boto3.client("sqs")
+    for message in messages:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=aws.queue_urls["IngestQueue"], ReceiptHandle=message["ReceiptHandle"])
+
+
+def dead_letters(aws: Any) -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_urls["IngestDLQ"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+@contextmanager
+def queue_refuses(store: Any) -> Iterator[None]:
+    """The store's SQS client fails every SendMessage (an SQS outage, for the deferral only)."""
+    client = store.clients.sqs
+
+    def refuse(model: Any, **_: Any) -> Any:
+        if model.name == "SendMessage":
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
+        return None
+
+    client.meta.events.register("before-call.sqs", refuse, unique_id="refuse")
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("before-call.sqs", unique_id="refuse")
+
+
+def test_messages_the_budget_refuses_are_deferred_with_a_fresh_receive_count_and_applied_next_time(
+    aws, workspaces
+):
+    function = lambda_function("ProcessorFunction")
+    messages = messages_of_three_users()
+
+    # Given an invocation whose time runs out after its first message
+    answer = function.handler(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages), RunningOut())
+
+    # Then no message failed: the two it had no time for are on the queue again, as fresh messages of
+    # their workspace's group, untouched
+    assert answer["batchItemFailures"] == []
+    deferred = take(aws)
+    assert sorted(m["Body"] for m in deferred) == sorted(m["Body"] for m in messages[1:])
+    assert {m["Attributes"]["MessageGroupId"] for m in deferred} == {WS}
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in deferred} == {"1"}
+    assert workspaces.read_profile(WS, "U", "user-b") is None
+    assert len(archived(aws)) == 1
+
+    # When the next invocation receives them
+    again = function.invoke(
+        lambda_sqs_event(aws.queue_arns["IngestQueue"], deferred), seconds_left=SECONDS_LEFT
+    )
+
+    # Then they are applied, once, and nothing is left anywhere
+    assert again["batchItemFailures"] == []
+    done(aws, deferred, again)
+    for user in ("user-a", "user-b", "user-c"):
+        exactly_once(workspaces, user, {"Viewed": 3})
+    assert len(archived(aws)) == 3
+    assert take(aws) == []
+    assert dead_letters(aws) == 0
+
+
+def test_a_deferred_message_and_a_duplicate_delivery_of_its_original_apply_once(aws, workspaces):
+    function = lambda_function("ProcessorFunction")
+    messages = messages_of_three_users()
+    function.handler(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages), RunningOut())
+    copies = take(aws)
+
+    # When SQS delivers the originals again (their delete was lost) as well as the deferred copies
+    originals = function.invoke(
+        lambda_sqs_event(aws.queue_arns["IngestQueue"], messages[1:]), seconds_left=SECONDS_LEFT
+    )
+    deferred = function.invoke(
+        lambda_sqs_event(aws.queue_arns["IngestQueue"], copies), seconds_left=SECONDS_LEFT
+    )
+
+    # Then each event is applied once, and each message archived once
+    assert originals["batchItemFailures"] == deferred["batchItemFailures"] == []
+    for user in ("user-a", "user-b", "user-c"):
+        exactly_once(workspaces, user, {"Viewed": 3})
+    assert len(archived(aws)) == 3
+
+
+def test_the_first_message_of_an_invocation_is_always_started_so_a_slow_message_is_never_deferred_forever(
+    aws, workspaces
+):
+    function = lambda_function("ProcessorFunction")
+    function.module.budget.slowest_seconds = 10 * function.timeout_seconds  # no message "fits" any more
+    messages = messages_of_three_users()
+
+    answer = function.invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
+
+    assert answer["batchItemFailures"] == []
+    exactly_once(workspaces, "user-a", {"Viewed": 3})
+    assert len(take(aws)) == 2  # the other two deferred
+
+
+def test_a_deferral_the_queue_refuses_fails_the_message_as_an_aws_fault_does(aws, workspaces):
+    function = lambda_function("ProcessorFunction")
+    messages = messages_of_three_users()
+
+    with queue_refuses(workspaces):
+        answer = function.handler(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages), RunningOut())
+
+    assert [f["itemIdentifier"] for f in answer["batchItemFailures"]] == ["msg-user-b", "msg-user-c"]
+    assert take(aws) == []
+    exactly_once(workspaces, "user-a", {"Viewed": 3})
+
+
+def run_queue(aws: Any, function: LocalFunction, context: type[LambdaContext] | None = None) -> int:
+    """Lambda's SQS event source mapping, one invocation at a time (BatchSize as the template has it
+    does not matter here), until the IngestQueue is empty; the number of invocations."""
+    invocations = 0
+    while messages := take(aws):
+        invocations += 1
+        assert invocations < 300
+        answer = function.invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
+        done(aws, messages, answer)
+    return invocations
+
+
+def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_never_reaches_the_dlq(
+    aws, workspaces, monkeypatch
+):
+    """Each receive erases one chunk of 25 linked ids (the invocation's share of time is spent at once)
+    and defers the message; 120 receives, more than 24 x maxReceiveCount, and no message fails."""
+    table = boto3.resource("dynamodb").Table(aws.tables["ProfilesTable"])
+    with table.batch_writer() as batch:
+        for n in range(3000):
+            batch.put_item(
+                Item={
+                    "pk": f"WS#{WS}#LINK#anon-{n:04d}",
+                    "sk": "LINK",
+                    "user_id": "user-1",
+                    "stamp": f"{T1}#m{n}",
+                    "gsi1pk": f"WS#{WS}#U#user-1",
+                    "gsi1sk": f"LINK#anon-{n:04d}",
+                }
+            )
+    body = pack(
+        [
+            serialise(e)
+            for e in (
+                event("track", "ta", T1, user=None, anonymousId="anon-2999", event="Browsed"),
+                event("delete", "d", T2),
+                event("track", "n", T2, user="user-2", event="Neighbour"),
+            )
+        ],
+        workspace_id=WS,
+        request_id="req-delete",
+        received_at=T2,
+        max_bytes=262_144,
+    )
+    workspaces.enqueue(body, WS)
+    function = lambda_function("ProcessorFunction")
+    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: 5_000)  # no share
+
+    invocations = run_queue(aws, function)
+
+    assert invocations == 3000 // 25 + 1  # one chunk each, then the rest of the message
+    assert dead_letters(aws) == 0
+    assert workspaces.linked_ids(WS, "user-1") == []
+    assert workspaces.read_history(WS, "A", "anon-2999") == []
+    exactly_once(workspaces, "user-2", {"Neighbour": 1})
+    assert len(archived(aws)) == 1  # each receive archives the same message under the same name
+
+
+def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_applies_once(
+    processor, aws, workspaces, monkeypatch
+):
+    """Writers of one hot profile outnumber WRITE_ATTEMPTS: contention, not a failure of AWS or of the
+    message. The message is deferred with a delay (its writers spread out), never failed."""
+    import segment_bridge.processing as processing
+
+    monkeypatch.setattr(processing, "CONFLICT_PAUSE_SECONDS", 0.0)
+    events = [event("track", f"h{n}", T1, event="Hot") for n in range(3)]
+
+    def someone_else_wrote_first(operation: str, body: dict[str, Any]) -> Any:
+        if body.get("Item", {}).get("sk", {}).get("S") == "PROFILE":
+            return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(workspaces, ("PutItem",), someone_else_wrote_first):
+        assert processor(events, message_id="hot") == {"batchItemFailures": []}
+
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_urls["IngestQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # back after a pause, not at once
+    assert workspaces.read_profile(WS, "U", "user-1") is None
+
+    assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
+    exactly_once(workspaces, "user-1", {"Hot": 3})
+    assert dead_letters(aws) == 0
