@@ -23,6 +23,7 @@ TIMES = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:
 USERS = ["u1", "u2"]
 ANONYMOUS = ["a1", "a2"]
 GROUPS = ["g1", "g2"]
+KINDS = ["identify", "identify", "track", "track", "page", "group", "alias", "delete"]
 TRAIT_VALUES = st.sampled_from(
     ["free", "pro", "ada@example.com", "grace@example.com", "de", "xx", 3, 4.5, None]
 )
@@ -44,8 +45,10 @@ def identity(draw: st.DrawFn) -> dict[str, str]:
 
 @st.composite
 def segment_event(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["identify", "identify", "track", "track", "page", "group", "alias"]))
-    timestamp = TIMES[1] if kind == "delete" else draw(st.sampled_from(TIMES))
+    kind = draw(
+        st.sampled_from(["identify", "identify", "track", "track", "page", "group", "alias", "delete"])
+    )
+    timestamp = draw(st.sampled_from(TIMES))
     event: dict[str, Any] = {"type": kind, "timestamp": timestamp, "receivedAt": timestamp}
     if kind == "alias":
         user = draw(st.sampled_from(USERS))
@@ -70,16 +73,79 @@ def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event | {"messageId": f"m{n}"} for n, event in enumerate(events)]
 
 
-def after_first_deletes(delivery: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The delivery with every event newer than the deletes (TIMES[2]) that came before a delete's first
-    occurrence moved just after the last of those first occurrences (the order README does not claim)."""
-    firsts = {e["messageId"]: n for n, e in reversed(list(enumerate(delivery))) if e["type"] == "delete"}
-    if not firsts:
-        return delivery
-    cut = max(firsts.values()) + 1
-    head, tail = delivery[:cut], delivery[cut:]
-    newer = [e for e in head if e["timestamp"] > TIMES[1]]
-    return [e for e in head if e["timestamp"] <= TIMES[1]] + newer + tail
+def connections(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(userId, connected id, timestamp): the anonymousId sent with a userId, an alias's previousId."""
+    found = []
+    for event in events:
+        if event["type"] == "delete" or "userId" not in event:
+            continue
+        for name in ("anonymousId", "previousId"):
+            if name in event:
+                found.append((event["userId"], event[name], event["timestamp"]))
+    return found
+
+
+def deletion_times(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The model (README "Privacy deletes"), a function of the SET of events: entity key -> the time it
+    is deleted as of. A delete deletes its id; a user deleted as of T (by its own delete or as a connected
+    id) deletes, as A# and U#, every id connected to it by an event stamped at or before T (transitive)."""
+    deleted: dict[str, str] = {}
+    for event in events:
+        if event["type"] == "delete":
+            key = f"U#{event['userId']}" if "userId" in event else f"A#{event['anonymousId']}"
+            deleted[key] = max(deleted.get(key, ""), event["timestamp"])
+    linked = connections(events)
+    changed = True
+    while changed:
+        changed = False
+        for user, other, when in linked:
+            at = deleted.get(f"U#{user}")
+            for key in (f"A#{other}", f"U#{other}"):
+                if at is not None and when <= at and deleted.get(key, "") < at:
+                    deleted[key], changed = at, True
+    return deleted
+
+
+def owner(event: dict[str, Any]) -> str:
+    """The entity whose profile an event changes (besides a group's)."""
+    return f"U#{event['userId']}" if "userId" in event else f"A#{event['anonymousId']}"
+
+
+def respecting_the_exclusion(messages: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The messages with every event the README's one excluded order would apply early moved later: an
+    event of an id, stamped after T, in an earlier message than the one that raises the id's deletion
+    time to T (by the delete, or by the event connecting the id to a deleted user) goes into that
+    message. Moves only go later, and can only push raises later, so this ends."""
+    messages = [list(message) for message in messages]
+    while True:
+        raised: list[dict[str, str]] = []
+        before: dict[str, str] = {}
+        so_far: list[dict[str, Any]] = []
+        for message in messages:
+            so_far += message
+            now = deletion_times(so_far)
+            raised.append({key: at for key, at in now.items() if before.get(key, "") < at})
+            before = now
+        move = next(
+            (
+                (j, n, max(later))
+                for j, message in enumerate(messages)
+                for n, event in enumerate(message)
+                if event["type"] != "delete"
+                and (
+                    later := [
+                        i
+                        for i in range(j + 1, len(messages))
+                        if raised[i].get(owner(event), event["timestamp"]) < event["timestamp"]
+                    ]
+                )
+            ),
+            None,
+        )
+        if move is None:
+            return messages
+        j, n, i = move
+        messages[i].append(messages[j].pop(n))
 
 
 BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending", "by")
@@ -106,7 +172,7 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(__import__("os").environ.get("CONV_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -124,11 +190,11 @@ def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):
 
     shuffled = data.draw(st.permutations(events))
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=6))
-    delivery = after_first_deletes(data.draw(st.permutations(shuffled + repeats)))
+    delivery = data.draw(st.permutations(shuffled + repeats))
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(delivery) - 1)), max_size=4)))
-    messages = [
-        delivery[a:b] for a, b in zip([0, *cuts], [*cuts, len(delivery)], strict=True) if delivery[a:b]
-    ]
+    messages = respecting_the_exclusion(
+        [delivery[a:b] for a, b in zip([0, *cuts], [*cuts, len(delivery)], strict=True) if delivery[a:b]]
+    )
 
     candidate = f"run{uuid.uuid4().hex[:8]}"
     for message in messages:
