@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.conditions import Attr
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from segment_bridge.mapping import Mapping
@@ -175,6 +175,7 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
     max_examples=int(__import__("os").environ.get("CONV_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate] if __import__("os").environ.get("NOSHRINK") else list(Phase),
 )
 @given(events=st.lists(segment_event(), min_size=1, max_size=10), data=st.data())
 def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):

@@ -1,21 +1,23 @@
 """Privacy deletes: exact, idempotent and complete (README "Privacy deletes").
 
     delete_identity  a `delete` event: its tombstone first, then its data erased as of its time, its
-                     linked ids tombstoned and erased too, in chunks whose progress is durable
-    forget           ids that belong to a deleted user: tombstoned and erased as of its delete
+                     connected ids tombstoned and erased too, in chunks whose progress is durable
+    forget           ids connected to a deleted user: tombstoned and erased as of its deletion
     purge            the archive's copies (raw/, rejected/, unapplied/) of deleted entities' events
 
 What a delete at time T of an entity does, exactly:
 1. its tombstone (`DELETED`, deleted_at=T, status "erasing"): from now on events at or before T are not
    applied to it. If a tombstone at T or later is stored already, this delete is a repeat (redelivery,
    re-drive, replay) or is superseded: it resumes an unfinished erase at T and otherwise does nothing.
-2. its data as of T: history items stamped at or before T, memberships, links made at or before T, and
-   its profile (deleted; or, when events newer than T were applied before the delete, rewritten to what
-   is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
-3. for a user, every id linked to it by T (LINK items made at or before T, one hop, and the anonymous
-   ids its profile had seen by T): tombstoned at T and erased the same way, LINKS_PER_CHUNK at a time;
-   after each chunk the tombstone records the last previousId done, so an invocation that runs out of
-   its time share stops (DeletionUnfinished: the message is retried) and the redelivery resumes there.
+2. its data as of T: history items stamped at or before T, memberships, its link (as a previousId) made
+   at or before T, and its profile (deleted; or, when events newer than T were applied before the
+   delete, rewritten to what is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
+3. for a user, every id connected to it by T (`profiles.connected_ids`; found in its profile's anonymous
+   ids first seen by T, its LINK items made by T and the ids its earlier deletions took, LINKGONE#):
+   tombstoned at T as A# and U#, erased the same way (a user id so deleted takes its own connected ids:
+   transitive), and kept under the user (`keep_erased_links`), LINKS_PER_CHUNK at a time; after each
+   chunk the tombstone records the cursor, so an invocation that runs out of its time share stops
+   (DeletionUnfinished: the message is retried) and the redelivery resumes there.
 4. each entity is listed for the archive purge (`PURGE` items), and the tombstone marked "erased".
 """
 

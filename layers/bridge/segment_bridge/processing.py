@@ -6,19 +6,24 @@
 
 How a batch is applied exactly once, without transactions (`apply_plan`):
 1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
-   linked ids', in chunks within the message's share of time: an unfinished erase fails the message,
+   connected ids', in chunks within the message's share of time: an unfinished erase fails the message,
    whose redelivery resumes it and applies the rest exactly once);
 2. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
-   history items exist already;
+   history items exist already; late events of deleted entities (`forget_late`) delete the ids they
+   connect to a deleted user as of its deletion, and the batch's entities are read again;
 3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
-   at or before its user's delete is not written, and its ids are deleted as of that delete, as are the
-   anonymous ids of a deleted user's late events (`forget_late`);
+   at or before a deletion of its user or of its previousId is not written;
 4. per entity, `settle` merges the change and counts only records that have no history item and are not
    pending; the profile is written conditionally on the version read, listing the new records as
-   `pending` (a write-ahead log). If another writer got there first, read again and settle again;
+   `pending` (a write-ahead log, at most MAX_PENDING: an entity with more than PENDING_ROUND records
+   is written in rounds of steps 4 and 5). If another writer got there first, read again and settle again;
 5. only after every profile write, the history (and membership) items. A crash between 4 and 5 is
    finished by the redelivery: pending records are never counted again, their items are written, and
-   entries leave `pending` once their items are seen.
+   entries leave `pending` once their items are seen. An item DynamoDB refuses parks its event, and its
+   entry leaves `pending` with its count taken back (`take_back_refused`);
+6. the deletion times of the entities and link ids written, read again: a delete whose tombstone came
+   after step 2 may have erased before steps 3-5 landed, so any that rose are erased again as of it
+   (`erase_what_a_delete_missed`).
 
 Within a message, entities are independent: step 2's links, step 4's writes (each entity with its own
 conflict retries) and the store's batch calls are in flight together, IO_THREADS at a time; the order
@@ -259,7 +264,7 @@ def apply_plan(
             to_write.append(key)
     # An entity with more history records than PENDING_ROUND is written in rounds (steps 4 and 5 each
     # time), so its `pending` list stays within MAX_PENDING; the other entities are done in the first.
-    rounds = max([(len(changes[key][1]) - 1) // PENDING_ROUND + 1 for key in to_write], default=1)
+    rounds = max([-(-len(changes[key][1]) // PENDING_ROUND) for key in to_write], default=1) or 1
     read = {key: stored[key].deleted_at for key in planned.entities}  # what `changes` were made with
     written: list[str] = []
     for n in range(rounds):
