@@ -175,7 +175,9 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
     max_examples=int(__import__("os").environ.get("CONV_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate] if __import__("os").environ.get("NOSHRINK") else list(Phase),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    if __import__("os").environ.get("NOSHRINK")
+    else list(Phase),
 )
 @given(events=st.lists(segment_event(), min_size=1, max_size=10), data=st.data())
 def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):

@@ -1,13 +1,13 @@
 """The profile's `pending` list (processing.py's write-ahead log of counted history records) converges
 and stays bounded (issue 12): a history item DynamoDB refuses leaves it, with its event parked and its
-count taken back; one message with thousands of events of one user never lists more than MAX_PENDING."""
+count taken back; one message with thousands of events of one user never lists more than MAX_PENDING_BYTES."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
-from segment_bridge.profiles import MAX_PENDING, PENDING_ROUND
+from segment_bridge.profiles import MAX_PENDING_BYTES, PENDING_ROUND_BYTES, pending_entry_bytes
 from tests.functional.conftest import event
 from tests.functional.test_every_event_accounted import Pipeline
 from tests.functional.test_faults import aws_error, before_call
@@ -47,13 +47,15 @@ def test_a_message_with_thousands_of_events_of_one_user_keeps_pending_within_its
 
     def measure(operation: str, body: dict[str, Any]) -> None:
         if body["Item"]["sk"]["S"] == "PROFILE":
-            listed.append(len(body["Item"].get("pending", {}).get("M", {})))
+            entries = body["Item"].get("pending", {}).get("M", {}).items()
+            listed.append(sum(pending_entry_bytes(mid, name["S"]) for mid, name in entries))
 
-    events = [event("track", f"t{n:04}", T1, event=f"Clicked {n % 3}") for n in range(1500)]
+    events = [event("track", f"t{n:04}".ljust(100, "x"), T1, event=f"Clicked {n % 3}") for n in range(1500)]
     with before_call(workspaces, ("PutItem",), measure):
         assert processor(events) == {"batchItemFailures": []}
 
-    assert max(listed) <= MAX_PENDING
-    assert len(pending(workspaces)) <= PENDING_ROUND  # the last round's: they leave with the next write
+    assert len(listed) > 10  # in rounds
+    assert max(listed) <= PENDING_ROUND_BYTES <= MAX_PENDING_BYTES
+    assert 0 < len(pending(workspaces)) < 1500 // 10  # the last round's: they leave with the next write
     assert workspaces.read_profile(WS, "U", "user-1").counts == {f"Clicked {n}": 500 for n in range(3)}
     assert len(workspaces.read_history(WS, "U", "user-1")) == 1500

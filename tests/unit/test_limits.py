@@ -26,12 +26,13 @@ from segment_bridge.profiles import (
     MAX_COUNTED_NAME_BYTES,
     MAX_COUNTED_NAMES,
     MAX_GROUPS,
-    MAX_PENDING,
+    MAX_PENDING_BYTES,
     MAX_TRAIT_BYTES,
     MAX_TRAIT_NAME_BYTES,
     MAX_TRAITS,
     Profile,
     merge,
+    pending_entry_bytes,
 )
 from segment_bridge.spec import InvalidEvent, validate_event
 from segment_bridge.store.profiles import profile_item
@@ -164,7 +165,10 @@ def test_a_profile_full_to_every_cap_with_the_largest_entries_stays_under_the_bu
         first_seen=T,
         last_seen=T,
     )
-    pending = {name(n, SORT_KEY_BYTES - 4): "n" * MAX_COUNTED_NAME_BYTES for n in range(MAX_PENDING)}
+    largest = pending_entry_bytes("m" * (SORT_KEY_BYTES - 4), "n" * MAX_COUNTED_NAME_BYTES)
+    pending = {
+        name(n, SORT_KEY_BYTES - 4): "n" * MAX_COUNTED_NAME_BYTES for n in range(MAX_PENDING_BYTES // largest)
+    }
     item = profile_item(
         "w" * 64, "U", "u" * MAX_ID_BYTES, profile, pending=pending, version=10**9, mapping_version=10**9
     )

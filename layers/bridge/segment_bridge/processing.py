@@ -15,8 +15,9 @@ How a batch is applied exactly once, without transactions (`apply_plan`):
    at or before a deletion of its user or of its previousId is not written;
 4. per entity, `settle` merges the change and counts only records that have no history item and are not
    pending; the profile is written conditionally on the version read, listing the new records as
-   `pending` (a write-ahead log, at most MAX_PENDING: an entity with more than PENDING_ROUND records
-   is written in rounds of steps 4 and 5). If another writer got there first, read again and settle again;
+   `pending` (a write-ahead log, at most MAX_PENDING_BYTES: an entity with more records than
+   PENDING_ROUND_BYTES of entries is written in rounds of steps 4 and 5). If another writer got there
+   first, read again and settle again;
 5. only after every profile write, the history (and membership) items. A crash between 4 and 5 is
    finished by the redelivery: pending records are never counted again, their items are written, and
    entries leave `pending` once their items are seen. An item DynamoDB refuses parks its event, and its
@@ -64,7 +65,8 @@ from segment_bridge.ports import (
 )
 from segment_bridge.profiles import (
     MAX_COUNTED_NAME_BYTES,
-    PENDING_ROUND,
+    MAX_PENDING_BYTES,
+    PENDING_ROUND_BYTES,
     Contribution,
     EntityPlan,
     HistoryRecord,
@@ -76,6 +78,7 @@ from segment_bridge.profiles import (
     connected_ids,
     merge,
     over_budget,
+    pending_entry_bytes,
     plan,
 )
 from segment_bridge.stats import count_day
@@ -262,18 +265,18 @@ def apply_plan(
         )
         if not (dropped and change.first_seen is None):  # else: all older than the entity's deletion
             to_write.append(key)
-    # An entity with more history records than PENDING_ROUND is written in rounds (steps 4 and 5 each
-    # time), so its `pending` list stays within MAX_PENDING; the other entities are done in the first.
-    rounds = max([-(-len(changes[key][1]) // PENDING_ROUND) for key in to_write], default=1) or 1
+    # An entity with more history records than one round holds (PENDING_ROUND_BYTES of `pending`) is
+    # written in rounds (steps 4 and 5 each time); the other entities are done in the first.
+    parts = {key: in_rounds(changes[key][1]) for key in to_write}
+    rounds = max([len(part) for part in parts.values()], default=1)
     read = {key: stored[key].deleted_at for key in planned.entities}  # what `changes` were made with
     written: list[str] = []
     for n in range(rounds):
         if n:
-            to_write = [key for key in written if len(changes[key][1]) > n * PENDING_ROUND]
+            to_write = [key for key in written if len(parts[key]) > n]
             stored |= profiles.read_entities(workspace_id, to_write)
-        recorded = _write_round(
-            workspace_id, planned, stored, changes, to_write, n, mapping, profiles, applied
-        )
+        part = {key: parts[key][n] for key in to_write}
+        recorded = _write_round(workspace_id, planned, stored, changes, part, n, mapping, profiles, applied)
         written = written or list(recorded)
     read = {key: read[key] for key in written} | {
         key: known[key].deleted_at for link in links for key in _link_keys(link)
@@ -314,15 +317,16 @@ def _write_round(
     planned: Plan,
     stored: dict[str, Stored],
     changes: dict[str, tuple[Profile, list[HistoryRecord], list[Contribution]]],
-    to_write: list[str],
+    part: dict[str, list[HistoryRecord]],
     n: int,
     mapping: Mapping,
     profiles: ProfileWrites,
     applied: Applied,
 ) -> dict[str, list[HistoryRecord]]:
-    """Steps 4 and 5 for round `n` (the entities' n-th PENDING_ROUND history records; their profile
-    changes, idempotent, with each round). Returns the entities written and their records recorded."""
-    part = {key: changes[key][1][n * PENDING_ROUND : (n + 1) * PENDING_ROUND] for key in to_write}
+    """Steps 4 and 5 for round `n`: `part` holds each entity's history records of this round (their
+    profile changes, idempotent, go with each round). Returns the entities written and their records
+    recorded."""
+    to_write = list(part)
     wanted = {key: {r.message_id for r in part[key]} | set(stored[key].pending) for key in to_write}
     existing = profiles.existing_history(workspace_id, wanted)
 
@@ -369,6 +373,21 @@ def _write_round(
         for event in events.values()
     )
     return history
+
+
+def in_rounds(records: list[HistoryRecord]) -> list[list[HistoryRecord]]:
+    """An entity's history records in rounds whose `pending` entries fit PENDING_ROUND_BYTES (one round,
+    maybe empty, for most entities)."""
+    rounds: list[list[HistoryRecord]] = [[]]
+    size = 0
+    for record in records:
+        entry = pending_entry_bytes(record.message_id, _pending_name(record.name))
+        if rounds[-1] and size + entry > PENDING_ROUND_BYTES:
+            rounds.append([])
+            size = 0
+        rounds[-1].append(record)
+        size += entry
+    return rounds
 
 
 def take_back_refused(
@@ -570,6 +589,9 @@ def write_entity(
     records = {record.message_id: record for record in history}
     for attempt in range(WRITE_ATTEMPTS):
         settled = settle(stored, existing, change, records)
+        if sum(pending_entry_bytes(mid, name) for mid, name in settled.pending.items()) > MAX_PENDING_BYTES:
+            # entries of messages that crashed before their step 5 fill it: their redeliveries clear it
+            raise ServiceUnavailable(f"Profile {entity.kind} has too many pending records; retry later.")
         unchanged = stored.profile is not None and settled.profile == stored.profile
         if not (unchanged and settled.pending == stored.pending) and not profiles.put_profile(
             workspace_id,

@@ -45,11 +45,19 @@ MAX_COUNTED_NAMES = 100
 """Event names a profile counts (the smallest names); every event still gets its history item."""
 MAX_COUNTED_NAME_BYTES = 256
 """A longer event name is not counted (its events still get their history items)."""
-MAX_PENDING = 48
-"""History records a profile lists as counted but not yet seen written (`pending`, processing.py): the
-cap keeps the item under the budget however many events of one user a message holds (processing.py
-writes such a user in rounds of PENDING_ROUND)."""
-PENDING_ROUND = MAX_PENDING // 4
+MAX_PENDING_BYTES = 60 * 1024
+"""What a profile's `pending` (history records counted but not yet seen written, processing.py) may
+hold, as DynamoDB counts it: with every other map at its cap the item stays under the budget. A message
+with more records for one entity than PENDING_ROUND_BYTES holds writes them in rounds."""
+PENDING_ROUND_BYTES = MAX_PENDING_BYTES // 4
+"""One round's share: the rest leaves room for entries of messages that crashed before their step 5."""
+
+
+def pending_entry_bytes(message_id: str, name: str) -> int:
+    """One `pending` entry's size as DynamoDB counts it (key, value and the map's per-entry byte)."""
+    return utf8_bytes(message_id) + utf8_bytes(name) + 1
+
+
 MAX_HISTORY_PROPERTIES_BYTES = ITEM_BYTES - 8 * 1024
 """A history item's properties; the rest of the item (keys, name, timestamps) fits in 8 KB."""
 
