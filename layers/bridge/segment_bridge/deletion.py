@@ -13,7 +13,7 @@ What a delete at time T of an entity does, exactly:
    at or before T, and its profile (deleted; or, when events newer than T were applied before the
    delete, rewritten to what is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
 3. for a user, every id connected to it by T (`profiles.connected_ids`; found in its profile's anonymous
-   ids first seen by T, its LINK items made by T and the ids its earlier deletions took, LINKGONE#):
+   ids first seen by T, its LINK items made by T and the ids its earlier deletions took, IDGONE#):
    tombstoned at T as A# and U#, erased the same way (a user id so deleted takes its own connected ids:
    transitive), and kept under the user (`keep_erased_links`), LINKS_PER_CHUNK at a time; after each
    chunk the tombstone records the cursor, so an invocation that runs out of its time share stops

@@ -11,7 +11,7 @@ ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
                                         (the last linked previousId erased, for resuming) for the deleted
                                         entity itself, or by (the deleted U#<userId> whose link brought
                                         this id in) for its linked ids
-    pk=WS#<ws>#U#<uid>    sk=LINKGONE#<previousId>  gsi1pk=WS#<ws>#U#<uid> gsi1sk=LINKGONE#<previousId>: an id
+    pk=WS#<ws>#U#<uid>    sk=IDGONE#<previousId>  gsi1pk=WS#<ws>#U#<uid> gsi1sk=IDGONE#<previousId>: an id
                                         a deletion of the user erased with it (its link is gone; kept
                                         like the tombstone, so a later delete of the user takes it again)
     pk=WS#<ws>#PURGE      sk=<entity>   deleted_at, by, mark, marked_at: a deleted entity whose archived
@@ -387,16 +387,17 @@ class ProfileRepository:
         return True
 
     def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[Linked]:
-        """At most `limit` ids linked to the user, in key order after the cursor `after`: first its
-        stored links (`LINK#`), then the links its earlier deletions erased (`LINKGONE#`)."""
-        if after is not None and not after.startswith(("LINK#", "LINKGONE#")):
+        """At most `limit` ids linked to the user, in key order after the cursor `after`: first the
+        ids its earlier deletions took (`IDGONE#`), then its stored links (`LINK#`): in gsi1's key order,
+        so what this deletion takes (IDGONE# items written behind its cursor) is not paged again."""
+        if after is not None and not after.startswith(("LINK#", "IDGONE#")):
             after = f"LINK#{after}"  # a cursor recorded before erased links were kept: a previousId
         arguments: dict[str, Any] = {
             "TableName": self.profiles_table,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk > :after",
             "ExpressionAttributeValues": item(
-                {":pk": f"WS#{workspace_id}#U#{user_id}", ":after": after or "LINK#"}
+                {":pk": f"WS#{workspace_id}#U#{user_id}", ":after": after or "IDGONE#"}
             ),
             "Limit": limit,
         }
@@ -406,7 +407,7 @@ class ProfileRepository:
         return [
             Linked(key.split("#", 1)[1], key.startswith("LINK#"), key)
             for key in keys
-            if key.startswith(("LINK#", "LINKGONE#"))
+            if key.startswith(("LINK#", "IDGONE#"))
         ]
 
     def keep_erased_links(self, workspace_id: str, user_id: str, previous_ids: list[str]) -> None:
@@ -421,9 +422,9 @@ class ProfileRepository:
                             checked(
                                 {
                                     "pk": f"WS#{workspace_id}#U#{user_id}",
-                                    "sk": f"LINKGONE#{previous}",
+                                    "sk": f"IDGONE#{previous}",
                                     "gsi1pk": f"WS#{workspace_id}#U#{user_id}",
-                                    "gsi1sk": f"LINKGONE#{previous}",
+                                    "gsi1sk": f"IDGONE#{previous}",
                                 }
                             )
                         )
