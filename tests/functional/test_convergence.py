@@ -167,7 +167,15 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
     prefix = f"WS#{workspace_id}#"
     items = []
     for table in tables:
-        for item in dynamodb.Table(table).scan(FilterExpression=Attr("pk").begins_with(prefix))["Items"]:
+        found: list[dict[str, Any]] = []
+        page: dict[str, Any] = {"FilterExpression": Attr("pk").begins_with(prefix)}
+        while True:  # a scan answers at most 1 MB of the table: the examples' workspaces add up past it
+            answer = dynamodb.Table(table).scan(**page)
+            found += answer["Items"]
+            if "LastEvaluatedKey" not in answer:
+                break
+            page["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        for item in found:
             if not str(item["pk"]).startswith(prefix) or str(item["pk"]).endswith("#PURGE"):
                 continue  # PURGE items are the archive purge's work list, consumed by it: not state
             kept = {k: v for k, v in item.items() if k not in BOOKKEEPING}
