@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from tests.functional.conftest import event
@@ -82,11 +83,11 @@ def test_a_delete_arriving_after_newer_events_removes_only_what_is_as_old_as_its
     assert [h["name"] for h in workspaces.read_history(WS, "U", "user-1")] == ["New"]
 
 
-def test_a_user_with_3000_links_is_deleted_in_bounded_chunks_resumed_by_redelivery(
+def test_a_user_with_3000_links_is_deleted_in_bounded_chunks_resumed_on_each_receive(
     processor, workspaces, aws, monkeypatch
 ):
-    """(c) Each invocation erases at least one chunk and records how far it got; the redelivery resumes
-    there; the message's other events apply exactly once."""
+    """(c) Each invocation erases at least one chunk and records how far it got; the message is deferred
+    and its next receive resumes there; the message's other events apply exactly once."""
     table = boto3.resource("dynamodb").Table(aws.tables["ProfilesTable"])
     with table.batch_writer() as batch:
         for n in range(3000):
@@ -186,3 +187,58 @@ def test_purge_removes_a_deleted_users_events_from_raw_rejected_and_unapplied(pr
     assert "unapplied" not in after
     again = lambda_function("PurgeFunction").invoke({}, seconds_left=SECONDS_LEFT)
     assert again["entities"] == 0  # nothing listed now
+
+
+def _is_write_of(operation: str, body: dict[str, Any], sk_prefix: str) -> bool:
+    """Whether a DynamoDB write request puts an item of user-1 whose sort key starts with `sk_prefix`."""
+    if operation == "PutItem":
+        items = [body["Item"]]
+    else:
+        items = [
+            r["PutRequest"]["Item"] for t in body["RequestItems"].values() for r in t if "PutRequest" in r
+        ]
+    return any(i["pk"]["S"].endswith("#U#user-1") and i["sk"]["S"].startswith(sk_prefix) for i in items)
+
+
+@pytest.mark.parametrize(
+    ("prior", "moment"),
+    [
+        (True, "PROFILE"),  # the profile was read, then erased, then written over the erase
+        (False, "PROFILE"),  # nothing was there to read: the erase found nothing, then the write landed
+        (True, "MSG#"),  # the profile landed before the erase, its history items after it
+    ],
+    ids=["profile-over-an-erased-one", "profile-of-a-new-user", "history-after-the-erase"],
+)
+def test_a_delete_between_a_writers_read_and_its_writes_leaves_nothing_it_covers(
+    processor, workspaces, prior, moment
+):
+    """The read-before-tombstone race (issue 12): a processor reads user-1 (no tombstone yet); a delete
+    is applied before its writes; whatever the writer then writes at or before the delete is erased."""
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.processing import apply_batch
+
+    if prior:
+        processor([event("identify", "i0", T1, traits={"plan": "free"})], message_id="before")
+    interleaved: list[str] = []
+
+    def delete_first(operation: str, body: dict[str, Any]) -> None:
+        if not interleaved and _is_write_of(operation, body, moment):
+            interleaved.append(operation)  # once: the delete's own writes pass through here too
+            apply_batch(WS, [event("delete", "d", T2)], Mapping(), workspaces)
+
+    late = [
+        event("identify", "i1", T1, anonymousId="anon-1", traits={"email": "ada@example.com"}),
+        event("track", "t1", T1, event="Signed Up"),
+        event("track", "t3", T3, event="Came Back"),
+    ]
+    with before_call(workspaces, ("PutItem", "BatchWriteItem"), delete_first):
+        assert processor(late, message_id="racing") == {"batchItemFailures": []}
+
+    assert interleaved
+    assert tombstone(workspaces, "U#user-1") == T2
+    profile = workspaces.read_profile(WS, "U", "user-1")
+    assert profile is not None  # what is newer than the delete stays
+    assert (profile.traits, profile.counts, profile.anonymous_ids) == ({}, {"Came Back": 1}, {})
+    assert [h["name"] for h in workspaces.read_history(WS, "U", "user-1")] == ["Came Back"]
+    assert tombstone(workspaces, "A#anon-1") == T2  # connected by the identify at T1
+    assert workspaces.linked_ids(WS, "user-1") == []

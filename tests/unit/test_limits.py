@@ -26,11 +26,13 @@ from segment_bridge.profiles import (
     MAX_COUNTED_NAME_BYTES,
     MAX_COUNTED_NAMES,
     MAX_GROUPS,
+    MAX_PENDING_BYTES,
     MAX_TRAIT_BYTES,
     MAX_TRAIT_NAME_BYTES,
     MAX_TRAITS,
     Profile,
     merge,
+    pending_entry_bytes,
 )
 from segment_bridge.spec import InvalidEvent, validate_event
 from segment_bridge.store.profiles import profile_item
@@ -163,10 +165,14 @@ def test_a_profile_full_to_every_cap_with_the_largest_entries_stays_under_the_bu
         first_seen=T,
         last_seen=T,
     )
+    largest = pending_entry_bytes("m" * (SORT_KEY_BYTES - 4), "n" * MAX_COUNTED_NAME_BYTES)
+    pending = {
+        name(n, SORT_KEY_BYTES - 4): "n" * MAX_COUNTED_NAME_BYTES for n in range(MAX_PENDING_BYTES // largest)
+    }
     item = profile_item(
-        "w" * 64, "U", "u" * MAX_ID_BYTES, profile, pending={}, version=10**9, mapping_version=10**9
+        "w" * 64, "U", "u" * MAX_ID_BYTES, profile, pending=pending, version=10**9, mapping_version=10**9
     )
-    assert item_size(item) <= PROFILE_BUDGET_BYTES
+    assert item_size(item) <= PROFILE_BUDGET_BYTES  # pending at its cap, the longest messageIds and names
 
 
 SEEN = st.sampled_from(["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"])

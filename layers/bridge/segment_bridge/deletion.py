@@ -1,21 +1,23 @@
 """Privacy deletes: exact, idempotent and complete (README "Privacy deletes").
 
     delete_identity  a `delete` event: its tombstone first, then its data erased as of its time, its
-                     linked ids tombstoned and erased too, in chunks whose progress is durable
-    forget           ids that belong to a deleted user: tombstoned and erased as of its delete
+                     connected ids tombstoned and erased too, in chunks whose progress is durable
+    forget           ids connected to a deleted user: tombstoned and erased as of its deletion
     purge            the archive's copies (raw/, rejected/, unapplied/, parked/) of deleted entities' events
 
 What a delete at time T of an entity does, exactly:
 1. its tombstone (`DELETED`, deleted_at=T, status "erasing"): from now on events at or before T are not
    applied to it. If a tombstone at T or later is stored already, this delete is a repeat (redelivery,
    re-drive, replay) or is superseded: it resumes an unfinished erase at T and otherwise does nothing.
-2. its data as of T: history items stamped at or before T, memberships, links made at or before T, and
-   its profile (deleted; or, when events newer than T were applied before the delete, rewritten to what
-   is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
-3. for a user, every id linked to it by T (LINK items made at or before T, one hop, and the anonymous
-   ids its profile had seen by T): tombstoned at T and erased the same way, LINKS_PER_CHUNK at a time;
-   after each chunk the tombstone records the last previousId done, so an invocation that runs out of
-   its time share stops (DeletionUnfinished: the message is retried) and the redelivery resumes there.
+2. its data as of T: history items stamped at or before T, memberships, its link (as a previousId) made
+   at or before T, and its profile (deleted; or, when events newer than T were applied before the
+   delete, rewritten to what is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
+3. for a user, every id connected to it by T (`profiles.connected_ids`; found in its profile's anonymous
+   ids first seen by T, its LINK items made by T and the ids its earlier deletions took, IDGONE#):
+   tombstoned at T as A# and U#, erased the same way (a user id so deleted takes its own connected ids:
+   transitive), and kept under the user (`keep_erased_links`), LINKS_PER_CHUNK at a time; after each
+   chunk the tombstone records the cursor, so an invocation that runs out of its time share stops
+   (DeletionUnfinished: the message is retried) and the redelivery resumes there.
 4. each entity is listed for the archive purge (`PURGE` items), and the tombstone marked "erased".
 """
 
@@ -30,6 +32,7 @@ from segment_bridge.envelope import pack, unpack
 from segment_bridge.errors import ServiceUnavailable
 from segment_bridge.profiles import (
     Deletion,
+    Linked,
     PendingPurge,
     Profile,
     Stored,
@@ -73,7 +76,8 @@ class DeletionWrites(Protocol):
         self, workspace_id: str, key: str, deleted_at: str, *, by: str | None = None
     ) -> Tombstone: ...
     def save_progress(self, workspace_id: str, key: str, tombstone: Tombstone) -> bool: ...
-    def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[str]: ...
+    def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[Linked]: ...
+    def keep_erased_links(self, workspace_id: str, user_id: str, previous_ids: list[str]) -> None: ...
     def link_stamps(self, workspace_id: str, previous_ids: list[str]) -> dict[str, str]: ...
     def history_index(self, workspace_id: str, key: str) -> list[tuple[str, str, str]]: ...
     def memberships(self, workspace_id: str, key: str) -> list[str]: ...
@@ -102,19 +106,14 @@ def delete_identity(
     profiles.mark_for_purge(workspace_id, [key], stored.deleted_at, key)
     if stored.deleted_at > at or (stored.deleted_at == at and stored.erased):
         return False
-    anonymous = erase(workspace_id, key, at, profiles, mapping_version)
+    done = {key}
+    erase(workspace_id, key, at, profiles, mapping_version, done)
     profiles.remove_link(workspace_id, deletion.id, at)
     after = stored.after
     if deletion.kind == "U":
-        forget(workspace_id, [f"A#{a}" for a in anonymous], at, key, profiles, mapping_version)
         while page := profiles.linked_page(workspace_id, deletion.id, after, LINKS_PER_CHUNK):
-            stamps = profiles.link_stamps(workspace_id, page)
-            older = [previous for previous in page if stamps.get(previous, "") < f"{at}$"]
-            ids = [entity for previous in older for entity in (f"A#{previous}", f"U#{previous}")]
-            forget(workspace_id, ids, at, key, profiles, mapping_version)
-            for previous in older:
-                profiles.remove_link(workspace_id, previous, at)
-            after = page[-1]
+            forget_linked(workspace_id, key, page, at, profiles, mapping_version, done)
+            after = page[-1].cursor
             if not profiles.save_progress(workspace_id, key, Tombstone(at, False, after)):
                 return True  # a later delete replaced this one: it erases everything this one would
             if out_of_time():
@@ -124,30 +123,82 @@ def delete_identity(
 
 
 def forget(
-    workspace_id: str, keys: Iterable[str], at: str, by: str, profiles: DeletionWrites, mapping_version: int
+    workspace_id: str,
+    ids: Iterable[str],
+    at: str,
+    by: str,
+    profiles: DeletionWrites,
+    mapping_version: int,
+    done: set[str] | None = None,
 ) -> None:
-    """Tombstone and erase, as of `at`, ids that belong to the deleted user `by` (unless a later delete
-    of an id is recorded: it covers this one), and list them for the archive purge."""
-    forgotten = [
-        key
-        for key in dict.fromkeys(keys)
-        if profiles.put_tombstone(workspace_id, key, at, by=by).deleted_at <= at
-    ]
-    current = profiles.read_entities(workspace_id, forgotten) if forgotten else {}
-    for key in forgotten:  # one read for all; most linked ids have no profile (and so nothing to erase)
-        if current.get(key, Stored()).profile is not None:
-            erase(workspace_id, key, at, profiles, mapping_version)
+    """Delete, as of `at`, ids connected to the deleted user `by` (its key, `U#<id>`): each as an
+    anonymous id and as a user id (A# and U#) gets a tombstone (unless a later deletion of it is
+    recorded: that one covers this), its data erased as of `at`, its link removed if made by `at`, and is
+    listed for the archive purge; the user keeps the ids it lost (`keep_erased_links`). A user id taken
+    this way takes its own connected ids with it (transitively, README "Privacy deletes"). `done`: keys
+    already handled at `at` in this call (each is handled once)."""
+    done = set() if done is None else done
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return
+    profiles.keep_erased_links(workspace_id, by.removeprefix("U#"), ids)
+    keys = [key for i in ids for key in (f"A#{i}", f"U#{i}") if key not in done and key != by]
+    done.update(keys)
+    before = profiles.read_entities(workspace_id, keys) if keys else {}
+    forgotten = [key for key in keys if profiles.put_tombstone(workspace_id, key, at, by=by).deleted_at <= at]
     if forgotten:
         profiles.mark_for_purge(workspace_id, forgotten, at, by)
+    for i in ids:
+        profiles.remove_link(workspace_id, i, at)
+    for key in forgotten:  # one read for all; most linked ids have no profile (and so nothing to erase)
+        stored = before.get(key, Stored())
+        if stored.profile is not None:
+            erase(workspace_id, key, at, profiles, mapping_version, done)
+        if key.startswith("U#") and (stored.profile is not None or stored.deleted_at is not None):
+            after = None  # a user id with data or deleted before may have linked ids of its own
+            while page := profiles.linked_page(workspace_id, key[2:], after, LINKS_PER_CHUNK):
+                forget_linked(workspace_id, key, page, at, profiles, mapping_version, done)
+                after = page[-1].cursor
 
 
-def erase(workspace_id: str, key: str, at: str, profiles: DeletionWrites, mapping_version: int) -> list[str]:
-    """An entity's data as of `at` (step 2); the anonymous ids its profile had seen by then. History and
-    memberships go before the profile, so an entity without a profile has nothing left to erase."""
+def forget_linked(
+    workspace_id: str,
+    user: str,
+    page: list[Linked],
+    at: str,
+    profiles: DeletionWrites,
+    mapping_version: int,
+    done: set[str],
+) -> None:
+    """`forget` the ids of a page of the user's links: those whose stored link was made at or before
+    `at`, and those an earlier deletion of the user erased."""
+    stamps = profiles.link_stamps(workspace_id, [linked.previous_id for linked in page if linked.live])
+    ids = [
+        linked.previous_id
+        for linked in page
+        if not linked.live or stamps.get(linked.previous_id, f"{at}$") < f"{at}$"
+    ]
+    forget(workspace_id, ids, at, user, profiles, mapping_version, done)
+
+
+def erase(
+    workspace_id: str,
+    key: str,
+    at: str,
+    profiles: DeletionWrites,
+    mapping_version: int,
+    done: set[str] | None = None,
+) -> None:
+    """An entity's data as of `at` (step 2). A user's ids connected by then (its profile's anonymous ids
+    first seen by `at`) are forgotten first, so a crash leaves them findable. History and memberships go
+    before the profile, so an entity without a profile has nothing left to erase."""
     for _ in range(WRITE_ATTEMPTS):
         stored = profiles.read_entities(workspace_id, [key]).get(key, Stored())
         if stored.profile is None:
-            return []
+            return
+        if key.startswith("U#"):
+            connected = [a for a, first in stored.profile.anonymous_ids.items() if first <= at]
+            forget(workspace_id, connected, at, key, profiles, mapping_version, done)
         history = profiles.history_index(workspace_id, key)
         kept = as_of(stored.profile, at, [(name, when) for _, name, when in history if when > at])
         groups = profiles.memberships(workspace_id, key)
@@ -157,7 +208,6 @@ def erase(workspace_id: str, key: str, at: str, profiles: DeletionWrites, mappin
             [mid for mid, _, when in history if when <= at],
             [group for group in groups if kept is None or group not in kept.groups],
         )
-        anonymous = [a for a, first in stored.profile.anonymous_ids.items() if first <= at]
         if kept is None:
             written = profiles.remove_profile(workspace_id, key, stored.version)
         else:
@@ -172,7 +222,7 @@ def erase(workspace_id: str, key: str, at: str, profiles: DeletionWrites, mappin
                 mapping_version=mapping_version,
             )
         if written:
-            return anonymous
+            return
     raise ServiceUnavailable("A profile kept changing while being erased; retry later.")
 
 

@@ -3,8 +3,9 @@
 
 Keys (UTF-8 bytes): a partition key holds at most 2,048 bytes, a sort key (and a GSI's) 1,024. Every id
 ingest accepts becomes part of keys (store/profiles.py's docstring lists them); the tightest are the sort
-keys `MEMBER#U#<userId>` / `MEMBER#A#<anonymousId>`, `GROUP#<groupId>` and `LINK#<previousId>`, and the
-partition keys `WS#<ws>#LINK#<previousId>` / `WS#<ws>#U#<userId>` with the longest workspace id.
+keys `MEMBER#U#<userId>` / `MEMBER#A#<anonymousId>`, `GROUP#<groupId>`, `LINK#<previousId>` and
+`IDGONE#<previousId>`, and the partition keys `WS#<ws>#LINK#<previousId>` / `WS#<ws>#U#<userId>` with
+the longest workspace id.
 
 Items: at most 400 KB, measured as `item_size` does (AWS's documented rules). A profile is kept under
 PROFILE_BUDGET_BYTES (profiles.py bounds each grow-only map; see README "Bounded profiles").
@@ -29,7 +30,7 @@ MAX_WORKSPACE_ID_BYTES = 64
 _WORKSPACE_ID = re.compile(WORKSPACE_ID_PATTERN)
 
 _LONGEST_PARTITION_PREFIX = len(f"WS#{'w' * MAX_WORKSPACE_ID_BYTES}#LINK#")
-_LONGEST_SORT_PREFIX = max(len("MEMBER#U#"), len("MEMBER#A#"), len("GROUP#"), len("LINK#"))
+_LONGEST_SORT_PREFIX = max(len(p) for p in ("MEMBER#U#", "MEMBER#A#", "GROUP#", "LINK#", "IDGONE#"))
 MAX_ID_BYTES = min(PARTITION_KEY_BYTES - _LONGEST_PARTITION_PREFIX, SORT_KEY_BYTES - _LONGEST_SORT_PREFIX)
 """userId, anonymousId, groupId, previousId: 1,015 UTF-8 bytes, so every key they become fits."""
 

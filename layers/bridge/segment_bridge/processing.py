@@ -7,19 +7,25 @@
 
 How a batch is applied exactly once, without transactions (`apply_plan`):
 1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
-   linked ids', in chunks within the message's share of time: an unfinished erase defers the message,
+   connected ids', in chunks within the message's share of time: an unfinished erase defers the message,
    whose next receive resumes it and applies the rest exactly once);
 2. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
-   history items exist already;
+   history items exist already; late events of deleted entities (`forget_late`) delete the ids they
+   connect to a deleted user as of its deletion, and the batch's entities are read again;
 3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
-   at or before its user's delete is not written, and its ids are deleted as of that delete, as are the
-   anonymous ids of a deleted user's late events (`forget_late`);
+   at or before a deletion of its user or of its previousId is not written;
 4. per entity, `settle` merges the change and counts only records that have no history item and are not
    pending; the profile is written conditionally on the version read, listing the new records as
-   `pending` (a write-ahead log). If another writer got there first, read again and settle again;
+   `pending` (a write-ahead log, at most MAX_PENDING_BYTES: an entity with more records than
+   PENDING_ROUND_BYTES of entries is written in rounds of steps 4 and 5). If another writer got there
+   first, read again and settle again;
 5. only after every profile write, the history (and membership) items. A crash between 4 and 5 is
    finished by the redelivery: pending records are never counted again, their items are written, and
-   entries leave `pending` once their items are seen.
+   entries leave `pending` once their items are seen. An item DynamoDB refuses parks its event, and its
+   entry leaves `pending` with its count taken back (`take_back_refused`);
+6. the deletion times of the entities and link ids written, read again: a delete whose tombstone came
+   after step 2 may have erased before steps 3-5 landed, so any that rose are erased again as of it
+   (`erase_what_a_delete_missed`).
 
 Within a message, entities are independent: step 2's links, step 4's writes (each entity with its own
 conflict retries) and the store's batch calls are in flight together, IO_THREADS at a time; the order
@@ -52,11 +58,13 @@ from segment_bridge.deletion import (
     DeletionUnfinished,
     OutOfTime,
     delete_identity,
+    erase,
     forget,
     never,
 )
 from segment_bridge.envelope import Envelope, unpack
 from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
+from segment_bridge.limits import utf8_bytes
 from segment_bridge.mapping import Mapping
 from segment_bridge.ports import (
     Applied,
@@ -66,6 +74,9 @@ from segment_bridge.ports import (
     unapplied_records,
 )
 from segment_bridge.profiles import (
+    MAX_COUNTED_NAME_BYTES,
+    MAX_PENDING_BYTES,
+    PENDING_ROUND_BYTES,
     Contribution,
     EntityPlan,
     HistoryRecord,
@@ -74,8 +85,10 @@ from segment_bridge.profiles import (
     Profile,
     Stored,
     bounded,
+    connected_ids,
     merge,
     over_budget,
+    pending_entry_bytes,
     plan,
 )
 from segment_bridge.stats import count_day
@@ -297,16 +310,16 @@ def apply_plan(
         applied.deletions += 1
 
     linked = {f"{kind}#{link.previous_id}" for link in planned.links for kind in ("A", "U")}
-    current = profiles.read_entities(workspace_id, list(dict.fromkeys([*planned.entities, *linked])))
-    stored = {key: current.get(key, Stored()) for key in planned.entities}
-    changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
-    handled: set[str] = set()
-    while forgotten := forget_late(workspace_id, planned, stored, changes, mapping, profiles, handled):
-        # Ids just deleted may have events in this batch too: read them again, as if they came later.
-        again = profiles.read_entities(workspace_id, forgotten)
-        for key in forgotten:
-            stored[key] = again.get(key, Stored())
-            changes[key] = planned.entities[key].changes(stored[key].deleted_at)
+    keys = list(dict.fromkeys([*planned.entities, *linked]))
+    current = profiles.read_entities(workspace_id, keys)
+    handled: dict[str, str] = {}
+    while True:
+        stored = {key: current.get(key, Stored()) for key in planned.entities}
+        changes = {key: entity.changes(stored[key].deleted_at) for key, entity in planned.entities.items()}
+        if not forget_late(workspace_id, planned, stored, changes, mapping, profiles, handled):
+            break
+        # Ids just deleted may have events (or links) in this batch too: read again, as if they came later.
+        current = profiles.read_entities(workspace_id, keys)
     known = stored | {k: current.get(k, Stored()) for k in linked}
 
     def write_link(link: Link) -> list[dict[str, Any]]:
@@ -321,25 +334,6 @@ def apply_plan(
         applied.unapplied.extend(refused)
     applied.links += len(planned.links)
 
-    wanted = {key: {r.message_id for r in changes[key][1]} | set(stored[key].pending) for key in changes}
-    existing = profiles.existing_history(workspace_id, wanted)
-
-    def write(key: str) -> Written | Unstorable:
-        entity, (change, records, _) = planned.entities[key], changes[key]
-        try:
-            return write_entity(
-                workspace_id,
-                entity,
-                stored[key],
-                existing.get(key, set()),
-                change,
-                records,
-                mapping,
-                profiles,
-            )
-        except Unstorable as refused:
-            return refused
-
     to_write = []
     for key in planned.entities:
         change, _, dropped = changes[key]
@@ -348,8 +342,87 @@ def apply_plan(
         )
         if not (dropped and change.first_seen is None):  # else: all older than the entity's deletion
             to_write.append(key)
-    results = each_at_once([partial(write, key) for key in to_write])
+    # An entity with more history records than one round holds (PENDING_ROUND_BYTES of `pending`) is
+    # written in rounds (steps 4 and 5 each time); the other entities are done in the first.
+    parts = {key: in_rounds(changes[key][1]) for key in to_write}
+    rounds = max([len(part) for part in parts.values()], default=1)
+    read = {key: stored[key].deleted_at for key in planned.entities}  # what `changes` were made with
+    written: list[str] = []
+    for n in range(rounds):
+        if n:
+            to_write = [key for key in written if len(parts[key]) > n]
+            stored |= profiles.read_entities(workspace_id, to_write)
+        part = {key: parts[key][n] for key in to_write}
+        recorded = _write_round(workspace_id, planned, stored, changes, part, n, mapping, profiles, applied)
+        written = written or list(recorded)
+    read = {key: read[key] for key in written} | {
+        key: known[key].deleted_at for link in links for key in _link_keys(link)
+    }
+    erase_what_a_delete_missed(workspace_id, read, links, mapping, profiles)
+    return applied
 
+
+def erase_what_a_delete_missed(
+    workspace_id: str,
+    read: dict[str, str | None],
+    links: list[Link],
+    mapping: Mapping,
+    profiles: ProfileWrites,
+) -> None:
+    """Step 6: a delete whose tombstone was written after step 2 read the entity may have erased before
+    this batch's writes landed (a profile written over the erased one, history items after the erase
+    listed them, a link after the delete paged them). One read of the deletion times written meanwhile
+    tells: any entity (or link id) whose deletion time rose since `read` is erased again as of it, which
+    removes what this batch wrote at or before that time. A delete that comes later still reads after
+    this batch's writes, so it sees them: no order of the two leaves data the delete covers."""
+    now = profiles.deletion_times(workspace_id, list(read))
+    risen = {key: at for key, at in now.items() if read.get(key) is None or at > str(read[key])}
+    for key, at in risen.items():
+        erase(workspace_id, key, at, profiles, mapping.version)
+    for link in links:
+        times = [risen[key] for key in _link_keys(link) if key in risen]
+        if any(link.stamp[0] <= at for at in times):
+            profiles.remove_link(workspace_id, link.previous_id, max(times))
+
+
+def _link_keys(link: Link) -> tuple[str, str, str]:
+    return (f"U#{link.user_id}", f"A#{link.previous_id}", f"U#{link.previous_id}")
+
+
+def _write_round(
+    workspace_id: str,
+    planned: Plan,
+    stored: dict[str, Stored],
+    changes: dict[str, tuple[Profile, list[HistoryRecord], list[Contribution]]],
+    part: dict[str, list[HistoryRecord]],
+    n: int,
+    mapping: Mapping,
+    profiles: ProfileWrites,
+    applied: Applied,
+) -> dict[str, list[HistoryRecord]]:
+    """Steps 4 and 5 for round `n`: `part` holds each entity's history records of this round (their
+    profile changes, idempotent, go with each round). Returns the entities written and their records
+    recorded."""
+    to_write = list(part)
+    wanted = {key: {r.message_id for r in part[key]} | set(stored[key].pending) for key in to_write}
+    existing = profiles.existing_history(workspace_id, wanted)
+
+    def write(key: str) -> Written | Unstorable:
+        try:
+            return write_entity(
+                workspace_id,
+                planned.entities[key],
+                stored[key],
+                existing.get(key, set()),
+                changes[key][0],
+                part[key],
+                mapping,
+                profiles,
+            )
+        except Unstorable as refused:
+            return refused
+
+    results = each_at_once([partial(write, key) for key in to_write])
     history: dict[str, list[HistoryRecord]] = {}
     memberships: dict[str, list[str]] = {}
     for key, written in zip(to_write, results, strict=True):
@@ -358,23 +431,78 @@ def apply_plan(
             reason = "the profile is larger or deeper than DynamoDB allows"
             applied.unapplied.extend(unapplied_records(entity.contributions, reason))
             continue
-        history[key], memberships[key] = written.to_record, list(change.groups)
-        applied.entities += 1
+        history[key], memberships[key] = written.to_record, list(change.groups) if n == 0 else []
         applied.history_written += written.counted
         applied.duplicates += written.known
-        parked = over_budget_events(entity, written.profile, stored[key].deleted_at)
-        applied.over_budget += len(parked)
-        applied.unapplied.extend(parked)
+        if n == 0:
+            applied.entities += 1
+            parked = over_budget_events(entity, written.profile, stored[key].deleted_at)
+            applied.over_budget += len(parked)
+            applied.unapplied.extend(parked)
     # Only after every profile write: their `pending` lists make this step safe to crash and redo.
-    applied.unapplied.extend(record_each(workspace_id, history, memberships, planned, mapping, profiles))
-    return applied
+    refused = record_each(workspace_id, history, memberships, planned, mapping, profiles)
+    for key, mids in refused.items():
+        applied.history_written -= len([mid for mid in mids if not mid.startswith("GROUP#")])
+        take_back_refused(workspace_id, key, mids, mapping, profiles)
+    applied.unapplied.extend(
+        {"reason": "DynamoDB refused its history or membership item", "event": event}
+        for events in refused.values()
+        for event in events.values()
+    )
+    return history
+
+
+def in_rounds(records: list[HistoryRecord]) -> list[list[HistoryRecord]]:
+    """An entity's history records in rounds whose `pending` entries fit PENDING_ROUND_BYTES (one round,
+    maybe empty, for most entities)."""
+    rounds: list[list[HistoryRecord]] = [[]]
+    size = 0
+    for record in records:
+        entry = pending_entry_bytes(record.message_id, _pending_name(record.name))
+        if rounds[-1] and size + entry > PENDING_ROUND_BYTES:
+            rounds.append([])
+            size = 0
+        rounds[-1].append(record)
+        size += entry
+    return rounds
+
+
+def take_back_refused(
+    workspace_id: str, key: str, refused: dict[str, Any], mapping: Mapping, profiles: ProfileWrites
+) -> None:
+    """Records whose history items DynamoDB refused (their events are parked) leave `pending` and their
+    counts are taken back, so the profile is as if they never came and a redelivery does the same again
+    (conditional on the version read, like every profile write)."""
+    kind, entity_id = key.split("#", 1)
+    for _ in range(WRITE_ATTEMPTS):
+        stored = profiles.read_entities(workspace_id, [key]).get(key, Stored())
+        gone = {mid: name for mid, name in stored.pending.items() if mid in refused}
+        if stored.profile is None or not gone:
+            return
+        profile = stored.profile
+        profile.counts = dict(profile.counts)
+        for name in gone.values():
+            if profile.counts.get(name, 0) > 1:
+                profile.counts[name] -= 1
+            else:
+                profile.counts.pop(name, None)
+        if profiles.put_profile(
+            workspace_id,
+            kind,
+            entity_id,
+            profile,
+            pending={mid: name for mid, name in stored.pending.items() if mid not in refused},
+            version=stored.version + 1,
+            mapping_version=mapping.version,
+        ):
+            return
+    raise ServiceUnavailable(f"Profile {kind} kept changing while being written; retry later.")
 
 
 def late_for_deleted(link: Link, stored: dict[str, Stored]) -> bool:
     """Whether a link was made at or before a delete of its user (the delete took its ids with it) or of
     its previousId (the delete took the link): it would be gone had it arrived first."""
-    keys = (f"U#{link.user_id}", f"A#{link.previous_id}", f"U#{link.previous_id}")
-    times = [stored[key].deleted_at for key in keys if key in stored]
+    times = [stored[key].deleted_at for key in _link_keys(link) if key in stored]
     return any(deleted_at is not None and link.stamp[0] <= deleted_at for deleted_at in times)
 
 
@@ -385,40 +513,27 @@ def forget_late(
     changes: dict[str, tuple[Profile, list[HistoryRecord], list[Contribution]]],
     mapping: Mapping,
     profiles: ProfileWrites,
-    handled: set[str],
-) -> list[str]:
-    """Late events of deleted entities (stamped at or before the delete, so not applied): the ids they
-    link to a deleted user (an alias's previousId, an anonymousId sent with the userId) are deleted as of
-    that user's delete, as they would have been had the events arrived first; and the entities are listed
-    for the archive purge again (the late events were archived in raw/ and kept in unapplied/). Entities
-    in `handled` are skipped (and those handled now added); returns the batch's entities just deleted."""
-    forgotten: list[str] = []
+    handled: dict[str, str],
+) -> bool:
+    """Late events of deleted entities (stamped at or before the deletion, so not applied): the ids they
+    connect to a deleted user (`connected_ids`: the anonymousId sent with the userId, an alias's
+    previousId) are deleted as of that user's deletion, as they would have been had the events arrived
+    first; and the entities are listed for the archive purge again (the late events were archived in raw/
+    and kept in unapplied/). `handled`: entity -> the deletion time already handled (an entity is handled
+    again if its deletion time rose since). True if ids were deleted (the batch's entities are read again)."""
+    forgot = False
     for key, (_, _, dropped) in changes.items():
         deleted_at = stored[key].deleted_at
-        if not dropped or deleted_at is None or key in handled:
+        if not dropped or deleted_at is None or handled.get(key) == deleted_at:
             continue
-        handled.add(key)
-        ids: list[str] = []
-        links: list[str] = []
+        handled[key] = deleted_at
         if key.startswith("U#"):
-            for contribution in dropped:
-                event = contribution.event or {}
-                for name in ("anonymousId", "previousId"):
-                    value = event.get(name)
-                    # a linked id (alias, identify) as the delete erases links; else an anonymous id
-                    linking = name == "previousId" or event.get("type") == "identify"
-                    if isinstance(value, str) and value:
-                        ids += [f"A#{value}"] + ([f"U#{value}"] if linking else [])
-                        links += [value] if linking else []
-        if ids:
-            forget(workspace_id, ids, deleted_at, key, profiles, mapping.version)
-            # the late link superseded any older link of its previousId, and the delete took it: as the
-            # delete does with the links it finds, remove what is stored of it up to the delete's time
-            for previous in dict.fromkeys(links):
-                profiles.remove_link(workspace_id, previous, deleted_at)
-            forgotten += [k for k in dict.fromkeys(ids) if k in planned.entities and k not in handled]
+            ids = [i for contribution in dropped for i in connected_ids(contribution.event)]
+            if ids:
+                forget(workspace_id, ids, deleted_at, key, profiles, mapping.version, {key})
+                forgot = True
         profiles.mark_for_purge(workspace_id, [key], deleted_at, key)
-    return list(dict.fromkeys(forgotten))
+    return forgot
 
 
 def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
@@ -444,17 +559,17 @@ def record_each(
     planned: Plan,
     mapping: Mapping,
     profiles: ProfileWrites,
-) -> list[dict[str, Any]]:
+) -> dict[str, dict[str, Any]]:
     """Write the history and memberships; if DynamoDB refuses an item as invalid (plan refuses what it
-    knows of; this is defence in depth), write entity by entity, then record by record, and return the
-    events of the items refused. Every other failure propagates (the message is retried)."""
+    knows of; this is defence in depth), write entity by entity, then record by record, and return, per
+    entity, the events of the items refused (by messageId; a refused membership's events under
+    "GROUP#<n>"). Every other failure propagates (the message is retried)."""
     try:
         profiles.record(workspace_id, history, memberships, mapping.version)
-        return []
+        return {}
     except Unstorable:
         pass
-    refused: list[dict[str, Any]] = []
-    reason = "DynamoDB refused its history or membership item"
+    refused: dict[str, dict[str, Any]] = {}
     for key in history:
         try:
             profiles.record(
@@ -468,14 +583,13 @@ def record_each(
             try:
                 profiles.record(workspace_id, {key: [record]}, {}, mapping.version)
             except Unstorable:
-                if events.get(record.message_id) is not None:
-                    refused.append({"reason": reason, "event": events[record.message_id]})
+                refused.setdefault(key, {})[record.message_id] = events.get(record.message_id)
         try:
             profiles.record(workspace_id, {}, {key: memberships.get(key, [])}, mapping.version)
         except Unstorable:
             group_events = [c.event for c in planned.entities[key].contributions if c.profile.groups]
-            refused += [{"reason": reason, "event": e} for e in group_events if e is not None]
-    return refused
+            refused.setdefault(key, {}).update({f"GROUP#{n}": e for n, e in enumerate(group_events)})
+    return {key: {mid: e for mid, e in events.items() if e is not None} for key, events in refused.items()}
 
 
 def _unapplied_links(links: list[Link], previous_id: str) -> list[dict[str, Any]]:
@@ -512,12 +626,18 @@ def settle(stored: Stored, existing: set[str], change: Profile, records: dict[st
     Pending entries whose items exist are dropped; the new records become pending."""
     new = [record for mid, record in records.items() if mid not in existing and mid not in stored.pending]
     pending = {mid: name for mid, name in stored.pending.items() if mid not in existing}
-    pending |= {record.message_id: record.name for record in new}
+    pending |= {record.message_id: _pending_name(record.name) for record in new}
     profile = merge(stored.profile or Profile(), change)
     profile.counts = dict(profile.counts)
     for name, count in Counter(record.name for record in new).items():
         profile.counts[name] = profile.counts.get(name, 0) + count
     return Settled(bounded(profile), pending, new)
+
+
+def _pending_name(name: str) -> str:
+    """The name a pending entry keeps (to take its count back if its item is refused): "" for a name
+    too long to be counted, so that a pending entry stays within the item budget."""
+    return name if utf8_bytes(name) <= MAX_COUNTED_NAME_BYTES else ""
 
 
 @dataclass(frozen=True)
@@ -546,6 +666,9 @@ def write_entity(
     records = {record.message_id: record for record in history}
     for attempt in range(WRITE_ATTEMPTS):
         settled = settle(stored, existing, change, records)
+        if sum(pending_entry_bytes(mid, name) for mid, name in settled.pending.items()) > MAX_PENDING_BYTES:
+            # entries of messages that crashed before their step 5 fill it: their redeliveries clear it
+            raise ServiceUnavailable(f"Profile {entity.kind} has too many pending records; retry later.")
         unchanged = stored.profile is not None and settled.profile == stored.profile
         if not (unchanged and settled.pending == stored.pending) and not profiles.put_profile(
             workspace_id,

@@ -44,6 +44,20 @@ MAX_ANONYMOUS_IDS = 32
 MAX_COUNTED_NAMES = 100
 """Event names a profile counts (the smallest names); every event still gets its history item."""
 MAX_COUNTED_NAME_BYTES = 256
+"""A longer event name is not counted (its events still get their history items)."""
+MAX_PENDING_BYTES = 60 * 1024
+"""What a profile's `pending` (history records counted but not yet seen written, processing.py) may
+hold, as DynamoDB counts it: with every other map at its cap the item stays under the budget. A message
+with more records for one entity than PENDING_ROUND_BYTES holds writes them in rounds."""
+PENDING_ROUND_BYTES = MAX_PENDING_BYTES // 4
+"""One round's share: the rest leaves room for entries of messages that crashed before their step 5."""
+
+
+def pending_entry_bytes(message_id: str, name: str) -> int:
+    """One `pending` entry's size as DynamoDB counts it (key, value and the map's per-entry byte)."""
+    return utf8_bytes(message_id) + utf8_bytes(name) + 1
+
+
 MAX_HISTORY_PROPERTIES_BYTES = ITEM_BYTES - 8 * 1024
 """A history item's properties; the rest of the item (keys, name, timestamps) fits in 8 KB."""
 
@@ -108,6 +122,8 @@ def bounded(profile: Profile) -> Profile:
         profile.channels[channel] = _earliest_n(values, MAX_CHANNEL_VALUES)
     profile.groups = _earliest_n(profile.groups, MAX_GROUPS)
     profile.anonymous_ids = _earliest_n(profile.anonymous_ids, MAX_ANONYMOUS_IDS)
+    if any(utf8_bytes(name) > MAX_COUNTED_NAME_BYTES for name in profile.counts):
+        profile.counts = {n: c for n, c in profile.counts.items() if utf8_bytes(n) <= MAX_COUNTED_NAME_BYTES}
     if len(profile.counts) > MAX_COUNTED_NAMES:
         profile.counts = {name: profile.counts[name] for name in sorted(profile.counts)[:MAX_COUNTED_NAMES]}
     return profile
@@ -357,9 +373,19 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
         result.entity(*identity).contributions.append(Contribution(when, seen, event=event))
     elif kind == "alias":
         result.links.append(Link(event["previousId"], user_id, stamp, event))
+        seen.anonymous_ids = {**seen.anonymous_ids, event["previousId"]: when}
         result.entity(*identity).contributions.append(Contribution(when, seen, event=event))
     elif kind == "delete":
         result.deletions.append(Deletion(identity[0], identity[1], when))
+
+
+def connected_ids(event: dict[str, Any] | None) -> list[str]:
+    """The ids an event connects to its user (README "Privacy deletes"): the anonymousId sent with a
+    userId, and an alias's previousId. A delete of the user at or after the event's time deletes them."""
+    if not isinstance(event, dict) or not isinstance(event.get("userId"), str) or not event["userId"]:
+        return []
+    names = ("anonymousId", "previousId") if event.get("type") == "alias" else ("anonymousId",)
+    return [value for name in names if isinstance(value := event.get(name), str) and value]
 
 
 def _kept_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -419,6 +445,16 @@ class Tombstone:
     deleted_at: str
     erased: bool = False
     after: str | None = None
+
+
+@dataclass(frozen=True)
+class Linked:
+    """An id linked to a user, as a delete pages through them: `live` if its stored link names the user
+    (else the link was erased by an earlier deletion of the user); `cursor` resumes after it."""
+
+    previous_id: str
+    live: bool
+    cursor: str
 
 
 def as_of(profile: Profile, deleted_at: str, history: list[tuple[str, str]]) -> Profile | None:

@@ -11,6 +11,9 @@ ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
                                         (the last linked previousId erased, for resuming) for the deleted
                                         entity itself, or by (the deleted U#<userId> whose link brought
                                         this id in) for its linked ids
+    pk=WS#<ws>#U#<uid>    sk=IDGONE#<previousId>  gsi1pk=WS#<ws>#U#<uid> gsi1sk=IDGONE#<previousId>: an id
+                                        a deletion of the user erased with it (its link is gone; kept
+                                        like the tombstone, so a later delete of the user takes it again)
     pk=WS#<ws>#PURGE      sk=<entity>   deleted_at, by, mark, marked_at: a deleted entity whose archived
                                         events (raw/, rejected/, unapplied/) the next purge removes;
                                         written again when a late event of it arrives, removed by the purge
@@ -28,7 +31,7 @@ from typing import Any
 
 from segment_bridge.errors import ConditionFailed, Unstorable
 from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
-from segment_bridge.profiles import HistoryRecord, Link, PendingPurge, Profile, Stored, Tombstone
+from segment_bridge.profiles import HistoryRecord, Link, Linked, PendingPurge, Profile, Stored, Tombstone
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import (
     Clients,
@@ -141,6 +144,19 @@ class ProfileRepository:
                 stored.version = int(found["version"])
                 stored.pending = dict(found.get("pending", {}))
         return out
+
+    def deletion_times(self, workspace_id: str, keys: list[str]) -> dict[str, str]:
+        """Entity key -> its deletion time, for the entities deleted (their tombstones only)."""
+        wanted = [{"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED"} for key in keys]
+        found = batch_get(
+            self.clients.dynamodb,
+            self.profiles_table,
+            wanted,
+            self.sleep,
+            projection="pk, deleted_at",
+            failure=READ_FAILURE,
+        )
+        return {_entity_key(tombstone["pk"]): str(tombstone["deleted_at"]) for tombstone in found}
 
     def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
         """For each entity key, which of the given messageIds already have a history item."""
@@ -370,24 +386,54 @@ class ProfileRepository:
             return False
         return True
 
-    def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[str]:
-        """At most `limit` previousIds linked to the user, in key order, after the previousId `after`."""
+    def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[Linked]:
+        """At most `limit` ids linked to the user, in key order after the cursor `after`: first the
+        ids its earlier deletions took (`IDGONE#`), then its stored links (`LINK#`): in gsi1's key order,
+        so what this deletion takes (IDGONE# items written behind its cursor) is not paged again."""
+        if after is not None and not after.startswith(("LINK#", "IDGONE#")):
+            after = f"LINK#{after}"  # a cursor recorded before erased links were kept: a previousId
         arguments: dict[str, Any] = {
             "TableName": self.profiles_table,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk > :after",
             "ExpressionAttributeValues": item(
-                {
-                    ":pk": f"WS#{workspace_id}#U#{user_id}",
-                    ":after": f"LINK#{after}" if after is not None else "LINK#",
-                }
+                {":pk": f"WS#{workspace_id}#U#{user_id}", ":after": after or "IDGONE#"}
             ),
             "Limit": limit,
         }
         with aws_errors(READ_FAILURE):
             found = self.clients.dynamodb.query(**arguments).get("Items", [])
         keys = [str(plain(entry)["gsi1sk"]) for entry in found]
-        return [key.removeprefix("LINK#") for key in keys if key.startswith("LINK#")]
+        return [
+            Linked(key.split("#", 1)[1], key.startswith("LINK#"), key)
+            for key in keys
+            if key.startswith(("LINK#", "IDGONE#"))
+        ]
+
+    def keep_erased_links(self, workspace_id: str, user_id: str, previous_ids: list[str]) -> None:
+        """Remember that the deleted user's erase took these ids (their links are gone): a later delete
+        of the user, at a later time, deletes them again as of its own time."""
+        requests = [
+            (
+                self.profiles_table,
+                {
+                    "PutRequest": {
+                        "Item": item(
+                            checked(
+                                {
+                                    "pk": f"WS#{workspace_id}#U#{user_id}",
+                                    "sk": f"IDGONE#{previous}",
+                                    "gsi1pk": f"WS#{workspace_id}#U#{user_id}",
+                                    "gsi1sk": f"IDGONE#{previous}",
+                                }
+                            )
+                        )
+                    }
+                },
+            )
+            for previous in dict.fromkeys(previous_ids)
+        ]
+        batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
 
     def link_stamps(self, workspace_id: str, previous_ids: list[str]) -> dict[str, str]:
         """previousId -> the stamp ("<timestamp>#<messageId>") of its stored link, for those stored."""
