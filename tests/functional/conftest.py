@@ -42,6 +42,23 @@ class Answer:
     headers: dict[str, str]
 
 
+def seed_links(aws: Any, user: str, count: int, at: str) -> None:
+    """`count` anonymous ids (anon-0000, ...) linked to `user` at `at`, written straight to the table."""
+    table = boto3.resource("dynamodb").Table(aws.tables["ProfilesTable"])
+    with table.batch_writer() as batch:
+        for n in range(count):
+            batch.put_item(
+                Item={
+                    "pk": f"WS#{DEMO_WORKSPACE_ID}#LINK#anon-{n:04d}",
+                    "sk": "LINK",
+                    "user_id": user,
+                    "stamp": f"{at}#m{n}",
+                    "gsi1pk": f"WS#{DEMO_WORKSPACE_ID}#U#{user}",
+                    "gsi1sk": f"LINK#anon-{n:04d}",
+                }
+            )
+
+
 @pytest.fixture
 def workspaces(aws):
     """The two workspaces the sample events authenticate as: one plain, one with a shared secret."""

@@ -18,7 +18,7 @@ from bridge_dev.runtime import LambdaContext, LocalFunction, lambda_sqs_event
 from segment_bridge.envelope import pack
 from segment_bridge.intake import serialise
 from tests.conftest import SECONDS_LEFT, lambda_function
-from tests.functional.conftest import event
+from tests.functional.conftest import event, seed_links
 from tests.functional.test_faults import aws_error, before_call, exactly_once
 from tests.functional.test_time_budget import RunningOut, archived, messages_of_three_users
 
@@ -169,19 +169,7 @@ def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_neve
 ):
     """Each receive erases one chunk of 25 linked ids (the invocation's share of time is spent at once)
     and defers the message; 120 receives, more than 24 x maxReceiveCount, and no message fails."""
-    table = boto3.resource("dynamodb").Table(aws.tables["ProfilesTable"])
-    with table.batch_writer() as batch:
-        for n in range(3000):
-            batch.put_item(
-                Item={
-                    "pk": f"WS#{WS}#LINK#anon-{n:04d}",
-                    "sk": "LINK",
-                    "user_id": "user-1",
-                    "stamp": f"{T1}#m{n}",
-                    "gsi1pk": f"WS#{WS}#U#user-1",
-                    "gsi1sk": f"LINK#anon-{n:04d}",
-                }
-            )
+    seed_links(aws, "user-1", 3000, at=T1)
     body = pack(
         [
             serialise(e)

@@ -33,7 +33,7 @@ from segment_bridge.mapping import Mapping
 from tests.conftest import lambda_function
 from tests.functional.conftest import event
 from tests.functional.test_convergence import state
-from tests.functional.test_faults import aws_error, before_call
+from tests.functional.test_faults import aws_error, before_call, refusing_history_item
 
 SCALE = settings.default.max_examples / 100
 AUTH = {"authorization": f"Bearer {DEMO_API_KEY}"}
@@ -407,13 +407,7 @@ def test_a_history_item_dynamodb_refuses_parks_its_event_and_the_message_does_no
     """Defence in depth: if DynamoDB refuses one history item as invalid, only its event is parked."""
     events = [event("track", f"t{n}", T1, event="Clicked") for n in range(3)]
 
-    def refuse_t1(operation: str, body: dict[str, Any]) -> Any:
-        items = [r for table in body["RequestItems"].values() for r in table]
-        if any(r.get("PutRequest", {}).get("Item", {}).get("sk", {}).get("S") == "MSG#t1" for r in items):
-            return aws_error("ValidationException")
-        return None
-
-    with before_call(workspaces, ("BatchWriteItem",), refuse_t1):
+    with before_call(workspaces, ("BatchWriteItem",), refusing_history_item("t1")):
         assert processor(events) == {"batchItemFailures": []}
     assert len(workspaces.read_history(WS, "U", "user-1")) == 2
     assert [r["event"]["messageId"] for r in Pipeline(aws, workspaces).unapplied()] == ["t1"]

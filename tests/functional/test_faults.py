@@ -53,6 +53,22 @@ def before_call(
         client.meta.events.unregister("before-call.dynamodb", unique_id="fault")
 
 
+def refusing_history_item(message_id: str) -> Callable[[str, dict[str, Any]], Any]:
+    """A before_call hook: DynamoDB refuses (ValidationException) every batch write holding the history
+    item of `message_id`."""
+
+    def refuse(operation: str, body: dict[str, Any]) -> Any:
+        items = [r for table in body["RequestItems"].values() for r in table]
+        if any(
+            r.get("PutRequest", {}).get("Item", {}).get("sk", {}).get("S") == f"MSG#{message_id}"
+            for r in items
+        ):
+            return aws_error("ValidationException")
+        return None
+
+    return refuse
+
+
 def exactly_once(store: Store, user: str, names: dict[str, int]) -> None:
     """The user's counts are `names` and each counted event has exactly one history item."""
     assert store.read_profile(WS, "U", user).counts == names  # type: ignore[union-attr]

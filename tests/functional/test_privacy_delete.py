@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
-from tests.functional.conftest import event
+from tests.functional.conftest import event, seed_links
 from tests.functional.test_deferral import take
 from tests.functional.test_faults import before_call
 
@@ -88,19 +88,7 @@ def test_a_user_with_3000_links_is_deleted_in_bounded_chunks_resumed_on_each_rec
 ):
     """(c) Each invocation erases at least one chunk and records how far it got; the message is deferred
     and its next receive resumes there; the message's other events apply exactly once."""
-    table = boto3.resource("dynamodb").Table(aws.tables["ProfilesTable"])
-    with table.batch_writer() as batch:
-        for n in range(3000):
-            batch.put_item(
-                Item={
-                    "pk": f"WS#{WS}#LINK#anon-{n:04d}",
-                    "sk": "LINK",
-                    "user_id": "user-1",
-                    "stamp": f"{T1}#m{n}",
-                    "gsi1pk": f"WS#{WS}#U#user-1",
-                    "gsi1sk": f"LINK#anon-{n:04d}",
-                }
-            )
+    seed_links(aws, "user-1", 3000, at=T1)
     processor([event("track", "ta", T1, user=None, anonymousId="anon-2999", event="Browsed")], message_id="a")
     from bridge_dev.runtime import LambdaContext
 
