@@ -51,9 +51,11 @@ from common import (
     EVENTS,
     KB,
     MIXES,
+    REPO,
     AwsMeter,
     InjectedLatency,
     as_relayed,
+    extract_revision,
     mix_batches,
     outbox_items,
     sqs_chunks,
@@ -102,10 +104,8 @@ FULL_VCPU_MB = 1769
 """Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB: the invocation
 thread's own time measured here on a full core is stretched by 1,769 / MemorySize below that (taking
 this machine's core for a Graviton one)."""
-REPO = Path(__file__).resolve().parent.parent
 BASELINE_REV = "1b62102"
 """The serial processor before issue #13 (bench_throughput's baseline too)."""
-EXTRACTED = ("layers/bridge/segment_bridge", "functions", "template.yaml")
 PLATFORM_LOG_BYTES = 350
 """Lambda's START, END and REPORT lines of an invocation."""
 ACCESS_LOG_BYTES = 330
@@ -606,20 +606,6 @@ def report(results: list[Result], out: Any) -> None:
         )
 
 
-def extract(rev: str, into: Path) -> Path:
-    """The revision's layer, functions and template, from `git archive`."""
-    import tarfile
-
-    archive = subprocess.run(  # noqa: S603 - git, fixed arguments
-        ["git", "-C", str(REPO), "archive", "--format=tar", rev, *EXTRACTED],  # noqa: S607
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def measure_design(root: Path) -> list[Result]:
     """Every mix through the design at `root` (in a subprocess of its own: its layer first on sys.path)."""
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as scratch:
@@ -700,7 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     designs: dict[str, list[Result]] = {}
     if not args.no_baseline:
         with tempfile.TemporaryDirectory(prefix="bench-cost-baseline-") as scratch:
-            designs[f"baseline {args.baseline}"] = measure_design(extract(args.baseline, Path(scratch)))
+            designs[f"baseline {args.baseline}"] = measure_design(
+                extract_revision(args.baseline, Path(scratch))
+            )
     designs["tree"] = measure_design(REPO)
     report(designs["tree"], sys.stdout)
     if len(designs) > 1:

@@ -46,13 +46,11 @@ import argparse
 import hashlib
 import importlib
 import importlib.util
-import io
 import json
 import os
 import random
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -61,12 +59,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import AwsMeter, InjectedLatency, atomic_moto_writes, mix_batches, use_fake_aws
+from common import (
+    DESIGN_PATHS,
+    REPO,
+    AwsMeter,
+    InjectedLatency,
+    atomic_moto_writes,
+    extract_revision,
+    mix_batches,
+    use_fake_aws,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 BASELINE_REV = "1b62102"
 """The merge-base with main this benchmark was written against: today's serial processor."""
-EXTRACTED = ("layers/bridge/segment_bridge", "functions", "template.yaml")
 LATENCIES_MS = (5.0, 10.0)
 SHAPES = ("4,000 distinct users", "one hot user", "track-heavy mix")
 WS = "ws_bench"
@@ -459,24 +464,6 @@ def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- designs
 
 
-def extract(rev: str, into: Path) -> Path:
-    """The revision's layer, functions and template, from `git archive`."""
-    commit = subprocess.run(  # noqa: S603 - git, fixed arguments
-        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    archive = subprocess.run(  # noqa: S603
-        ["git", "-C", str(REPO), "archive", "--format=tar", commit, *EXTRACTED],  # noqa: S607
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = None) -> dict[str, Any]:
     """Measure one design in a subprocess of its own (its modules only); its figures."""
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as scratch:
@@ -518,7 +505,7 @@ def describe_tree() -> str:
         check=False,
     ).stdout.strip()
     dirty = subprocess.run(  # noqa: S603
-        ["git", "-C", str(REPO), "status", "--porcelain", "--", *EXTRACTED],  # noqa: S607
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", *DESIGN_PATHS],  # noqa: S607
         capture_output=True,
         text=True,
         check=False,
@@ -719,7 +706,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     designs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
         if not args.no_baseline:
-            designs[f"baseline {args.baseline}"] = run_design(extract(args.baseline, Path(scratch)), args)
+            designs[f"baseline {args.baseline}"] = run_design(
+                extract_revision(args.baseline, Path(scratch)), args
+            )
         for threads in args.io_threads or [None]:
             figures = run_design(REPO, args, threads)
             designs[describe_tree() + (f" {threads}thr" if threads else "")] = figures

@@ -6,15 +6,19 @@ Not a benchmark itself; `bench_*.py` import it (they run as scripts, so `benchma
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import random
+import subprocess  # nosec B404 - git, fixed arguments
+import tarfile
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 KB = 1024
@@ -551,3 +555,26 @@ def atomic_moto_writes() -> None:
 
         setattr(DynamoDBBackend, name, locked)
     DynamoDBBackend._bench_atomic = True  # type: ignore[attr-defined]
+
+
+REPO = Path(__file__).resolve().parent.parent
+DESIGN_PATHS = ("layers/bridge/segment_bridge", "functions", "template.yaml")
+"""What makes a design: the layer, the functions and the template (what --baseline REV measures)."""
+
+
+def extract_revision(rev: str, into: Path) -> Path:
+    """A revision's layer, functions and template (DESIGN_PATHS), from `git archive`, under `into`."""
+    commit = subprocess.run(  # noqa: S603 - git, fixed arguments
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(  # noqa: S603
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit, *DESIGN_PATHS],  # noqa: S607
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
