@@ -10,28 +10,17 @@ from typing import Any, Protocol
 
 from segment_bridge.deletion import DeletionWrites
 from segment_bridge.mapping import Mapping
-from segment_bridge.profiles import Contribution, HistoryRecord, Link, Profile, Stored
+from segment_bridge.profiles import Contribution, HistoryRecord, Link
 
 # --- what the use case needs from the store ----------------------------------------------------------
 
 
 class ProfileWrites(DeletionWrites, Protocol):
-    """store.profiles: the processor's reads and single-purpose writes."""
+    """store.profiles: the processor's reads and single-purpose writes (besides a delete's, which it
+    inherits: read_entities, put_profile, the tombstones and the erase)."""
 
-    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
     def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
     def deletion_times(self, workspace_id: str, keys: list[str]) -> dict[str, str]: ...
-    def put_profile(
-        self,
-        workspace_id: str,
-        kind: str,
-        entity_id: str,
-        profile: Profile,
-        *,
-        pending: dict[str, str],
-        version: int,
-        mapping_version: int,
-    ) -> bool: ...
     def record(
         self,
         workspace_id: str,
