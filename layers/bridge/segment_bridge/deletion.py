@@ -6,9 +6,11 @@
     purge            the archive's copies (raw/, rejected/, unapplied/, parked/) of deleted entities' events
 
 What a delete at time T of an entity does, exactly:
-1. its tombstone (`DELETED`, deleted_at=T, status "erasing"): from now on events at or before T are not
-   applied to it. If a tombstone at T or later is stored already, this delete is a repeat (redelivery,
-   re-drive, replay) or is superseded: it resumes an unfinished erase at T and otherwise does nothing.
+1. its tombstone (`DELETED`, deleted_at=T, status "erasing"), its key first added to the workspace's
+   index of deleted ids (`index_before_tombstones`; deleted_ids.py says why first): from now on events
+   at or before T are not applied to it. If a tombstone at T or later is stored already, this delete is
+   a repeat (redelivery, re-drive, replay) or is superseded: it resumes an unfinished erase at T and
+   otherwise does nothing.
 2. its data as of T: history items stamped at or before T, memberships, its link (as a previousId) made
    at or before T, and its profile (deleted; or, when events newer than T were applied before the
    delete, rewritten to what is newer than T: `profiles.as_of`). Nothing stamped after T is removed.
@@ -24,10 +26,13 @@ What a delete at time T of an entity does, exactly:
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.envelope import pack, unpack
 from segment_bridge.errors import ServiceUnavailable
 from segment_bridge.profiles import (
@@ -44,6 +49,10 @@ from segment_bridge.timestamps import InvalidTimestamp, event_time
 LINKS_PER_CHUNK = 25
 """Linked ids erased between two progress records (one BatchWriteItem of purge marks)."""
 WRITE_ATTEMPTS = 6
+INDEX_ATTEMPTS = 12
+"""Writes of the deleted ids' index tried by one delete while concurrent deletes keep changing it, each
+after a random pause of up to INDEX_PAUSE_SECONDS x 2^n (capped at a second)."""
+INDEX_PAUSE_SECONDS = 0.01
 
 OutOfTime = Callable[[], bool]
 """True once the caller's share of time is spent."""
@@ -60,7 +69,11 @@ class DeletionUnfinished(ServiceUnavailable):
 class DeletionWrites(Protocol):
     """store.profiles: what a delete reads and writes."""
 
-    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]: ...
+    def read_entities(
+        self, workspace_id: str, keys: list[str], tombstones: list[str] | None = None
+    ) -> dict[str, Stored]: ...
+    def deleted_ids(self, workspace_id: str) -> DeletedIds: ...
+    def put_deleted_ids(self, workspace_id: str, index: DeletedIds, previous_epoch: int) -> bool: ...
     def put_profile(
         self,
         workspace_id: str,
@@ -101,6 +114,7 @@ def delete_identity(
     delete, or superseded by a later one). Raises DeletionUnfinished when `out_of_time` says so between
     two chunks, its progress recorded."""
     at, key = deletion.timestamp, deletion.key
+    index_before_tombstones(workspace_id, [key], profiles)
     stored = profiles.put_tombstone(workspace_id, key, at)
     # Listed for the purge even when repeated: a redelivered message is archived in raw/ again.
     profiles.mark_for_purge(workspace_id, [key], stored.deleted_at, key)
@@ -145,6 +159,7 @@ def forget(
     keys = [key for i in ids for key in (f"A#{i}", f"U#{i}") if key not in done and key != by]
     done.update(keys)
     before = profiles.read_entities(workspace_id, keys) if keys else {}
+    index_before_tombstones(workspace_id, keys, profiles)
     forgotten = [key for key in keys if profiles.put_tombstone(workspace_id, key, at, by=by).deleted_at <= at]
     if forgotten:
         profiles.mark_for_purge(workspace_id, forgotten, at, by)
@@ -159,6 +174,22 @@ def forget(
             while page := profiles.linked_page(workspace_id, key[2:], after, LINKS_PER_CHUNK):
                 forget_linked(workspace_id, key, page, at, profiles, mapping_version, done)
                 after = page[-1].cursor
+
+
+def index_before_tombstones(workspace_id: str, keys: list[str], profiles: DeletionWrites) -> None:
+    """The keys added to the workspace's index of deleted ids before their tombstones are written, so a
+    processor that skips the tombstone of a key its index lacks is sure to notice the delete (deleted_ids.py).
+    A conditional write on the index's epoch; concurrent deletes retry with jittered pauses."""
+    if not keys:
+        return
+    for attempt in range(INDEX_ATTEMPTS):
+        current = profiles.deleted_ids(workspace_id)
+        updated = current.adding(keys)
+        if updated is None or profiles.put_deleted_ids(workspace_id, updated, current.epoch):
+            return
+        pause = min(1.0, INDEX_PAUSE_SECONDS * 2**attempt)
+        time.sleep(random.uniform(0, pause))  # noqa: S311  # nosec B311  # jitter
+    raise ServiceUnavailable("Concurrent deletes kept changing the deleted ids' index; retry later.")
 
 
 def forget_linked(

@@ -54,6 +54,7 @@ from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar
 
 from segment_bridge import concurrency
+from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.deletion import (
     DeletionUnfinished,
     OutOfTime,
@@ -310,8 +311,8 @@ def apply_plan(
         applied.deletions += 1
 
     linked = {f"{kind}#{link.previous_id}" for link in planned.links for kind in ("A", "U")}
-    keys = list(dict.fromkeys([*planned.entities, *linked]))
-    current = profiles.read_entities(workspace_id, keys)
+    entities = list(planned.entities)
+    index, current = read_entities(workspace_id, entities, linked, profiles)
     handled: dict[str, str] = {}
     while True:
         stored = {key: current.get(key, Stored()) for key in planned.entities}
@@ -319,7 +320,7 @@ def apply_plan(
         if not forget_late(workspace_id, planned, stored, changes, mapping, profiles, handled):
             break
         # Ids just deleted may have events (or links) in this batch too: read again, as if they came later.
-        current = profiles.read_entities(workspace_id, keys)
+        index, current = read_entities(workspace_id, entities, linked, profiles)
     known = stored | {k: current.get(k, Stored()) for k in linked}
 
     def write_link(link: Link) -> list[dict[str, Any]]:
@@ -351,20 +352,33 @@ def apply_plan(
     for n in range(rounds):
         if n:
             to_write = [key for key in written if len(parts[key]) > n]
-            stored |= profiles.read_entities(workspace_id, to_write)
+            tombstones = [key for key in to_write if index.may_be_deleted(key)]
+            stored |= profiles.read_entities(workspace_id, to_write, tombstones)
         part = {key: parts[key][n] for key in to_write}
         recorded = _write_round(workspace_id, planned, stored, changes, part, n, mapping, profiles, applied)
         written = written or list(recorded)
     read = {key: read[key] for key in written} | {
         key: known[key].deleted_at for link in links for key in _link_keys(link)
     }
-    erase_what_a_delete_missed(workspace_id, read, links, mapping, profiles)
+    erase_what_a_delete_missed(workspace_id, read, index, links, mapping, profiles)
     return applied
+
+
+def read_entities(
+    workspace_id: str, entities: list[str], linked: set[str], profiles: ProfileWrites
+) -> tuple[DeletedIds, dict[str, Stored]]:
+    """Step 2's reads: the workspace's index of deleted ids first, then the entities' profiles and the
+    tombstones the index may hold, of the entities and of the link ids (whose profiles are not needed).
+    The index is read before the entities: that order is what step 6 relies on (deleted_ids.py)."""
+    index = profiles.deleted_ids(workspace_id)
+    tombstones = [key for key in dict.fromkeys([*entities, *linked]) if index.may_be_deleted(key)]
+    return index, profiles.read_entities(workspace_id, entities, tombstones)
 
 
 def erase_what_a_delete_missed(
     workspace_id: str,
     read: dict[str, str | None],
+    index: DeletedIds,
     links: list[Link],
     mapping: Mapping,
     profiles: ProfileWrites,
@@ -374,8 +388,15 @@ def erase_what_a_delete_missed(
     listed them, a link after the delete paged them). One read of the deletion times written meanwhile
     tells: any entity (or link id) whose deletion time rose since `read` is erased again as of it, which
     removes what this batch wrote at or before that time. A delete that comes later still reads after
-    this batch's writes, so it sees them: no order of the two leaves data the delete covers."""
-    now = profiles.deletion_times(workspace_id, list(read))
+    this batch's writes, so it sees them: no order of the two leaves data the delete covers.
+    The tombstones read again are those step 2's `index` may hold; all of them if a delete has changed
+    the index since (deleted_ids.py: a delete indexes its keys before it tombstones them)."""
+    again = profiles.deleted_ids(workspace_id)
+    if again.changed_since(index) or not again.known:
+        check = list(read)
+    else:
+        check = [key for key in read if index.may_be_deleted(key)]
+    now = profiles.deletion_times(workspace_id, check) if check else {}
     risen = {key: at for key, at in now.items() if read.get(key) is None or at > str(read[key])}
     for key, at in risen.items():
         erase(workspace_id, key, at, profiles, mapping.version)

@@ -109,7 +109,10 @@ class Store:
         return self.workspaces.workspace_for_key_hash(key_hash)
 
     def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
-        return self.workspaces.create_workspace(name, workspace_id=workspace_id)
+        """A new workspace, with its empty index of deleted ids (it has no tombstones yet)."""
+        workspace = self.workspaces.create_workspace(name, workspace_id=workspace_id)
+        self.profiles.start_deleted_ids(workspace.workspace_id)
+        return workspace
 
     def get_workspace(self, workspace_id: str) -> Workspace:
         return self.workspaces.get_workspace(workspace_id)

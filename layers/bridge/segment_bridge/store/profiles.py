@@ -14,6 +14,10 @@ ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
     pk=WS#<ws>#U#<uid>    sk=IDGONE#<previousId>  gsi1pk=WS#<ws>#U#<uid> gsi1sk=IDGONE#<previousId>: an id
                                         a deletion of the user erased with it (its link is gone; kept
                                         like the tombstone, so a later delete of the user takes it again)
+    pk=WS#<ws>#DELETED_IDS  sk=INDEX   epoch, ids (binary: the fingerprints of every key a delete
+                                        tombstoned, deleted_ids.py), or full=true once it outgrew its item
+                                        (no ids: every tombstone is read); written when the workspace is
+                                        created, so a workspace without one is read as unknown too
     pk=WS#<ws>#PURGE      sk=<entity>   deleted_at, by, mark, marked_at: a deleted entity whose archived
                                         events (raw/, rejected/, unapplied/) the next purge removes;
                                         written again when a late event of it arrives, removed by the purge
@@ -29,6 +33,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from segment_bridge.deleted_ids import DeletedIds, decoded
 from segment_bridge.errors import ConditionFailed, Unstorable
 from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
 from segment_bridge.profiles import HistoryRecord, Link, Linked, PendingPurge, Profile, Stored, Tombstone
@@ -96,6 +101,10 @@ def profile_item(
     }
 
 
+def _deleted_ids_key(workspace_id: str) -> dict[str, str]:
+    return {"pk": f"WS#{workspace_id}#DELETED_IDS", "sk": "INDEX"}
+
+
 def _entity_key(pk: str) -> str:
     """`U#<id>` (the entity key) of a pk `WS#<ws>#U#<id>`."""
     return pk.split("#", 2)[2]
@@ -126,11 +135,15 @@ class ProfileRepository:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def read_entities(self, workspace_id: str, keys: list[str]) -> dict[str, Stored]:
-        """Each entity's profile, version, pending history and deletion time, in as few BatchGetItem
-        calls as fit. Entities never written are absent."""
-        wanted = [
-            {"pk": f"WS#{workspace_id}#{key}", "sk": sk} for key in keys for sk in ("PROFILE", "DELETED")
+    def read_entities(
+        self, workspace_id: str, keys: list[str], tombstones: list[str] | None = None
+    ) -> dict[str, Stored]:
+        """Each entity's profile, version and pending history, and the deletion time of the keys in
+        `tombstones` (default: every key; the processor names only those its DeletedIds may hold), in as
+        few BatchGetItem calls as fit. Entities with neither item are absent."""
+        wanted = [{"pk": f"WS#{workspace_id}#{key}", "sk": "PROFILE"} for key in keys] + [
+            {"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED"}
+            for key in (keys if tombstones is None else tombstones)
         ]
         out: dict[str, Stored] = {}
         for found in batch_get(
@@ -363,6 +376,52 @@ class ProfileRepository:
         # Tombstones written before erases were resumable carry neither status nor by: their erase ran.
         erased = stored.get("status") == "erased" or ("status" not in stored and "by" not in stored)
         return Tombstone(str(stored["deleted_at"]), erased, stored.get("after"))
+
+    def deleted_ids(self, workspace_id: str) -> DeletedIds:
+        """The workspace's index of tombstoned keys, strongly consistent (unknown if it has none)."""
+        with aws_errors(READ_FAILURE):
+            found = self.clients.dynamodb.get_item(
+                TableName=self.profiles_table, Key=item(_deleted_ids_key(workspace_id)), ConsistentRead=True
+            ).get("Item")
+        if found is None:
+            return DeletedIds()
+        stored = plain(found)
+        ids = stored.get("ids")
+        return decoded(
+            int(stored["epoch"]), None if stored.get("full") else bytes(ids.value) if ids is not None else b""
+        )
+
+    def start_deleted_ids(self, workspace_id: str) -> None:
+        """An empty index for a workspace that has no tombstones yet (a new one); one stored is kept."""
+        try:
+            with aws_errors("The workspace's deleted ids could not be recorded."):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(_deleted_ids_key(workspace_id) | {"epoch": 0}),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+        except ConditionFailed:
+            pass
+
+    def put_deleted_ids(self, workspace_id: str, index: DeletedIds, previous_epoch: int) -> bool:
+        """Store the index, only if the stored one is still at `previous_epoch`; False if another delete
+        changed it first."""
+        values = _deleted_ids_key(workspace_id) | {
+            "epoch": index.epoch,
+            "ids": index.encoded() or None,
+            "full": None if index.known else True,
+        }
+        try:
+            with aws_errors("The deletion could not be recorded."):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(checked(values)),
+                    ConditionExpression="epoch = :epoch",
+                    ExpressionAttributeValues=item({":epoch": previous_epoch}),
+                )
+        except ConditionFailed:
+            return False
+        return True
 
     def save_progress(self, workspace_id: str, key: str, tombstone: Tombstone) -> bool:
         """Record how far the erase of the deletion `tombstone` got (or that it is finished); False if a
