@@ -176,8 +176,11 @@ def state(workspace_id: str, tables: list[str]) -> list[str]:
                 break
             page["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         for item in found:
-            if not str(item["pk"]).startswith(prefix) or str(item["pk"]).endswith("#PURGE"):
-                continue  # PURGE items are the archive purge's work list, consumed by it: not state
+            if not str(item["pk"]).startswith(prefix) or str(item["pk"]).endswith(("#PURGE", "#DELETED_IDS")):
+                # PURGE items are the archive purge's work list, consumed by it: not state; the deleted
+                # ids' index may hold more keys in one order than in another (a key indexed whose
+                # tombstone a later deletion refused): an extra key only costs a read
+                continue
             kept = {k: v for k, v in item.items() if k not in BOOKKEEPING}
             items.append(json.dumps(kept, sort_keys=True, default=str).replace(prefix, "WS#_#"))
     return sorted(items)
@@ -198,6 +201,7 @@ def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):
     events = numbered(events)
 
     reference = f"ref{uuid.uuid4().hex[:8]}"
+    store.profiles.start_deleted_ids(reference)  # as for a new workspace: deletes go through the index
     apply_batch(reference, [dict(e) for e in events], mapping, store)
 
     shuffled = data.draw(st.permutations(events))
@@ -209,6 +213,7 @@ def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):
     )
 
     candidate = f"run{uuid.uuid4().hex[:8]}"
+    store.profiles.start_deleted_ids(candidate)
     for message in messages:
         apply_batch(candidate, [dict(e) for e in message], mapping, store)
 
@@ -220,6 +225,7 @@ def applied_in_messages(aws: Any, messages: list[list[dict[str, Any]]]) -> list[
     from segment_bridge.store import get_store
 
     workspace_id = f"run{uuid.uuid4().hex[:8]}"
+    get_store().profiles.start_deleted_ids(workspace_id)
     for message in messages:
         apply_batch(workspace_id, [dict(e) for e in message], Mapping(), get_store())
     return state(workspace_id, [aws.tables["ProfilesTable"], aws.tables["EventsTable"]])

@@ -170,6 +170,7 @@ class Pipeline:
                     batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
         for obj in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
             self.s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
+        self.store.profiles.start_deleted_ids(WS)  # as a new workspace has it: deletes go through it
 
     def unapplied(self) -> list[dict[str, Any]]:
         records = []
