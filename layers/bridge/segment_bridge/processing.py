@@ -9,8 +9,9 @@ How a batch is applied exactly once, without transactions (`apply_plan`):
 1. privacy deletes first (deletion.py: a tombstone, then the identity's data as of the delete, and its
    connected ids', in chunks within the message's share of time: an unfinished erase defers the message,
    whose next receive resumes it and applies the rest exactly once);
-2. every entity's profile, pending list and deletion time read in one batch, and which of the batch's
-   history items exist already; late events of deleted entities (`forget_late`) delete the ids they
+2. the workspace's index of deleted ids (deleted_ids.py), then every entity's profile and pending list
+   and the deletion times of the entities and link ids the index may hold, in one batch, and which of
+   the batch's history items exist already; late events of deleted entities (`forget_late`) delete the ids they
    connect to a deleted user as of its deletion, and the batch's entities are read again;
 3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
    at or before a deletion of its user or of its previousId is not written;
@@ -23,8 +24,9 @@ How a batch is applied exactly once, without transactions (`apply_plan`):
    finished by the redelivery: pending records are never counted again, their items are written, and
    entries leave `pending` once their items are seen. An item DynamoDB refuses parks its event, and its
    entry leaves `pending` with its count taken back (`take_back_refused`);
-6. the deletion times of the entities and link ids written, read again: a delete whose tombstone came
-   after step 2 may have erased before steps 3-5 landed, so any that rose are erased again as of it
+6. the index read again, and the deletion times of the entities and link ids written that step 2's index
+   held (all of them if its epoch rose meanwhile): a delete whose tombstone came after step 2 may have
+   erased before steps 3-5 landed, so any that rose are erased again as of it
    (`erase_what_a_delete_missed`).
 
 Within a message, entities are independent: step 2's links, step 4's writes (each entity with its own
