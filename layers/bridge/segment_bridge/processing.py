@@ -11,8 +11,8 @@ How a batch is applied exactly once, without transactions (`apply_plan`):
    whose next receive resumes it and applies the rest exactly once);
 2. the workspace's index of deleted ids (deleted_ids.py), then every entity's profile and pending list
    and the deletion times of the entities and link ids the index may hold, in one batch, and which of
-   the batch's history items exist already; late events of deleted entities (`forget_late`) delete the ids they
-   connect to a deleted user as of its deletion, and the batch's entities are read again;
+   the batch's history items exist already; late events of deleted entities (`forget_late`) delete the
+   ids they connect to a deleted user as of its deletion, and the batch's entities are read again;
 3. identity links: one conditional write per previousId, the latest (by timestamp) wins; a link made
    at or before a deletion of its user or of its previousId is not written;
 4. per entity, `settle` merges the change and counts only records that have no history item and are not
