@@ -165,3 +165,32 @@ def test_an_index_past_its_limit_becomes_unknown_and_every_tombstone_is_read(
         )
     assert {f"U#gone-{n}" for n in range(3)} <= set(asked)
     assert all(names(workspaces, f"gone-{n}") == [] for n in range(3))
+
+
+def test_deletes_that_keep_changing_the_index_defer_their_message_and_it_applies_once(
+    processor, aws, workspaces, monkeypatch: pytest.MonkeyPatch
+):
+    """Concurrent deletes outnumber INDEX_ATTEMPTS: contention, not a failure; deferred after a pause."""
+    import boto3
+
+    import segment_bridge.deletion as deletion
+
+    monkeypatch.setattr(deletion, "INDEX_PAUSE_SECONDS", 0.0)
+    processor([event("track", "t1", T1, event="Old")])
+
+    def another_delete_wrote_first(operation: str, body: dict[str, Any]) -> Any:
+        if body.get("Item", {}).get("sk", {}).get("S") == "INDEX":
+            return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(workspaces, ("PutItem",), another_delete_wrote_first):
+        assert processor([event("delete", "d", T2)], message_id="del") == {"batchItemFailures": []}
+    delayed = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_urls["IngestQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+    assert delayed == "1"  # back after a pause, not failed
+    assert names(workspaces, "user-1") == ["Old"]  # nothing tombstoned before its key was indexed
+
+    assert processor([event("delete", "d", T2)], message_id="del-again") == {"batchItemFailures": []}
+    assert names(workspaces, "user-1") == []
+    assert workspaces.profiles.deleted_ids(WS).may_be_deleted("U#user-1")

@@ -66,6 +66,11 @@ class DeletionUnfinished(ServiceUnavailable):
     """A delete's erase used its share of time; its progress is recorded and its redelivery resumes it."""
 
 
+class DeletesContended(ServiceUnavailable):
+    """Concurrent deletes kept changing the workspace's index of deleted ids past INDEX_ATTEMPTS: not a
+    failure of AWS nor of the message; it is deferred, after a pause, like a contended profile."""
+
+
 class DeletionWrites(Protocol):
     """store.profiles: what a delete reads and writes."""
 
@@ -189,7 +194,7 @@ def index_before_tombstones(workspace_id: str, keys: list[str], profiles: Deleti
             return
         pause = min(1.0, INDEX_PAUSE_SECONDS * 2**attempt)
         time.sleep(random.uniform(0, pause))  # noqa: S311  # nosec B311  # jitter
-    raise ServiceUnavailable("Concurrent deletes kept changing the deleted ids' index; retry later.")
+    raise DeletesContended("Concurrent deletes kept changing the deleted ids' index; retry later.")
 
 
 def forget_linked(

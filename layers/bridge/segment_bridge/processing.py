@@ -35,8 +35,8 @@ between the steps stays. A message starts only if the invocation has time left t
 (`TimeBudget`): one it cannot finish goes back to the queue untouched, never half-applied.
 
 Deferred is not failed (the IngestDLQ is for infrastructure failures only): a message unfinished for a
-reason of time (the budget refused it, its delete's erase used its share, or a hot profile was still
-contended after WRITE_ATTEMPTS) is sent to the queue again as a fresh message, same body and workspace
+reason of time (the budget refused it, its delete's erase used its share, a hot profile was still
+contended after WRITE_ATTEMPTS, or concurrent deletes kept changing the index of deleted ids) is sent to the queue again as a fresh message, same body and workspace
 group, with a receive count of its own, and the original is reported done. Redoing a message is safe
 by the algorithm above, so the copy and the original, if SQS ever delivers it again, apply it once.
 Only when the copy cannot be sent does the original fail.
@@ -58,11 +58,13 @@ from typing import Any, Protocol, TypeVar
 from segment_bridge import concurrency
 from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.deletion import (
+    DeletesContended,
     DeletionUnfinished,
     OutOfTime,
     delete_identity,
     erase,
     forget,
+    index_before_tombstones,
     never,
 )
 from segment_bridge.envelope import Envelope, unpack
@@ -196,7 +198,8 @@ class Deferred:
 
     reason: str
     """"time budget" (not started), "delete unfinished" (its erase resumes on the next receive) or
-    "profile contended" (a hot entity's writers outnumbered WRITE_ATTEMPTS; back after a pause)."""
+    "profile contended" (a hot entity's writers outnumbered WRITE_ATTEMPTS; back after a pause) or
+    "deletes contended" (concurrent deletes kept changing the index of deleted ids; likewise)."""
 
 
 def receive_or_defer(
@@ -211,7 +214,8 @@ def receive_or_defer(
     first: bool = False,
 ) -> Applied | Deferred:
     """The message applied within the budget; or, if the budget refuses it, its privacy delete is still
-    erasing when `out_of_time`, or a profile stays contended, the message deferred: sent to the queue
+    erasing when `out_of_time`, or a profile or the index of deleted ids stays contended, the message
+    deferred: sent to the queue
     again (the module's docstring) so that it does not spend one of its maxReceiveCount receives on
     waiting. Raises, so the message fails, on anything else, and when the queue does not take the copy
     (ServiceUnavailable)."""
@@ -222,8 +226,8 @@ def receive_or_defer(
         reason = "time budget"
     except DeletionUnfinished:
         reason = "delete unfinished"
-    except ProfileContended:
-        reason = "profile contended"
+    except (ProfileContended, DeletesContended) as contended:
+        reason = "profile contended" if isinstance(contended, ProfileContended) else "deletes contended"
         # its writers spread out instead of meeting again at once
         delay = random.randint(1, CONTENDED_DELAY_SECONDS)  # noqa: S311  # nosec B311  # jitter
     queue.defer(body, Envelope.model_validate_json(body).workspaceId, delay)
@@ -308,6 +312,8 @@ def apply_plan(
 ) -> Applied:
     """Steps 1-5 of the module's docstring."""
     applied = Applied()
+    # the message's deleted keys indexed in one write (each delete would otherwise write the index)
+    index_before_tombstones(workspace_id, [deletion.key for deletion in planned.deletions], profiles)
     for deletion in planned.deletions:
         delete_identity(workspace_id, deletion, profiles, mapping.version, out_of_time)
         applied.deletions += 1
