@@ -36,9 +36,10 @@ between the steps stays. A message starts only if the invocation has time left t
 
 Deferred is not failed (the IngestDLQ is for infrastructure failures only): a message unfinished for a
 reason of time (the budget refused it, its delete's erase used its share, a hot profile was still
-contended after WRITE_ATTEMPTS, or concurrent deletes kept changing the index of deleted ids) is sent to the queue again as a fresh message, same body and workspace
-group, with a receive count of its own, and the original is reported done. Redoing a message is safe
-by the algorithm above, so the copy and the original, if SQS ever delivers it again, apply it once.
+contended after WRITE_ATTEMPTS, or concurrent deletes kept changing the index of deleted ids) is sent
+to the queue again as a fresh message, same body and workspace group, with a receive count of its own,
+and the original is reported done. Redoing a message is safe by the algorithm above, so the copy and
+the original, if SQS ever delivers it again, apply it once.
 Only when the copy cannot be sent does the original fail.
 """
 
