@@ -10,7 +10,10 @@ from segment_bridge import deleted_ids
 from segment_bridge.deleted_ids import DeletedIds, decoded, fingerprint
 
 entity_keys = st.builds(
-    lambda kind, i: f"{kind}#{i}", st.sampled_from("UAG"), st.text(min_size=1, max_size=80)
+    lambda kind, i: f"{kind}#{i}",
+    st.sampled_from("UAG"),
+    # any text, lone surrogates too (intake refuses them; the index must not crash on one regardless)
+    st.text(st.characters(categories=["L", "N", "P", "S", "Z", "Cs", "Cc"]), min_size=1, max_size=80),
 )
 
 

@@ -33,7 +33,7 @@ MAX_FINGERPRINTS = 50_000
 
 def fingerprint(key: str) -> bytes:
     """An entity key's fingerprint (`U#<id>`, `A#<id>`, `G#<id>`): not the id itself, which is personal."""
-    return hashlib.blake2b(key.encode(), digest_size=FINGERPRINT_BYTES).digest()
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_BYTES).digest()
 
 
 @dataclass(frozen=True)
