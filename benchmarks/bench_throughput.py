@@ -4,10 +4,12 @@ The real ProcessorFunction handler, on moto in process with the template's resou
 that intake itself packs (`intake.serialise` + `envelope.pack`, at the template's QUEUE_MESSAGE_BYTES),
 with every AWS call delayed by 5 and 10 ms (`common.InjectedLatency`, a botocore `before-sign` hook on
 boto3's default session: it sleeps in the thread that makes the call, so calls made from threads overlap
-as they would on AWS). Three shapes of small events (the track-heavy mix's, about 0.3 KB, as intake
+as they would on AWS). Four shapes of small events (the track-heavy mix's, about 0.3 KB, as intake
 queues them): (a) every event a distinct user, (b) one hot user, (c) the track-heavy mix (bench_cost's:
-150 users). For each: AWS calls per event, events/s of one invocation, the worst invocation the template
-allows and the deployment's ceiling.
+150 users), (d) the same mix's events with userIds drawn from 2,000 users (issue #13's own measurement:
+20,000 such events were 5 queue messages, 0.50 calls/event, 163 events/s on the serial design). For
+each: AWS calls per event, events/s of one invocation, the worst invocation the template allows and the
+deployment's ceiling.
 
 Method. The fullest message intake packs for a shape is found by packing Limits.max_events of its
 events (a webhook batch's most) at the template's message size. One invocation holding --messages of
@@ -73,7 +75,9 @@ from common import (
 BASELINE_REV = "1b62102"
 """The merge-base with main this benchmark was written against: today's serial processor."""
 LATENCIES_MS = (5.0, 10.0)
-SHAPES = ("4,000 distinct users", "one hot user", "track-heavy mix")
+SHAPES = ("4,000 distinct users", "one hot user", "track-heavy mix", "track-heavy, 2,000 users")
+ISSUE_USERS = 2000
+"""Users of the fourth shape: issue #13's own measurement (track-heavy events for 2,000 users)."""
 WS = "ws_bench"
 HOT_USER = "hot-user"
 HOT_MESSAGES = 2
@@ -94,6 +98,7 @@ def shape_events(shape: str, count: int) -> list[dict[str, Any]]:
     round_ = 0
     while len(events) < count:
         rng = random.Random(f"{shape}-{round_}")
+        users = random.Random(f"{shape}-{round_}-users")
         for batch in mix_batches("track-heavy", rng):
             for event in batch:
                 n = len(events)
@@ -102,6 +107,8 @@ def shape_events(shape: str, count: int) -> list[dict[str, Any]]:
                     event["userId"] = f"user-{n}"
                 elif shape == SHAPES[1]:
                     event["userId"] = HOT_USER
+                elif shape == SHAPES[3]:
+                    event["userId"] = f"user-{users.randrange(ISSUE_USERS)}"
                 events.append(event)
         round_ += 1
     return events[:count]
@@ -539,7 +546,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         "worst invocation",
         "ceiling ev/s",
     )
-    line = "{:<21} {:>7} {:<22} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
+    line = "{:<24} {:>7} {:<22} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
     if args.skip_throughput:
         return report_hotkeys(designs)
     print(line.format(*header))
