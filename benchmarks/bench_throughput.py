@@ -287,9 +287,9 @@ def measure_throughput(design: Design, shape: str, latency_ms: float, messages: 
         ]
         events = sum(int(json.loads(b)["count"]) for b in bodies)
         aws.recording(latency_ms, True)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         answer = function.invoke(sqs_event(aws.queue_arn, bodies), "bench")
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         aws.recording(latency_ms, False)
         return {
             "shape": shape,
@@ -300,6 +300,7 @@ def measure_throughput(design: Design, shape: str, latency_ms: float, messages: 
             "calls": sum(aws.meter.requests.values()),
             "by_call": {f"{s} {op}": n for (s, op), n in sorted(aws.meter.requests.items())},
             "wall": wall,
+            "cpu": cpu,
             "stand_in": aws.meter.inside_seconds + aws.meter.meter_seconds,
             "failed": len(answer["batchItemFailures"]),
         }
@@ -542,11 +543,12 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         "ev/msg",
         "calls/ev",
         "ev/s",
+        "CPU ms/ev",
         "moto",
         "worst invocation",
         "ceiling ev/s",
     )
-    line = "{:<24} {:>7} {:<22} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
+    line = "{:<24} {:>7} {:<22} {:>6} {:>8} {:>6} {:>9} {:>5} {:>22} {:>12}"
     if args.skip_throughput:
         return report_hotkeys(designs)
     print(line.format(*header))
@@ -568,6 +570,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
                         row["per_message"],
                         f"{row['calls'] / row['events']:.3f}",
                         f"{rate:.0f}",
+                        f"{row['cpu'] / row['events'] * 1000:.2f}" if "cpu" in row else "-",
                         f"{row['stand_in'] / row['wall']:.0%}",
                         f"{worst:.1f} s / {figures['timeout']} s {verdict}",
                         f"{rate * figures['max_concurrency']:.0f}",
@@ -577,8 +580,10 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print()
     print("ev/msg: the fullest message intake packs of the shape (Limits.max_events events packed at the")
     print("  template's QUEUE_MESSAGE_BYTES); calls/ev: the handler's AWS calls per event; ev/s: events of")
-    print("  the measured invocation / its wall time; moto: the share of that wall time spent in moto and")
-    print("  the meter, answering in process (AWS's own time is the injected latency, outside that share).")
+    print("  the measured invocation / its wall time; CPU ms/ev: the process's CPU time during it (handler,")
+    print("  botocore, moto and the meter: all threads) per event, steadier than ev/s on a shared machine;")
+    print("  moto: the share of that wall time spent in moto and the meter, answering in process (AWS's own")
+    print("  time is the injected latency, outside that share; threads overlapping make it exceed 100%).")
     print(
         f"worst invocation = BatchSize x ev/msg / ev/s: BatchSize full messages, derived from "
         f"{args.messages} measured (exact if messages are applied one after another, pessimistic if "
