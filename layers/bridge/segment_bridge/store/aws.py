@@ -139,12 +139,37 @@ def error_code(error: ClientError) -> str:
 
 def item(values: Mapping[str, Any]) -> dict[str, Any]:
     """Python values as a DynamoDB item (None values left out)."""
-    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+    return {name: _attribute(value) for name, value in values.items() if value is not None}
 
 
 def plain(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A DynamoDB item as Python values (numbers as Decimal)."""
-    return {name: _deserializer.deserialize(value) for name, value in stored.items()}
+    return {name: _value(value) for name, value in stored.items()}
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    """TypeSerializer's answer, with text, dicts and lists (most of every item) made here: a third of
+    its CPU. Anything else (numbers, sets, binary, subclasses) is TypeSerializer's own."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is dict:
+        return {"M": {name: _attribute(member) for name, member in value.items()}}
+    if kind is list:
+        return {"L": [_attribute(member) for member in value]}
+    return _serializer.serialize(value)  # type: ignore[no-any-return]
+
+
+def _value(attribute: Mapping[str, Any]) -> Any:
+    """TypeDeserializer's answer, with text, maps and lists made here; anything else is its own."""
+    if len(attribute) == 1:
+        if "S" in attribute:
+            return attribute["S"]
+        if "M" in attribute:
+            return {name: _value(member) for name, member in attribute["M"].items()}
+        if "L" in attribute:
+            return [_value(member) for member in attribute["L"]]
+    return _deserializer.deserialize(attribute)
 
 
 def now() -> str:
