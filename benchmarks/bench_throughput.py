@@ -37,9 +37,13 @@ sets its WRITE_ATTEMPTS; --hot-invocations N runs the hot-key section with N inv
 of MaximumConcurrency. A message that exhausts its write attempts fails (it is received again): the
 hot-key table counts those failures ("exhausted") and the messages that reached the DLQ.
 
+Shared machine: --repeat N measures each design N times, the designs in turn, and keeps each row's
+fastest run (other work only ever slows a run down); CPU ms/ev (the process's CPU time per event) moves
+less with other work than ev/s does.
+
 Run: make bench   (or .venv/bin/python benchmarks/bench_throughput.py [--baseline REV | --no-baseline]
-                  [--messages K] [--latencies 5,10] [--skip-hotkeys] [--io-threads 4,8,16,32]
-                  [--write-attempts N] [--hot-invocations N])
+                  [--messages K] [--latencies 5,10] [--skip-hotkeys] [--repeat N]
+                  [--io-threads 4,8,16,32] [--write-attempts N] [--hot-invocations N])
 """
 
 from __future__ import annotations
@@ -472,7 +476,9 @@ def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- designs
 
 
-def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = None) -> dict[str, Any]:
+def run_design(
+    root: Path, args: argparse.Namespace, io_threads: int | None = None, *, hotkeys: bool = True
+) -> dict[str, Any]:
     """Measure one design in a subprocess of its own (its modules only); its figures."""
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as scratch:
         out = Path(scratch) / "figures.json"
@@ -488,7 +494,7 @@ def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = No
             "--latencies",
             ",".join(f"{ms:g}" for ms in args.latencies),
         ]
-        if args.skip_hotkeys:
+        if args.skip_hotkeys or not hotkeys:
             command.append("--skip-hotkeys")
         if args.skip_throughput:
             command.append("--skip-throughput")
@@ -503,6 +509,16 @@ def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = No
             raise SystemExit(f"the worker for {root} failed:\n{done.stderr[-4000:]}")
         figures: dict[str, Any] = json.loads(out.read_text())
         return figures
+
+
+def fastest(kept: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """`kept` with each throughput row replaced by `other`'s where that run of it was faster: other work on
+    a shared machine only ever slows a run down, so the fastest of several is the least disturbed."""
+    rows = [
+        mine if mine["wall"] <= theirs["wall"] else theirs
+        for mine, theirs in zip(kept["throughput"], other["throughput"], strict=True)
+    ]
+    return kept | {"throughput": rows, "runs": kept.get("runs", 1) + 1}
 
 
 def describe_tree() -> str:
@@ -528,6 +544,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print(
         f"ProcessorFunction throughput on moto with injected per-call latency; one invocation of "
         f"{args.messages} full message(s) measured per row"
+        + (f", the fastest of {args.repeat} runs (designs in turn)" if args.repeat > 1 else "")
     )
     for name, figures in designs.items():
         print(
@@ -695,6 +712,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="ms per AWS call, comma-separated (default 5,10)",
     )
     parser.add_argument("--skip-hotkeys", action="store_true", help="throughput only")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each design N times, in turn, and keep each row's fastest run (default 1)",
+    )
     parser.add_argument("--skip-throughput", action="store_true", help="hot keys only")
     parser.add_argument("--no-baseline", action="store_true", help="the working tree only")
     parser.add_argument(
@@ -717,13 +740,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     designs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
-        if not args.no_baseline:
-            designs[f"baseline {args.baseline}"] = run_design(
-                extract_revision(args.baseline, Path(scratch)), args
-            )
-        for threads in args.io_threads or [None]:
-            figures = run_design(REPO, args, threads)
-            designs[describe_tree() + (f" {threads}thr" if threads else "")] = figures
+        baseline = None if args.no_baseline else extract_revision(args.baseline, Path(scratch))
+        for repetition in range(args.repeat):  # the designs in turn, so both see the same disturbances
+            runs: dict[str, dict[str, Any]] = {}
+            if baseline is not None:
+                runs[f"baseline {args.baseline}"] = run_design(baseline, args, hotkeys=repetition == 0)
+            for threads in args.io_threads or [None]:
+                figures = run_design(REPO, args, threads, hotkeys=repetition == 0)
+                runs[describe_tree() + (f" {threads}thr" if threads else "")] = figures
+            for name, figures in runs.items():
+                designs[name] = fastest(designs[name], figures) if name in designs else figures
     report(designs, args)
     print(f"\n({time.monotonic() - started:.0f} s)")
     failed = any(row["failed"] for figures in designs.values() for row in figures["throughput"])

@@ -147,7 +147,7 @@ def plain(stored: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _value(value) for name, value in stored.items()}
 
 
-def _attribute(value: Any) -> dict[str, Any]:
+def _attribute(value: Any) -> Any:
     """TypeSerializer's answer, with text, dicts and lists (most of every item) made here: a third of
     its CPU. Anything else (numbers, sets, binary, subclasses) is TypeSerializer's own."""
     kind = type(value)
@@ -157,12 +157,12 @@ def _attribute(value: Any) -> dict[str, Any]:
         return {"M": {name: _attribute(member) for name, member in value.items()}}
     if kind is list:
         return {"L": [_attribute(member) for member in value]}
-    return _serializer.serialize(value)  # type: ignore[no-any-return]
+    return _serializer.serialize(value)
 
 
-def _value(attribute: Mapping[str, Any]) -> Any:
+def _value(attribute: Any) -> Any:
     """TypeDeserializer's answer, with text, maps and lists made here; anything else is its own."""
-    if len(attribute) == 1:
+    if type(attribute) is dict and len(attribute) == 1:
         if "S" in attribute:
             return attribute["S"]
         if "M" in attribute:
