@@ -4,10 +4,12 @@ The real ProcessorFunction handler, on moto in process with the template's resou
 that intake itself packs (`intake.serialise` + `envelope.pack`, at the template's QUEUE_MESSAGE_BYTES),
 with every AWS call delayed by 5 and 10 ms (`common.InjectedLatency`, a botocore `before-sign` hook on
 boto3's default session: it sleeps in the thread that makes the call, so calls made from threads overlap
-as they would on AWS). Three shapes of small events (the track-heavy mix's, about 0.3 KB, as intake
+as they would on AWS). Four shapes of small events (the track-heavy mix's, about 0.3 KB, as intake
 queues them): (a) every event a distinct user, (b) one hot user, (c) the track-heavy mix (bench_cost's:
-150 users). For each: AWS calls per event, events/s of one invocation, the worst invocation the template
-allows and the deployment's ceiling.
+150 users), (d) the same mix's events with userIds drawn from 2,000 users (issue #13's own measurement:
+20,000 such events were 5 queue messages, 0.50 calls/event, 163 events/s on the serial design). For
+each: AWS calls per event, events/s of one invocation, the worst invocation the template allows and the
+deployment's ceiling.
 
 Method. The fullest message intake packs for a shape is found by packing Limits.max_events of its
 events (a webhook batch's most) at the template's message size. One invocation holding --messages of
@@ -35,9 +37,13 @@ sets its WRITE_ATTEMPTS; --hot-invocations N runs the hot-key section with N inv
 of MaximumConcurrency. A message that exhausts its write attempts fails (it is received again): the
 hot-key table counts those failures ("exhausted") and the messages that reached the DLQ.
 
+Shared machine: --repeat N measures each design N times, the designs in turn, and keeps each row's
+fastest run (other work only ever slows a run down); CPU ms/ev (the process's CPU time per event) moves
+less with other work than ev/s does.
+
 Run: make bench   (or .venv/bin/python benchmarks/bench_throughput.py [--baseline REV | --no-baseline]
-                  [--messages K] [--latencies 5,10] [--skip-hotkeys] [--io-threads 4,8,16,32]
-                  [--write-attempts N] [--hot-invocations N])
+                  [--messages K] [--latencies 5,10] [--skip-hotkeys] [--repeat N]
+                  [--io-threads 4,8,16,32] [--write-attempts N] [--hot-invocations N])
 """
 
 from __future__ import annotations
@@ -73,7 +79,9 @@ from common import (
 BASELINE_REV = "1b62102"
 """The merge-base with main this benchmark was written against: today's serial processor."""
 LATENCIES_MS = (5.0, 10.0)
-SHAPES = ("4,000 distinct users", "one hot user", "track-heavy mix")
+SHAPES = ("4,000 distinct users", "one hot user", "track-heavy mix", "track-heavy, 2,000 users")
+ISSUE_USERS = 2000
+"""Users of the fourth shape: issue #13's own measurement (track-heavy events for 2,000 users)."""
 WS = "ws_bench"
 HOT_USER = "hot-user"
 HOT_MESSAGES = 2
@@ -94,6 +102,7 @@ def shape_events(shape: str, count: int) -> list[dict[str, Any]]:
     round_ = 0
     while len(events) < count:
         rng = random.Random(f"{shape}-{round_}")
+        users = random.Random(f"{shape}-{round_}-users")
         for batch in mix_batches("track-heavy", rng):
             for event in batch:
                 n = len(events)
@@ -102,6 +111,8 @@ def shape_events(shape: str, count: int) -> list[dict[str, Any]]:
                     event["userId"] = f"user-{n}"
                 elif shape == SHAPES[1]:
                     event["userId"] = HOT_USER
+                elif shape == SHAPES[3]:
+                    event["userId"] = f"user-{users.randrange(ISSUE_USERS)}"
                 events.append(event)
         round_ += 1
     return events[:count]
@@ -280,9 +291,9 @@ def measure_throughput(design: Design, shape: str, latency_ms: float, messages: 
         ]
         events = sum(int(json.loads(b)["count"]) for b in bodies)
         aws.recording(latency_ms, True)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         answer = function.invoke(sqs_event(aws.queue_arn, bodies), "bench")
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         aws.recording(latency_ms, False)
         return {
             "shape": shape,
@@ -293,6 +304,7 @@ def measure_throughput(design: Design, shape: str, latency_ms: float, messages: 
             "calls": sum(aws.meter.requests.values()),
             "by_call": {f"{s} {op}": n for (s, op), n in sorted(aws.meter.requests.items())},
             "wall": wall,
+            "cpu": cpu,
             "stand_in": aws.meter.inside_seconds + aws.meter.meter_seconds,
             "failed": len(answer["batchItemFailures"]),
         }
@@ -464,7 +476,9 @@ def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- designs
 
 
-def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = None) -> dict[str, Any]:
+def run_design(
+    root: Path, args: argparse.Namespace, io_threads: int | None = None, *, hotkeys: bool = True
+) -> dict[str, Any]:
     """Measure one design in a subprocess of its own (its modules only); its figures."""
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as scratch:
         out = Path(scratch) / "figures.json"
@@ -480,7 +494,7 @@ def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = No
             "--latencies",
             ",".join(f"{ms:g}" for ms in args.latencies),
         ]
-        if args.skip_hotkeys:
+        if args.skip_hotkeys or not hotkeys:
             command.append("--skip-hotkeys")
         if args.skip_throughput:
             command.append("--skip-throughput")
@@ -495,6 +509,16 @@ def run_design(root: Path, args: argparse.Namespace, io_threads: int | None = No
             raise SystemExit(f"the worker for {root} failed:\n{done.stderr[-4000:]}")
         figures: dict[str, Any] = json.loads(out.read_text())
         return figures
+
+
+def fastest(kept: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """`kept` with each throughput row replaced by `other`'s where that run of it was faster: other work on
+    a shared machine only ever slows a run down, so the fastest of several is the least disturbed."""
+    rows = [
+        mine if mine["wall"] <= theirs["wall"] else theirs
+        for mine, theirs in zip(kept["throughput"], other["throughput"], strict=True)
+    ]
+    return kept | {"throughput": rows, "runs": kept.get("runs", 1) + 1}
 
 
 def describe_tree() -> str:
@@ -520,6 +544,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print(
         f"ProcessorFunction throughput on moto with injected per-call latency; one invocation of "
         f"{args.messages} full message(s) measured per row"
+        + (f", the fastest of {args.repeat} runs (designs in turn)" if args.repeat > 1 else "")
     )
     for name, figures in designs.items():
         print(
@@ -535,11 +560,12 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         "ev/msg",
         "calls/ev",
         "ev/s",
+        "CPU ms/ev",
         "moto",
         "worst invocation",
         "ceiling ev/s",
     )
-    line = "{:<21} {:>7} {:<22} {:>6} {:>8} {:>6} {:>5} {:>22} {:>12}"
+    line = "{:<24} {:>7} {:<22} {:>6} {:>8} {:>6} {:>9} {:>5} {:>22} {:>12}"
     if args.skip_throughput:
         return report_hotkeys(designs)
     print(line.format(*header))
@@ -561,6 +587,7 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
                         row["per_message"],
                         f"{row['calls'] / row['events']:.3f}",
                         f"{rate:.0f}",
+                        f"{row['cpu'] / row['events'] * 1000:.2f}" if "cpu" in row else "-",
                         f"{row['stand_in'] / row['wall']:.0%}",
                         f"{worst:.1f} s / {figures['timeout']} s {verdict}",
                         f"{rate * figures['max_concurrency']:.0f}",
@@ -570,8 +597,10 @@ def report(designs: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print()
     print("ev/msg: the fullest message intake packs of the shape (Limits.max_events events packed at the")
     print("  template's QUEUE_MESSAGE_BYTES); calls/ev: the handler's AWS calls per event; ev/s: events of")
-    print("  the measured invocation / its wall time; moto: the share of that wall time spent in moto and")
-    print("  the meter, answering in process (AWS's own time is the injected latency, outside that share).")
+    print("  the measured invocation / its wall time; CPU ms/ev: the process's CPU time during it (handler,")
+    print("  botocore, moto and the meter: all threads) per event, steadier than ev/s on a shared machine;")
+    print("  moto: the share of that wall time spent in moto and the meter, answering in process (AWS's own")
+    print("  time is the injected latency, outside that share; threads overlapping make it exceed 100%).")
     print(
         f"worst invocation = BatchSize x ev/msg / ev/s: BatchSize full messages, derived from "
         f"{args.messages} measured (exact if messages are applied one after another, pessimistic if "
@@ -683,6 +712,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="ms per AWS call, comma-separated (default 5,10)",
     )
     parser.add_argument("--skip-hotkeys", action="store_true", help="throughput only")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each design N times, in turn, and keep each row's fastest run (default 1)",
+    )
     parser.add_argument("--skip-throughput", action="store_true", help="hot keys only")
     parser.add_argument("--no-baseline", action="store_true", help="the working tree only")
     parser.add_argument(
@@ -705,13 +740,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     designs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as scratch:
-        if not args.no_baseline:
-            designs[f"baseline {args.baseline}"] = run_design(
-                extract_revision(args.baseline, Path(scratch)), args
-            )
-        for threads in args.io_threads or [None]:
-            figures = run_design(REPO, args, threads)
-            designs[describe_tree() + (f" {threads}thr" if threads else "")] = figures
+        baseline = None if args.no_baseline else extract_revision(args.baseline, Path(scratch))
+        for repetition in range(args.repeat):  # the designs in turn, so both see the same disturbances
+            runs: dict[str, dict[str, Any]] = {}
+            if baseline is not None:
+                runs[f"baseline {args.baseline}"] = run_design(baseline, args, hotkeys=repetition == 0)
+            for threads in args.io_threads or [None]:
+                figures = run_design(REPO, args, threads, hotkeys=repetition == 0)
+                runs[describe_tree() + (f" {threads}thr" if threads else "")] = figures
+            for name, figures in runs.items():
+                designs[name] = fastest(designs[name], figures) if name in designs else figures
     report(designs, args)
     print(f"\n({time.monotonic() - started:.0f} s)")
     failed = any(row["failed"] for figures in designs.values() for row in figures["throughput"])

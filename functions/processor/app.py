@@ -15,6 +15,7 @@ Each queue message is judged on its own (partial batch response). A message ends
 
 from __future__ import annotations
 
+import gc
 from functools import lru_cache, partial
 
 from aws_lambda_powertools import Logger, Metrics
@@ -38,6 +39,19 @@ budget = TimeBudget()
 @lru_cache(maxsize=1)
 def mappings() -> TtlCache[str, Mapping]:
     return TtlCache(get_store().workspaces.get_mapping, ttl=get_settings().auth_cache_seconds)
+
+
+@lru_cache(maxsize=1)
+def freeze_warm_heap() -> None:
+    """Once per environment, after its first invocation: what is alive then (the imported modules, boto3's
+    clients and their service models, the mapping cache) lives as long as the environment, so Python's
+    cyclic garbage collector stops scanning it (gc.freeze). Every full collection a message's allocations
+    trigger (several per full message) then scans what was made since, not also the warm environment's
+    90,000 objects (about 50 ms of CPU each). The young generations are collected first (cheap: the
+    invocation's cyclic garbage is there); a full collection would scan the whole process, which on the
+    local stack holds the emulated AWS and every environment."""
+    gc.collect(1)
+    gc.freeze()
 
 
 def handle(record: SQSRecord, lambda_context: LambdaContext, shares: TimeShares) -> None:
@@ -74,6 +88,8 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialI
     shares = TimeShares(
         context.get_remaining_time_in_millis, len(records) if isinstance(records, list) else 1
     )
-    return process_partial_response(
+    answer = process_partial_response(
         event=event, record_handler=partial(handle, shares=shares), processor=processor, context=context
     )
+    freeze_warm_heap()
+    return answer

@@ -40,7 +40,7 @@ def valid_workspace_id(workspace_id: str) -> bool:
 
 
 def utf8_bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def id_fits(value: str) -> bool:
@@ -84,8 +84,11 @@ def value_size(value: Any) -> int:
 
 
 def _number_size(value: int | float | Decimal) -> int:
-    digits = Decimal(repr(value) if isinstance(value, float) else value).as_tuple().digits
-    significant = "".join(map(str, digits)).strip("0") or "0"
+    if type(value) is int and -_INTEGER_LIMIT < value < _INTEGER_LIMIT:
+        significant = str(abs(value)).strip("0") or "0"  # an int's digits, as Decimal's below
+    else:
+        digits = Decimal(repr(value) if isinstance(value, float) else value).as_tuple().digits
+        significant = "".join(map(str, digits)).strip("0") or "0"
     return (len(significant) + 1) // 2 + 1
 
 

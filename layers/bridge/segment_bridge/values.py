@@ -12,7 +12,7 @@ def to_dynamo(value: Any) -> Any:
     outbox's, the CLI's `publish`): floats as Decimal (NaN and infinities, which DynamoDB cannot hold,
     as null), map keys as text with empty keys left out, tuples as lists, and a set as a DynamoDB set
     when it can be one (non-empty, all text or all numbers), else as a list."""
-    if isinstance(value, bool) or value is None:
+    if type(value) is str or type(value) is int or isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
         return Decimal(repr(value)) if math.isfinite(value) else None
