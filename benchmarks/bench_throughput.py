@@ -220,7 +220,7 @@ class Aws:
         self.queue_url = resources.queue_urls["IngestQueue"]
         self.tables = resources.tables
         self.message_bytes = int(resources.environment()["QUEUE_MESSAGE_BYTES"])
-        self.meter = AwsMeter(design.template)
+        self.meter = AwsMeter(design.template, priced=False)  # calls only: sizing items costs CPU here
         self.meter.install()
         self.latency = InjectedLatency()
         self.latency.install()
