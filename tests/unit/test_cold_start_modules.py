@@ -43,6 +43,7 @@ LOADED = {
         "segment_bridge.processing",
         "segment_bridge.ports",
         "segment_bridge.deletion",
+        "segment_bridge.deleted_ids",
         "segment_bridge.profiles",
         "segment_bridge.mapping",
         "segment_bridge.envelope",
