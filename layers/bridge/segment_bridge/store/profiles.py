@@ -233,6 +233,21 @@ class ProfileRepository:
 
     # --- writes --------------------------------------------------------------------------------
 
+    def _put_if(self, stored: dict[str, Any], condition: str, values: dict[str, Any], failure: str) -> bool:
+        """Put the item (`stored`: values as `item` takes them) only if `condition` holds of the stored
+        one; False if it did not."""
+        try:
+            with aws_errors(failure):
+                self.clients.dynamodb.put_item(
+                    TableName=self.profiles_table,
+                    Item=item(stored),
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=item(values),
+                )
+        except ConditionFailed:
+            return False
+        return True
+
     def put_profile(
         self,
         workspace_id: str,
@@ -255,17 +270,8 @@ class ProfileRepository:
             version=version,
             mapping_version=mapping_version,
         )
-        try:
-            with aws_errors(WRITE_FAILURE):
-                self.clients.dynamodb.put_item(
-                    TableName=self.profiles_table,
-                    Item=item(to_dynamo(checked(values))),
-                    ConditionExpression="attribute_not_exists(pk) OR version = :version",
-                    ExpressionAttributeValues=item({":version": version - 1}),
-                )
-        except ConditionFailed:
-            return False
-        return True
+        condition = "attribute_not_exists(pk) OR version = :version"
+        return self._put_if(to_dynamo(checked(values)), condition, {":version": version - 1}, WRITE_FAILURE)
 
     def record(
         self,
@@ -317,29 +323,19 @@ class ProfileRepository:
     def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool:
         """previousId -> userId, unless a link at least as new is stored. False if it was not newer."""
         stamp = "#".join(link.stamp)  # fixed-width timestamp first: compares as the tuple
-        try:
-            with aws_errors("An identity link could not be written."):
-                self.clients.dynamodb.put_item(
-                    TableName=self.profiles_table,
-                    Item=item(
-                        checked(
-                            {
-                                "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
-                                "sk": "LINK",
-                                "user_id": link.user_id,
-                                "stamp": stamp,
-                                "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
-                                "gsi1sk": f"LINK#{link.previous_id}",
-                                "mapping_version": mapping_version,
-                            }
-                        )
-                    ),
-                    ConditionExpression="attribute_not_exists(pk) OR stamp < :stamp",
-                    ExpressionAttributeValues=item({":stamp": stamp}),
-                )
-        except ConditionFailed:
-            return False
-        return True
+        values = {
+            "pk": f"WS#{workspace_id}#LINK#{link.previous_id}",
+            "sk": "LINK",
+            "user_id": link.user_id,
+            "stamp": stamp,
+            "gsi1pk": f"WS#{workspace_id}#U#{link.user_id}",
+            "gsi1sk": f"LINK#{link.previous_id}",
+            "mapping_version": mapping_version,
+        }
+        condition = "attribute_not_exists(pk) OR stamp < :stamp"
+        return self._put_if(
+            checked(values), condition, {":stamp": stamp}, "An identity link could not be written."
+        )
 
     # --- privacy deletes -----------------------------------------------------------------------
 
@@ -351,17 +347,12 @@ class ProfileRepository:
         link brought this id in (its erase is that user's)."""
         values: dict[str, Any] = {"pk": f"WS#{workspace_id}#{key}", "sk": "DELETED", "deleted_at": deleted_at}
         values |= {"by": by} if by else {"status": "erasing"}
-        try:
-            with aws_errors("The deletion could not be recorded."):
-                self.clients.dynamodb.put_item(
-                    TableName=self.profiles_table,
-                    Item=item(checked(values)),
-                    ConditionExpression="attribute_not_exists(pk) OR deleted_at < :at",
-                    ExpressionAttributeValues=item({":at": deleted_at}),
-                )
-        except ConditionFailed:
-            return self._tombstone(workspace_id, key) or Tombstone(deleted_at)
-        return Tombstone(deleted_at)
+        condition = "attribute_not_exists(pk) OR deleted_at < :at"
+        if self._put_if(
+            checked(values), condition, {":at": deleted_at}, "The deletion could not be recorded."
+        ):
+            return Tombstone(deleted_at)
+        return self._tombstone(workspace_id, key) or Tombstone(deleted_at)
 
     def _tombstone(self, workspace_id: str, key: str) -> Tombstone | None:
         with aws_errors(READ_FAILURE):
@@ -411,17 +402,8 @@ class ProfileRepository:
             "ids": index.encoded() or None,
             "full": None if index.known else True,
         }
-        try:
-            with aws_errors("The deletion could not be recorded."):
-                self.clients.dynamodb.put_item(
-                    TableName=self.profiles_table,
-                    Item=item(checked(values)),
-                    ConditionExpression="epoch = :epoch",
-                    ExpressionAttributeValues=item({":epoch": previous_epoch}),
-                )
-        except ConditionFailed:
-            return False
-        return True
+        failure = "The deletion could not be recorded."
+        return self._put_if(checked(values), "epoch = :epoch", {":epoch": previous_epoch}, failure)
 
     def save_progress(self, workspace_id: str, key: str, tombstone: Tombstone) -> bool:
         """Record how far the erase of the deletion `tombstone` got (or that it is finished); False if a
@@ -433,17 +415,8 @@ class ProfileRepository:
             "status": "erased" if tombstone.erased else "erasing",
             "after": tombstone.after,
         }
-        try:
-            with aws_errors("The deletion's progress could not be recorded."):
-                self.clients.dynamodb.put_item(
-                    TableName=self.profiles_table,
-                    Item=item(checked(values)),
-                    ConditionExpression="deleted_at = :at",
-                    ExpressionAttributeValues=item({":at": tombstone.deleted_at}),
-                )
-        except ConditionFailed:
-            return False
-        return True
+        failure = "The deletion's progress could not be recorded."
+        return self._put_if(checked(values), "deleted_at = :at", {":at": tombstone.deleted_at}, failure)
 
     def linked_page(self, workspace_id: str, user_id: str, after: str | None, limit: int) -> list[Linked]:
         """At most `limit` ids linked to the user, in key order after the cursor `after`: first the
