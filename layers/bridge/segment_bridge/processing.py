@@ -216,10 +216,9 @@ def receive_or_defer(
 ) -> Applied | Deferred:
     """The message applied within the budget; or, if the budget refuses it, its privacy delete is still
     erasing when `out_of_time`, or a profile or the index of deleted ids stays contended, the message
-    deferred: sent to the queue
-    again (the module's docstring) so that it does not spend one of its maxReceiveCount receives on
-    waiting. Raises, so the message fails, on anything else, and when the queue does not take the copy
-    (ServiceUnavailable)."""
+    deferred: sent to the queue again (the module's docstring) so that it does not spend one of its
+    maxReceiveCount receives on waiting. Raises, so the message fails, on anything else, and when the
+    queue does not take the copy (ServiceUnavailable)."""
     delay = 0
     try:
         return budget.receive(remaining_ms, body, store, mappings, out_of_time, first=first)
