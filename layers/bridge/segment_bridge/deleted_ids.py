@@ -51,6 +51,10 @@ class DeletedIds:
         """False only when the key has certainly no tombstone as of this read."""
         return self.fingerprints is None or fingerprint(key) in self.fingerprints
 
+    def to_read(self, keys: Iterable[str]) -> list[str]:
+        """The keys whose tombstones must be read (those it may hold), once each, in order."""
+        return [key for key in dict.fromkeys(keys) if self.may_be_deleted(key)]
+
     def changed_since(self, earlier: DeletedIds) -> bool:
         """Whether a delete added keys to the index after `earlier` was read."""
         return self.epoch != earlier.epoch

@@ -1,9 +1,11 @@
 """Privacy deletes: exact, idempotent and complete (README "Privacy deletes").
 
-    delete_identity  a `delete` event: its tombstone first, then its data erased as of its time, its
-                     connected ids tombstoned and erased too, in chunks whose progress is durable
-    forget           ids connected to a deleted user: tombstoned and erased as of its deletion
-    purge            the archive's copies (raw/, rejected/, unapplied/, parked/) of deleted entities' events
+    delete_identities  a message's `delete` events, each: its tombstone first, then its data erased as
+                       of its time, its connected ids tombstoned and erased too, in chunks whose
+                       progress is durable
+    forget             ids connected to a deleted user: tombstoned and erased as of its deletion
+    purge              the archive's copies (raw/, rejected/, unapplied/, parked/) of deleted entities'
+                       events
 
 What a delete at time T of an entity does, exactly:
 1. its tombstone (`DELETED`, deleted_at=T, status "erasing"), its key first added to the workspace's
@@ -108,18 +110,31 @@ class DeletionWrites(Protocol):
 # --- the delete --------------------------------------------------------------------------------------
 
 
-def delete_identity(
+def delete_identities(
+    workspace_id: str,
+    deletions: list[Deletion],
+    profiles: DeletionWrites,
+    mapping_version: int,
+    out_of_time: OutOfTime = never,
+) -> None:
+    """Steps 1-4 of the module's docstring for each delete, in order, their keys added to the index of
+    deleted ids first, in one write. Raises DeletionUnfinished when `out_of_time` says so between two
+    chunks, its progress recorded."""
+    index_before_tombstones(workspace_id, [deletion.key for deletion in deletions], profiles)
+    for deletion in deletions:
+        _delete_identity(workspace_id, deletion, profiles, mapping_version, out_of_time)
+
+
+def _delete_identity(
     workspace_id: str,
     deletion: Deletion,
     profiles: DeletionWrites,
     mapping_version: int,
-    out_of_time: OutOfTime = never,
+    out_of_time: OutOfTime,
 ) -> bool:
-    """Steps 1-4 of the module's docstring. False if the delete changed nothing (a repeat of a finished
-    delete, or superseded by a later one). Raises DeletionUnfinished when `out_of_time` says so between
-    two chunks, its progress recorded."""
+    """Steps 1-4 for one delete whose key is indexed already. False if the delete changed nothing (a
+    repeat of a finished delete, or superseded by a later one)."""
     at, key = deletion.timestamp, deletion.key
-    index_before_tombstones(workspace_id, [key], profiles)
     stored = profiles.put_tombstone(workspace_id, key, at)
     # Listed for the purge even when repeated: a redelivered message is archived in raw/ again.
     profiles.mark_for_purge(workspace_id, [key], stored.deleted_at, key)

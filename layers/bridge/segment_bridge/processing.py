@@ -62,10 +62,9 @@ from segment_bridge.deletion import (
     DeletesContended,
     DeletionUnfinished,
     OutOfTime,
-    delete_identity,
+    delete_identities,
     erase,
     forget,
-    index_before_tombstones,
     never,
 )
 from segment_bridge.envelope import Envelope, unpack
@@ -312,11 +311,8 @@ def apply_plan(
 ) -> Applied:
     """Steps 1-5 of the module's docstring."""
     applied = Applied()
-    # the message's deleted keys indexed in one write (each delete would otherwise write the index)
-    index_before_tombstones(workspace_id, [deletion.key for deletion in planned.deletions], profiles)
-    for deletion in planned.deletions:
-        delete_identity(workspace_id, deletion, profiles, mapping.version, out_of_time)
-        applied.deletions += 1
+    delete_identities(workspace_id, planned.deletions, profiles, mapping.version, out_of_time)
+    applied.deletions += len(planned.deletions)
 
     linked = {f"{kind}#{link.previous_id}" for link in planned.links for kind in ("A", "U")}
     entities = list(planned.entities)
@@ -360,8 +356,7 @@ def apply_plan(
     for n in range(rounds):
         if n:
             to_write = [key for key in written if len(parts[key]) > n]
-            tombstones = [key for key in to_write if index.may_be_deleted(key)]
-            stored |= profiles.read_entities(workspace_id, to_write, tombstones)
+            stored |= profiles.read_entities(workspace_id, to_write, index.to_read(to_write))
         part = {key: parts[key][n] for key in to_write}
         recorded = _write_round(workspace_id, planned, stored, changes, part, n, mapping, profiles, applied)
         written = written or list(recorded)
@@ -379,8 +374,7 @@ def read_entities(
     tombstones the index may hold, of the entities and of the link ids (whose profiles are not needed).
     The index is read before the entities: that order is what step 6 relies on (deleted_ids.py)."""
     index = profiles.deleted_ids(workspace_id)
-    tombstones = [key for key in dict.fromkeys([*entities, *linked]) if index.may_be_deleted(key)]
-    return index, profiles.read_entities(workspace_id, entities, tombstones)
+    return index, profiles.read_entities(workspace_id, entities, index.to_read([*entities, *linked]))
 
 
 def erase_what_a_delete_missed(
@@ -400,10 +394,7 @@ def erase_what_a_delete_missed(
     The tombstones read again are those step 2's `index` may hold; all of them if a delete has changed
     the index since (deleted_ids.py: a delete indexes its keys before it tombstones them)."""
     again = profiles.deleted_ids(workspace_id)
-    if again.changed_since(index) or not again.known:
-        check = list(read)
-    else:
-        check = [key for key in read if index.may_be_deleted(key)]
+    check = list(read) if again.changed_since(index) else index.to_read(read)  # (unknown: every key)
     now = profiles.deletion_times(workspace_id, check) if check else {}
     risen = {key: at for key, at in now.items() if read.get(key) is None or at > str(read[key])}
     for key, at in risen.items():

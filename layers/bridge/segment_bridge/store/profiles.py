@@ -377,10 +377,10 @@ class ProfileRepository:
         if found is None:
             return DeletedIds()
         stored = plain(found)
-        ids = stored.get("ids")
-        return decoded(
-            int(stored["epoch"]), None if stored.get("full") else bytes(ids.value) if ids is not None else b""
-        )
+        if stored.get("full"):
+            return decoded(int(stored["epoch"]), None)
+        ids = stored.get("ids")  # absent while empty (DynamoDB's binary values are kept non-empty here)
+        return decoded(int(stored["epoch"]), bytes(ids.value) if ids is not None else b"")
 
     def start_deleted_ids(self, workspace_id: str) -> None:
         """An empty index for a workspace that has no tombstones yet (a new one); one stored is kept."""
