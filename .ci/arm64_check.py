@@ -67,7 +67,7 @@ def main() -> None:
         check(f"{logical_id} imports (app.lambda_handler)", started)
 
     started = time.perf_counter()
-    from segment_bridge.spec import InvalidEvent, validate_event
+    from segment_bridge.ingest.spec import InvalidEvent, validate_event
 
     identify = {"type": "identify", "userId": "user-42", "traits": {"email": "ada@example.com"}}
     track = {"type": "track", "userId": 42, "event": "Signed Up", "timestamp": "2026-01-01T00:00:00Z"}
@@ -79,11 +79,11 @@ def main() -> None:
         require("event" in error.reason, f"a track call without a name refused for {error.reason!r}")
     else:
         raise CheckFailed("a track call without an event name was accepted")
-    check("Spec validation (segment_bridge.spec)", started)
+    check("Spec validation (segment_bridge.ingest.spec)", started)
 
     started = time.perf_counter()
     from segment_bridge.envelope import pack, unpack
-    from segment_bridge.intake import serialise
+    from segment_bridge.ingest.intake import serialise
 
     events = [
         {**identify, "messageId": "m-1", "timestamp": "2026-01-01T00:00:00.000Z"},

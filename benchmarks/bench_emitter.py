@@ -15,7 +15,7 @@ import statistics
 from datetime import UTC, datetime
 
 from bridge_dev.template import load_template
-from segment_bridge.outbound import (
+from segment_bridge.outbound.track import (
     MAX_REQUEST_BYTES,
     MAX_REQUEST_EVENTS,
     request_body,

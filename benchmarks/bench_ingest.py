@@ -19,8 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from segment_bridge.auth import WorkspaceAuth
-from segment_bridge.intake import HttpRequest, Limits, receive
+from segment_bridge.ingest.intake import HttpRequest, Limits, receive
+from segment_bridge.keys import WorkspaceAuth
 
 from common import relayed_context, use_fake_aws
 

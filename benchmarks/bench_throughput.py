@@ -32,8 +32,9 @@ temporary directory; each design runs in a subprocess of this script whose sys.p
 layer, with its own handler and template. The other column is this working tree.
 
 Sizes: --io-threads 4,8,16,32 measures the working tree once per entity pool size
-(segment_bridge.processing.IO_THREADS, set in its worker before the pool is made); --write-attempts N
-sets its WRITE_ATTEMPTS; --hot-invocations N runs the hot-key section with N invocations at once instead
+(segment_bridge.processor.processing.IO_THREADS, set in its worker before the pool is made);
+--write-attempts N sets its WRITE_ATTEMPTS;
+--hot-invocations N runs the hot-key section with N invocations at once instead
 of MaximumConcurrency. A message that exhausts its write attempts fails (it is received again): the
 hot-key table counts those failures ("exhausted") and the messages that reached the DLQ.
 
@@ -231,7 +232,7 @@ class Aws:
     def pack(self, events: list[dict[str, Any]]) -> list[str]:
         """Queue message bodies, as intake packs one request's events."""
         from segment_bridge.envelope import pack
-        from segment_bridge.intake import serialise
+        from segment_bridge.ingest.intake import serialise
 
         return pack(
             [serialise(event) for event in events],
@@ -259,7 +260,7 @@ def warm_up(aws: Aws, function: Any, tag: str) -> None:
 
 def fullest_message(aws: Aws, shape: str) -> list[str]:
     """The fullest message intake packs from a webhook batch of this shape (Limits.max_events events)."""
-    from segment_bridge.intake import Limits
+    from segment_bridge.ingest.intake import Limits
 
     bodies = aws.pack(shape_events(shape, Limits().max_events))
     return [max(bodies, key=lambda body: int(json.loads(body)["count"]))]
@@ -448,7 +449,7 @@ def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
     # Sizes under test, set before the pool is made (on first use); a design without them keeps its own.
     processing: Any = None
     if (root / "layers" / "bridge" / "segment_bridge" / "processing.py").exists():
-        processing = importlib.import_module("segment_bridge.processing")
+        processing = importlib.import_module("segment_bridge.processor.processing")
         if args.io_threads and hasattr(processing, "IO_THREADS"):
             processing.IO_THREADS = args.io_threads[0]
         if args.write_attempts:

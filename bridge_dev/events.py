@@ -34,10 +34,10 @@ from bridge_dev.template import (
     LocalResources,
     load_template,
 )
-from segment_bridge.auth import sign
+from segment_bridge.destinations import ChangeRule
 from segment_bridge.envelope import pack
-from segment_bridge.intake import Limits, iso, prepare, serialise
-from segment_bridge.outbound import ChangeRule
+from segment_bridge.ingest.auth import sign
+from segment_bridge.ingest.intake import Limits, iso, prepare, serialise
 
 ROOT = TEMPLATE_PATH.parent
 EVENTS_DIR = ROOT / "events"

@@ -15,9 +15,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
-from segment_bridge.delivery import PARALLEL_WORKSPACES, Sending, deliver, stream_changes
-from segment_bridge.egress import HttpSender
-from segment_bridge.outbound import ChangeRule, Destination, InvalidRule
+from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
+from segment_bridge.outbound.delivery import PARALLEL_WORKSPACES, Sending, deliver, stream_changes
+from segment_bridge.outbound.egress import HttpSender
 from segment_bridge.settings import get_settings
 from segment_bridge.stats import count_deliveries, today
 from segment_bridge.store import get_store

@@ -11,9 +11,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_bridge.auth import CachedKeyDirectory
 from segment_bridge.errors import BridgeError
-from segment_bridge.intake import HttpRequest, Limits, receive
+from segment_bridge.ingest.auth import CachedKeyDirectory
+from segment_bridge.ingest.intake import HttpRequest, Limits, receive
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 

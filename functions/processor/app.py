@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.mapping import Mapping
-from segment_bridge.processing import Deferred, TimeBudget, TimeShares, receive_or_defer
+from segment_bridge.processor.processing import Deferred, TimeBudget, TimeShares, receive_or_defer
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.dead_letters import sweep_both
-from segment_bridge.deletion import purge
+from segment_bridge.privacy.purge import purge
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 

@@ -18,8 +18,9 @@ from bridge_dev.cli import main
 from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID
 from bridge_dev.local import DEMO_WRITE_KEY, LocalStack, start
 from bridge_dev.target import local_target
-from segment_bridge.auth import hash_key, sign
 from segment_bridge.errors import ServiceUnavailable
+from segment_bridge.ingest.auth import sign
+from segment_bridge.keys import hash_key
 from segment_bridge.store.profiles import ProfileRepository
 from tests.e2e.conftest import eventually
 

@@ -12,9 +12,9 @@ import boto3
 import pytest
 import requests
 
+from bridge_dev.cli.profiles import show_group, show_user
 from bridge_dev.events import DEMO_API_KEY, DEMO_WORKSPACE_ID, SIGNED_WORKSPACE_ID
 from bridge_dev.local import LocalStack, start
-from bridge_dev.operations import show_group, show_user
 from bridge_dev.target import local_target
 from tests.conftest import ROOT
 from tests.e2e.conftest import TIMEOUT, eventually

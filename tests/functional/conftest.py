@@ -24,7 +24,7 @@ from bridge_dev.events import (
 from bridge_dev.runtime import lambda_sqs_event, lambda_stream_record
 from bridge_dev.segment_api import FakeSegment
 from segment_bridge.envelope import unpack
-from segment_bridge.spec import validate_event
+from segment_bridge.ingest.spec import validate_event
 from tests.conftest import ROOT, lambda_function
 
 EVENTS = ROOT / "events"
@@ -235,7 +235,7 @@ def stream_lambda_event(table_name: str) -> dict[str, Any]:
 def processor(aws, workspaces, sensitive):
     """Delivers events to the ProcessorFunction as queue messages packed the way intake packs them."""
     from segment_bridge.envelope import pack
-    from segment_bridge.intake import serialise
+    from segment_bridge.ingest.intake import serialise
 
     function = lambda_function("ProcessorFunction")
 
@@ -299,7 +299,7 @@ class Run:
 def sb(aws, boto_session, workspaces, monkeypatch, capsys) -> Callable[..., Run]:
     """`sb(*args)`: segment-bridge (bridge_dev.cli.main, what the console script calls) against the moto
     stack with the sample events' workspaces, with --json unless told otherwise."""
-    from bridge_dev import cli
+    from bridge_dev.cli import app as cli
     from bridge_dev.target import Target
 
     target = Target("the moto stack", aws, boto_session)

@@ -31,7 +31,8 @@ from bridge_dev.events import (
     SIGNED_WORKSPACE_ID,
     http_event,
 )
-from segment_bridge.auth import hash_key, new_api_key, sign
+from segment_bridge.ingest.auth import sign
+from segment_bridge.keys import hash_key, new_api_key
 from segment_bridge.store.workspaces import WorkspaceRepository
 from tests.conftest import lambda_function
 from tests.functional.conftest import Delivery

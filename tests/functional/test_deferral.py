@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.runtime import LambdaContext, LocalFunction, lambda_sqs_event
 from segment_bridge.envelope import pack
-from segment_bridge.intake import serialise
+from segment_bridge.ingest.intake import serialise
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import event, seed_links
 from tests.functional.test_faults import aws_error, before_call, exactly_once
@@ -203,7 +203,7 @@ def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_a
 ):
     """Writers of one hot profile outnumber WRITE_ATTEMPTS: contention, not a failure of AWS or of the
     message. The message is deferred with a delay (its writers spread out), never failed."""
-    import segment_bridge.processing as processing
+    import segment_bridge.processor.processing as processing
 
     monkeypatch.setattr(processing, "CONFLICT_PAUSE_SECONDS", 0.0)
     events = [event("track", f"h{n}", T1, event="Hot") for n in range(3)]

@@ -58,9 +58,9 @@ def test_a_delete_indexed_before_a_writers_read_and_tombstoned_after_it_leaves_n
 ):
     """The index already holds user-1 when the processor reads it, but the tombstone comes only after
     the processor read the entities: step 6 reads the tombstones of what the index held, and erases."""
-    from segment_bridge.deletion import index_before_tombstones
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processing import apply_batch
+    from segment_bridge.privacy.deletion import index_before_tombstones
+    from segment_bridge.processor.processing import apply_batch
 
     steps: list[str] = []
 
@@ -131,7 +131,7 @@ def test_a_delete_stopped_between_its_index_and_its_tombstone_is_finished_by_its
 def test_concurrent_deletes_each_keep_their_keys_in_the_index(processor, workspaces):
     """Another delete writes the index between this delete's read of it and its write: the conditional
     write loses, is tried again, and both deletes' keys are held."""
-    from segment_bridge.deletion import index_before_tombstones
+    from segment_bridge.privacy.deletion import index_before_tombstones
 
     raced: list[str] = []
 
@@ -173,7 +173,7 @@ def test_deletes_that_keep_changing_the_index_defer_their_message_and_it_applies
     """Concurrent deletes outnumber INDEX_ATTEMPTS: contention, not a failure; deferred after a pause."""
     import boto3
 
-    import segment_bridge.deletion as deletion
+    import segment_bridge.privacy.deletion as deletion
 
     monkeypatch.setattr(deletion, "INDEX_PAUSE_SECONDS", 0.0)
     processor([event("track", "t1", T1, event="Old")])

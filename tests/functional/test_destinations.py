@@ -135,8 +135,8 @@ def test_stalled_destinations_delay_no_one_and_no_invocation_passes_its_timeout(
 
 
 def test_a_destination_that_keeps_stalling_is_given_up_on_and_old_records_parked(aws, workspaces, stalled):
-    from segment_bridge.delivery import Sending, deliver, stream_changes
-    from segment_bridge.egress import HttpSender
+    from segment_bridge.outbound.delivery import Sending, deliver, stream_changes
+    from segment_bridge.outbound.egress import HttpSender
 
     server = StalledServer()
     stalled.append(server)
@@ -169,8 +169,8 @@ def test_a_destination_that_keeps_stalling_is_given_up_on_and_old_records_parked
 
 
 def test_the_deadline_is_checked_before_every_workspaces_first_attempt(aws, workspaces, stalled):
-    from segment_bridge.delivery import Sending, deliver, stream_changes
-    from segment_bridge.egress import HttpSender
+    from segment_bridge.outbound.delivery import Sending, deliver, stream_changes
+    from segment_bridge.outbound.egress import HttpSender
 
     for n in range(3):
         server = StalledServer()
@@ -281,7 +281,7 @@ def test_an_endpoint_the_policy_refuses_is_never_called_and_its_events_are_parke
 
 
 def test_setting_a_destination_refuses_what_the_policy_refuses(workspaces, monkeypatch):
-    from segment_bridge.outbound import EndpointRefused
+    from segment_bridge.destinations import EndpointRefused
     from segment_bridge.settings import get_settings
     from segment_bridge.store import get_store
 
@@ -315,7 +315,7 @@ class RebindingDns:
 def test_a_name_rebound_after_the_check_is_never_connected_to_at_its_second_address(
     monkeypatch, stalled, second
 ):
-    from segment_bridge.egress import HttpSender, Unreachable
+    from segment_bridge.outbound.egress import HttpSender, Unreachable
 
     # Given a name that resolves to a public address when checked, then to a loopback (where something
     # listens) or metadata address
@@ -347,7 +347,7 @@ def test_a_name_rebound_after_the_check_is_never_connected_to_at_its_second_addr
 
 
 def test_the_checked_address_is_the_one_sent_to_with_the_name_kept_as_host(monkeypatch):
-    from segment_bridge.egress import HttpSender
+    from segment_bridge.outbound.egress import HttpSender
 
     server = ScriptedServer(200)
     try:
@@ -366,7 +366,7 @@ def test_the_checked_address_is_the_one_sent_to_with_the_name_kept_as_host(monke
 def test_tls_to_a_pinned_address_keeps_the_name_for_sni_and_the_certificate():
     import requests
 
-    from segment_bridge.egress import pinned_adapter
+    from segment_bridge.outbound.egress import pinned_adapter
 
     adapter = pinned_adapter()
     adapter.pinned = "52.0.0.1"

@@ -94,7 +94,7 @@ def test_500_is_retried_with_backoff_and_delivered_once(emitter, aws, segment):
 
 
 def test_a_timeout_is_retried(emitter, aws, segment):
-    from segment_bridge.egress import HttpSender
+    from segment_bridge.outbound.egress import HttpSender
 
     emitter.module.sender = lambda: HttpSender(timeout=(1.0, 0.5), policy="local")
     segment.answer_next(Scripted(200, delay=1.0))
@@ -218,7 +218,7 @@ def app_table(aws):
 def test_a_change_rule_turns_an_app_table_change_into_one_track_call(
     emitter, aws, segment, workspaces, app_table
 ):
-    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.destinations import ChangeRule
 
     workspaces.put_change_rule(ChangeRule.model_validate(FLOW_RULE))
     state = {"id": "flow-1", "workspace_id": WS, "userId": "user-42", "flowId": "onboarding", "steps": 3}
@@ -243,7 +243,7 @@ def test_a_change_rule_turns_an_app_table_change_into_one_track_call(
 def test_a_stored_rule_that_no_longer_validates_parks_its_records_and_the_rest_are_sent(
     emitter, aws, segment, workspaces, app_table
 ):
-    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.destinations import ChangeRule
 
     # Given a valid rule, and two stored rules that no longer validate: one whose table can still be read
     # (a bad expression), one that cannot be read at all
@@ -277,7 +277,7 @@ def test_a_stored_rule_that_no_longer_validates_parks_its_records_and_the_rest_a
 
 
 def test_changes_in_tables_the_processor_writes_are_never_sent(emitter, aws, segment, workspaces):
-    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.destinations import ChangeRule
 
     workspaces.put_change_rule(
         ChangeRule.model_validate(FLOW_RULE | {"table": aws.tables["ProfilesTable"], "when": "`true`"})

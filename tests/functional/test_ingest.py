@@ -18,8 +18,9 @@ from bridge_dev.events import (
     SIGNED_WORKSPACE_ID,
     http_event,
 )
-from segment_bridge.auth import new_api_key, sign
 from segment_bridge.envelope import unpack
+from segment_bridge.ingest.auth import sign
+from segment_bridge.keys import new_api_key
 from tests.functional.conftest import sample
 
 RECEIVED_DAY = date(2026, 1, 1)

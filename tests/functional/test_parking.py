@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from bridge_dev import operations
+from bridge_dev.cli import dead_letters, outbox
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.segment_api import FakeSegment
 from bridge_dev.target import Target
@@ -61,20 +61,20 @@ def test_a_parked_event_outlives_its_queue_and_redrives_from_the_bucket(emitter,
     purge(aws.queue_urls["EmitterDLQ"])
 
     # Then the event is still listed, re-drives once a destination is set, and is then removed
-    (listed,) = operations.list_dead_letters(target, "emitter", 100)
+    (listed,) = dead_letters.list_dead_letters(target, "emitter", 100)
     assert listed["kind"] == "parked event"
     assert listed["workspace_id"] == WS
     assert listed["messageId"].startswith("sbo-")
     with FakeSegment({WRITE_KEY}).start() as segment:
-        kept = operations.redrive(target, "emitter", 100)
+        kept = dead_letters.redrive(target, "emitter", 100)
         assert kept.redriven == 0
         assert [left["message_id"] for left in kept.left] == [listed["message_id"]]
-        assert len(operations.list_dead_letters(target, "emitter", 100)) == 1  # still parked
+        assert len(dead_letters.list_dead_letters(target, "emitter", 100)) == 1  # still parked
 
         target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
-        assert operations.redrive(target, "emitter", 100).redriven == 1
+        assert dead_letters.redrive(target, "emitter", 100).redriven == 1
         assert segment.deliveries == {listed["messageId"]: 1}
-    assert operations.list_dead_letters(target, "emitter", 100) == []
+    assert dead_letters.list_dead_letters(target, "emitter", 100) == []
     assert parked_objects(aws, "emitter") == []
 
 
@@ -86,7 +86,7 @@ def test_a_redriven_event_refused_again_is_parked_again_with_the_new_answer_then
     with FakeSegment({"another-write-key"}).start() as segment:  # our write key is now refused (401)
         target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
 
-        result = operations.redrive(target, "emitter", 100)
+        result = dead_letters.redrive(target, "emitter", 100)
 
     assert result.redriven == 1  # dealt with: parked again, with the new reason
     (document,) = parked_objects(aws, "emitter")
@@ -129,7 +129,7 @@ def test_an_overflowing_timestamp_is_parked_and_the_rest_of_the_batch_is_sent(em
 
 def test_an_ingest_dead_letter_is_kept_in_the_bucket_outlives_its_queue_and_redrives(aws, target):
     from segment_bridge.envelope import pack
-    from segment_bridge.intake import serialise
+    from segment_bridge.ingest.intake import serialise
 
     # Given a queue message the processor gave up on (Lambda's redrive put it on the IngestDLQ)
     event = {"type": "identify", "userId": "u1", "messageId": "m1", "traits": {"plan": "x"}}
@@ -143,23 +143,23 @@ def test_an_ingest_dead_letter_is_kept_in_the_bucket_outlives_its_queue_and_redr
     boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody=body)
 
     # When an operator lists it (it is copied to parked/ingest/), then the queue's retention passes
-    (listed,) = operations.list_dead_letters(target, "ingest", 100)
+    (listed,) = dead_letters.list_dead_letters(target, "ingest", 100)
     assert listed["workspace_id"] == WS
     purge(aws.queue_urls["IngestDLQ"])
 
     # Then it is still listed, and re-driving puts it back on the IngestQueue and removes it
-    assert [d["message_id"] for d in operations.list_dead_letters(target, "ingest", 100)] == [
+    assert [d["message_id"] for d in dead_letters.list_dead_letters(target, "ingest", 100)] == [
         listed["message_id"]
     ]
-    assert operations.redrive(target, "ingest", 100).redriven == 1
+    assert dead_letters.redrive(target, "ingest", 100).redriven == 1
     assert [m["Body"] for m in receive_all(aws.queue_urls["IngestQueue"])] == [body]
-    assert operations.list_dead_letters(target, "ingest", 100) == []
+    assert dead_letters.list_dead_letters(target, "ingest", 100) == []
 
 
 def test_a_redrive_takes_dead_letters_off_their_queue_once_kept(aws, target):
     boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["IngestDLQ"], MessageBody="not an envelope")
 
-    result = operations.redrive(target, "ingest", 100)
+    result = dead_letters.redrive(target, "ingest", 100)
 
     assert result.redriven == 1  # back on the IngestQueue: the processor decides again
     assert receive_all(aws.queue_urls["IngestDLQ"]) == []
@@ -170,7 +170,7 @@ def test_publish_writes_through_the_one_value_conversion(aws, target, emitter):
     # floats, empty map keys and non-finite numbers, as the processor writes them
     with FakeSegment({WRITE_KEY}).start() as segment:
         target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
-        published = operations.publish(
+        published = outbox.publish(
             target,
             WS,
             event="Scored",
@@ -199,7 +199,7 @@ def test_publish_writes_through_the_one_value_conversion(aws, target, emitter):
 
 def queue_message(user: str, message_id: str) -> str:
     from segment_bridge.envelope import pack
-    from segment_bridge.intake import serialise
+    from segment_bridge.ingest.intake import serialise
 
     event = {
         "type": "identify",
@@ -243,9 +243,9 @@ def test_the_hourly_sweep_parks_ingest_dead_letters_which_are_listed_redriven_an
     assert receive_all(aws.queue_urls["IngestDLQ"]) == []
     (document,) = parked_objects(aws, "ingest")
     assert document["body"] == body
-    (listed,) = operations.list_dead_letters(target, "ingest", 100)
+    (listed,) = dead_letters.list_dead_letters(target, "ingest", 100)
     assert (listed["workspace_id"], listed["events"]) == (WS, 1)
-    assert operations.redrive(target, "ingest", 100).redriven == 1
+    assert dead_letters.redrive(target, "ingest", 100).redriven == 1
     messages = receive_all(aws.queue_urls["IngestQueue"])
     assert [m["Body"] for m in messages] == [body]
     answer = lambda_function("ProcessorFunction").invoke(
@@ -277,7 +277,7 @@ def test_the_sweep_parks_stream_batches_lambda_gave_up_on_and_takes_signals_off(
     # Then the queue is empty: the stream batch is parked, the signal's event was parked already
     assert (figures["emitter_dead_letters_kept"], figures["emitter_dead_letters_signals"]) == (1, 1)
     assert receive_all(aws.queue_urls["EmitterDLQ"]) == []
-    kinds = sorted(d["kind"] for d in operations.list_dead_letters(target, "emitter", 100))
+    kinds = sorted(d["kind"] for d in dead_letters.list_dead_letters(target, "emitter", 100))
     assert kinds == ["parked event", "stream batch"]
 
 
@@ -337,7 +337,7 @@ def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyon
 ):
     """Privacy deletes reach parked/: outbound events are removed, ingest dead letters rewritten."""
     from segment_bridge.envelope import pack, unpack
-    from segment_bridge.intake import serialise
+    from segment_bridge.ingest.intake import serialise
     from tests.functional.conftest import event
 
     t1, t2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
@@ -376,7 +376,7 @@ def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyon
     assert (envelope.workspaceId, [e["messageId"] for e in events]) == (WS, ["kept"])
 
     # and the rewritten dead letter still re-drives and applies
-    assert operations.redrive(target, "ingest", 100).redriven == 1
+    assert dead_letters.redrive(target, "ingest", 100).redriven == 1
     from bridge_dev.runtime import lambda_sqs_event
     from tests.conftest import lambda_function
 

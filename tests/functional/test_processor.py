@@ -233,7 +233,7 @@ def test_sdk_samples_land_as_profiles(ingest, aws, workspaces, name):
 
 
 def test_replay_runs_archived_events_through_the_current_mapping(processor, workspaces):
-    from segment_bridge.replay import replay
+    from segment_bridge.processor.replay import replay
 
     workspaces.set_mapping(WS, Mapping(channels={"email": "email"}, exclude_events={"Invited"}))
     processor(

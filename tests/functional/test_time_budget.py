@@ -7,7 +7,7 @@ import boto3
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.runtime import LambdaContext, lambda_sqs_event
 from segment_bridge.envelope import pack
-from segment_bridge.intake import serialise
+from segment_bridge.ingest.intake import serialise
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import event
 

@@ -2,16 +2,9 @@ import base64
 
 import pytest
 
-from segment_bridge.auth import (
-    CachedKeyDirectory,
-    WorkspaceAuth,
-    credential_from_request,
-    hash_key,
-    new_api_key,
-    sign,
-    verify_signature,
-)
 from segment_bridge.errors import InvalidSignature, Unauthorized
+from segment_bridge.ingest.auth import CachedKeyDirectory, credential_from_request, sign, verify_signature
+from segment_bridge.keys import WorkspaceAuth, hash_key, new_api_key
 
 KEY = "sbk_test_key_1234567890"
 

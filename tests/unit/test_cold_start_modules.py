@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 
 SHARED = {
     "segment_bridge",
-    "segment_bridge.auth",  # the store's workspace repository (key hashes)
+    "segment_bridge.keys",  # the store's workspace repository (key hashes)
     "segment_bridge.cache",
     "segment_bridge.concurrency",  # the store's batch calls in flight together
     "segment_bridge.errors",
@@ -33,16 +33,20 @@ SHARED = {
 LOADED = {
     "IngestFunction": SHARED
     | {
-        "segment_bridge.intake",
+        "segment_bridge.ingest",
+        "segment_bridge.ingest.auth",
+        "segment_bridge.ingest.intake",
         "segment_bridge.envelope",
-        "segment_bridge.spec",
+        "segment_bridge.ingest.spec",
         "segment_bridge.timestamps",
     },
     "ProcessorFunction": SHARED
     | {
-        "segment_bridge.processing",
-        "segment_bridge.ports",
-        "segment_bridge.deletion",
+        "segment_bridge.processor",
+        "segment_bridge.processor.processing",
+        "segment_bridge.processor.ports",
+        "segment_bridge.privacy",
+        "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
         "segment_bridge.deleted_ids",
         "segment_bridge.profiles",
         "segment_bridge.mapping",
@@ -51,18 +55,20 @@ LOADED = {
     },
     "EmitterFunction": SHARED
     | {
-        "segment_bridge.delivery",
-        "segment_bridge.egress",
+        "segment_bridge.destinations",
         "segment_bridge.outbound",
+        "segment_bridge.outbound.delivery",
+        "segment_bridge.outbound.egress",
+        "segment_bridge.outbound.track",
         "segment_bridge.mapping",
         "segment_bridge.values",
     },
 }
 """No function loads another's use case, the profiles' repository (built on first use), or dev tooling."""
 USE_CASE = {
-    "IngestFunction": "segment_bridge.intake",
-    "ProcessorFunction": "segment_bridge.processing",
-    "EmitterFunction": "segment_bridge.delivery",
+    "IngestFunction": "segment_bridge.ingest.intake",
+    "ProcessorFunction": "segment_bridge.processor.processing",
+    "EmitterFunction": "segment_bridge.outbound.delivery",
 }
 
 PROBE = (

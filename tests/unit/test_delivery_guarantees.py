@@ -16,9 +16,10 @@ from boto3.dynamodb.types import Binary, TypeSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segment_bridge.delivery import Sending, deliver, stream_changes
-from segment_bridge.egress import Answer
-from segment_bridge.outbound import ChangeRule, Destination, outbound_message_id
+from segment_bridge.destinations import ChangeRule, Destination
+from segment_bridge.outbound.delivery import Sending, deliver, stream_changes
+from segment_bridge.outbound.egress import Answer
+from segment_bridge.outbound.track import outbound_message_id
 from segment_bridge.store.parked import as_json
 
 OUTBOX = "OutboxTable"

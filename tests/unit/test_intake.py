@@ -13,7 +13,14 @@ from segment_bridge.errors import (
     UnreadableBody,
     UnsupportedEncoding,
 )
-from segment_bridge.intake import Limits, Outcome, decode_body, derived_message_id, judge, parse_payload
+from segment_bridge.ingest.intake import (
+    Limits,
+    Outcome,
+    decode_body,
+    derived_message_id,
+    judge,
+    parse_payload,
+)
 
 LIMITS = Limits()
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)

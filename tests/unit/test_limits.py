@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from segment_bridge.ingest.spec import InvalidEvent, validate_event
 from segment_bridge.limits import (
     MAX_ID_BYTES,
     PARTITION_KEY_BYTES,
@@ -34,7 +35,6 @@ from segment_bridge.profiles import (
     merge,
     pending_entry_bytes,
 )
-from segment_bridge.spec import InvalidEvent, validate_event
 from segment_bridge.store.profiles import profile_item
 from segment_bridge.timestamps import InvalidTimestamp, event_time, normalised
 

@@ -2,11 +2,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from segment_bridge.outbound import (
+from segment_bridge.destinations import Unsendable, endpoint_url
+from segment_bridge.outbound.track import (
     MAX_REQUEST_BYTES,
     Outbound,
-    Unsendable,
-    endpoint_url,
     outbound_message_id,
     request_body,
     requests_for,
@@ -153,7 +152,7 @@ def test_endpoints_segment_like_under_the_policy_are_accepted(endpoint, policy, 
 
 @pytest.mark.parametrize(("endpoint", "policy", "why"), REFUSED)
 def test_endpoints_that_are_not_segment_like_or_not_allowed_are_refused(endpoint, policy, why):
-    from segment_bridge.outbound import EndpointRefused
+    from segment_bridge.destinations import EndpointRefused
 
     with pytest.raises(EndpointRefused, match=why):
         endpoint_url(endpoint, policy)
@@ -168,7 +167,7 @@ def test_a_timestamp_without_a_utc_equivalent_is_unsendable_not_a_crash(timestam
 
 
 def test_a_change_rule_whose_function_meets_a_record_of_another_shape_says_so():
-    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.destinations import ChangeRule
 
     rule = ChangeRule(
         name="long", table="T", when="length(new.items) > `0`", event="E", properties={"n": "abs(new.n)"}
@@ -182,7 +181,7 @@ def test_a_change_rule_whose_function_meets_a_record_of_another_shape_says_so():
 
 
 def test_a_change_rule_fires_on_its_condition_and_builds_an_outbox_item():
-    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.destinations import ChangeRule
 
     rule = ChangeRule(
         name="done",
@@ -211,7 +210,7 @@ def test_a_change_rule_fires_on_its_condition_and_builds_an_outbox_item():
 def test_an_invalid_change_rule_is_refused():
     from pydantic import ValidationError
 
-    from segment_bridge.outbound import ChangeRule
+    from segment_bridge.destinations import ChangeRule
 
     with pytest.raises(ValidationError, match="when"):
         ChangeRule(name="x", table="T", when="new.status ==", event="E")

@@ -1,6 +1,6 @@
 import pytest
 
-from segment_bridge.spec import InvalidEvent, validate_event
+from segment_bridge.ingest.spec import InvalidEvent, validate_event
 
 
 def event(kind: str, **fields):

@@ -32,9 +32,9 @@ from segment_bridge.store.queues import DeadLetter
 from segment_bridge.store.workspaces import IssuedKey, Workspace
 
 if TYPE_CHECKING:
-    from segment_bridge.auth import WorkspaceAuth
+    from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
+    from segment_bridge.keys import WorkspaceAuth
     from segment_bridge.mapping import Mapping
-    from segment_bridge.outbound import ChangeRule, Destination, InvalidRule
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
     from segment_bridge.store.outbox import Outbox

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from segment_bridge.auth import WorkspaceAuth, hash_key, hashes_match, key_id
 from segment_bridge.errors import ConditionFailed, Conflict, InvalidWorkspaceId, NotFound
+from segment_bridge.keys import WorkspaceAuth, hash_key, hashes_match, key_id
 from segment_bridge.limits import MAX_WORKSPACE_ID_BYTES, WORKSPACE_ID_PATTERN, valid_workspace_id
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import Clients, aws_errors, item, now, plain, query
 
 # The mapping and outbound models are imported where used: the ingest function never loads them.
 if TYPE_CHECKING:
+    from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
     from segment_bridge.mapping import Mapping
-    from segment_bridge.outbound import ChangeRule, Destination, InvalidRule
 
 MAX_LIVE_KEYS = 2
 """Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
@@ -279,7 +279,7 @@ class WorkspaceRepository:
     def set_segment_destination(self, workspace_id: str, write_key: str, endpoint: str = "us") -> None:
         """Where the workspace's outbound events go: its Segment source's write key (kept as a secret)
         and `us`, `eu` or an explicit URL."""
-        from segment_bridge.outbound import endpoint_url
+        from segment_bridge.destinations import endpoint_url
 
         endpoint_url(endpoint, self.endpoint_policy)  # refuses anything else
         self.get_workspace(workspace_id)
@@ -301,7 +301,7 @@ class WorkspaceRepository:
 
     def segment_destination(self, workspace_id: str) -> Destination | None:
         """The workspace's /v1/batch URL and write key; None if it has none."""
-        from segment_bridge.outbound import Destination, batch_url
+        from segment_bridge.destinations import Destination, batch_url
 
         failure = "The Segment destination cannot be read right now."
         stored = self._get(_workspace_key(workspace_id), failure, consistent=False)
@@ -343,7 +343,7 @@ class WorkspaceRepository:
     def change_rules(self) -> list[ChangeRule | InvalidRule]:
         """Every stored rule; one that no longer validates comes back as an InvalidRule (the emitter parks
         its records, `rules list` shows why), never as an exception."""
-        from segment_bridge.outbound import stored_rule
+        from segment_bridge.destinations import stored_rule
 
         found = query(
             self.clients.dynamodb,

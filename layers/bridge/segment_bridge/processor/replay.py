@@ -10,8 +10,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from segment_bridge.mapping import Mapping
-from segment_bridge.ports import Applied, Repositories
-from segment_bridge.processing import apply_batch
+from segment_bridge.processor.ports import Applied, Repositories
+from segment_bridge.processor.processing import apply_batch
 from segment_bridge.profiles import EntityKind, HistoryRecord, Plan, Profile, merge, plan
 
 

@@ -27,14 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from segment_bridge.egress import MAX_RESPONSE_KEPT, Answer, Unreachable, redacted
-from segment_bridge.outbound import (
-    ChangeRule,
-    Destination,
-    EndpointRefused,
-    InvalidRule,
+from segment_bridge.destinations import ChangeRule, Destination, EndpointRefused, InvalidRule, Unsendable
+from segment_bridge.outbound.egress import MAX_RESPONSE_KEPT, Answer, Unreachable, redacted
+from segment_bridge.outbound.track import (
     Outbound,
-    Unsendable,
     request_body,
     requests_for,
     retry_after_seconds,

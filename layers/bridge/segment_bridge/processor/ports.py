@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from segment_bridge.deletion import DeletionWrites
 from segment_bridge.mapping import Mapping
+from segment_bridge.privacy.deletion import DeletionWrites
 from segment_bridge.profiles import Contribution, HistoryRecord, Link
 
 # --- what the use case needs from the store ----------------------------------------------------------

@@ -18,14 +18,6 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from segment_bridge import PRODUCT_NAME
-from segment_bridge.auth import (
-    SIGNATURE_HEADER,
-    WorkspaceAuth,
-    credential_from_request,
-    needs_body_for_credentials,
-    unauthorized,
-    verify_signature,
-)
 from segment_bridge.envelope import pack
 from segment_bridge.errors import (
     InvalidPayload,
@@ -34,8 +26,16 @@ from segment_bridge.errors import (
     UnreadableBody,
     UnsupportedEncoding,
 )
+from segment_bridge.ingest.auth import (
+    SIGNATURE_HEADER,
+    credential_from_request,
+    needs_body_for_credentials,
+    unauthorized,
+    verify_signature,
+)
+from segment_bridge.ingest.spec import EVENT_TYPES, InvalidEvent, validate_event
+from segment_bridge.keys import WorkspaceAuth
 from segment_bridge.limits import UNSTORABLE_NUMBER, storable_number
-from segment_bridge.spec import EVENT_TYPES, InvalidEvent, validate_event
 from segment_bridge.stats import count_day
 from segment_bridge.timestamps import FUTURE_TOLERANCE, InvalidTimestamp
 from segment_bridge.timestamps import iso as _iso

@@ -58,7 +58,11 @@ from typing import Any, Protocol, TypeVar
 
 from segment_bridge import concurrency
 from segment_bridge.deleted_ids import DeletedIds
-from segment_bridge.deletion import (
+from segment_bridge.envelope import Envelope, unpack
+from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
+from segment_bridge.limits import utf8_bytes
+from segment_bridge.mapping import Mapping
+from segment_bridge.privacy.deletion import (
     DeletesContended,
     DeletionUnfinished,
     OutOfTime,
@@ -67,11 +71,7 @@ from segment_bridge.deletion import (
     forget,
     never,
 )
-from segment_bridge.envelope import Envelope, unpack
-from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
-from segment_bridge.limits import utf8_bytes
-from segment_bridge.mapping import Mapping
-from segment_bridge.ports import (
+from segment_bridge.processor.ports import (
     Applied,
     MappingSource,
     ProfileWrites,

@@ -9,48 +9,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.errors import InvalidSignature, Unauthorized
+from segment_bridge.keys import MAX_KEY_LENGTH, WorkspaceAuth, hash_key
 
-KEY_PREFIX = "sbk_"
-KEY_BYTES = 32
-MAX_KEY_LENGTH = 256
 SIGNATURE_HEADER = "x-signature"
 
 _UNAUTHORIZED = "Missing or invalid credentials."
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceAuth:
-    """What authentication needs to know about a workspace."""
-
-    workspace_id: str
-    shared_secret: str | None = None
-
-
-def new_api_key() -> str:
-    """A new API key: 256 random bits, URL-safe, recognisable by its prefix."""
-    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
-
-
-def hash_key(key: str) -> str:
-    """SHA-256 of the key's UTF-8 bytes. A lone surrogate (from a JSON escape in a body's writeKey) is
-    hashed as its own bytes: the key is merely unknown, never an error."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def key_id(key_hash: str) -> str:
-    """A short, non-secret name for a key (for listing and revoking), derived from its hash."""
-    return key_hash[:12]
-
-
-def hashes_match(key_hash: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(key_hash, stored_hash)
 
 
 def credential_from_request(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from segment_bridge.outbound import EndpointRefused, address_refusal, endpoint_url
+from segment_bridge.destinations import EndpointRefused, address_refusal, endpoint_url
 from segment_bridge.settings import EndpointPolicy
 
 ATTEMPT_SECONDS = (3.0, 10.0)

@@ -1,0 +1,63 @@
+"""Reading the operator's files: mappings, event bodies, events to invoke with."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segment_bridge.errors import InvalidPayload
+from segment_bridge.ingest.intake import Limits, decode_body
+from segment_bridge.mapping import Mapping
+
+
+def read_document(path: Path) -> Any:
+    """A YAML or JSON file (JSON is YAML)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise InvalidPayload(f"{path} is not YAML or JSON: {error}") from None
+
+
+def read_mapping(path: Path) -> Mapping:
+    """A mapping file, validated (pydantic's ValidationError names each wrong field)."""
+    document = read_document(path)
+    if not isinstance(document, dict):
+        raise InvalidPayload(f"{path} must hold a mapping object.")
+    document.pop("version", None)  # the store numbers versions
+    return Mapping.model_validate(document)
+
+
+def read_body(path: Path) -> tuple[bytes, str | None]:
+    """A request body from a file: an API Gateway event (events/*.json) or a body as Segment sends it.
+    Returns (decoded body, the request's path if the file says)."""
+    raw = path.read_bytes()
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    if isinstance(document, dict) and "requestContext" in document and "body" in document:
+        headers = {str(k).lower(): str(v) for k, v in (document.get("headers") or {}).items()}
+        body = decode_body(
+            document["body"], bool(document.get("isBase64Encoded")), headers.get("content-encoding"), Limits()
+        )
+        return body, document.get("rawPath")
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw, None
+
+
+def read_event(path: Path | None) -> dict[str, Any]:
+    """A function's event (`invoke -e`): a JSON file, or standard input for `-` or no file."""
+    text = sys.stdin.read() if path is None or str(path) == "-" else path.read_text(encoding="utf-8")
+    try:
+        document = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as error:
+        raise InvalidPayload(f"The event is not JSON: {error.msg} (line {error.lineno}).") from None
+    if not isinstance(document, dict):
+        raise InvalidPayload("The event must be a JSON object.")
+    return document
