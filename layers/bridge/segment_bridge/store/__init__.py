@@ -9,6 +9,7 @@
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
+    jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processing.py's, what is sent delivery.py's.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from segment_bridge.mapping import Mapping
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
+    from segment_bridge.store.jobs import JobRepository
     from segment_bridge.store.outbox import Outbox
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
@@ -99,6 +101,12 @@ class Store:
         from segment_bridge.store.outbox import Outbox
 
         return Outbox(self.settings, self.clients)
+
+    @cached_property
+    def jobs(self) -> JobRepository:
+        from segment_bridge.store.jobs import JobRepository
+
+        return JobRepository(self.settings, self.clients)
 
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`

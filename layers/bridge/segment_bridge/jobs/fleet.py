@@ -1,0 +1,17 @@
+"""The task kinds and job kinds the JobsFunction runs (engine.run_task's registries)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from segment_bridge.jobs import purge
+from segment_bridge.jobs.engine import Finish, Kind
+
+KINDS: Mapping[str, Kind] = {
+    "purge-days": purge.purge_days,
+    "purge-page": purge.purge_page,
+    "purge-parked": purge.purge_parked_task,
+}
+FINISHERS: Mapping[str, Finish] = {
+    "purge": purge.finish_purge,
+}

@@ -1,0 +1,242 @@
+"""Archive jobs on the fleet (docs/archive-jobs.md): purge, replay and offboarding as tasks the
+JobsFunction runs from their cursors, with workers out of time and killed at any AWS call."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from bridge_dev.events import DEMO_WORKSPACE_ID, SIGNED_WORKSPACE_ID
+from bridge_dev.runtime import lambda_sqs_event
+from tests.conftest import SECONDS_LEFT, lambda_function
+
+WS, OTHER = DEMO_WORKSPACE_ID, SIGNED_WORKSPACE_ID
+DAY = datetime(2026, 1, 5, 12, tzinfo=UTC)
+DELETED_AT = "2026-02-01T00:00:00.000Z"
+
+
+def archived_event(n: int, user: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "Viewed",
+        "userId": user,
+        "messageId": f"m-{n:06d}",
+        "timestamp": "2026-01-05T12:00:00.000Z",
+        "receivedAt": "2026-01-05T12:00:01.000Z",
+        "properties": {"n": n},
+    }
+
+
+def build_archive(
+    store: Any, workspace: str, objects: int, per_object: int, deleted: set[str], days: int = 3
+) -> int:
+    """`objects` raw/ objects over `days` days, as the processor archives them; one object in three holds
+    events of the `deleted` users. How many events of theirs were archived."""
+    users = sorted(deleted)
+    theirs = 0
+    for n in range(objects):
+        events = []
+        for k in range(per_object):
+            user = (
+                users[(n + k) % len(users)]
+                if users and n % 3 == 0 and k % 4 == 0
+                else f"keep-{(n * 7 + k) % 50}"
+            )
+            theirs += user in deleted
+            events.append(archived_event(n * per_object + k, user))
+        store.archive.archive_raw(workspace, DAY + timedelta(days=n % days), f"req-{n:05d}", events)
+    return theirs
+
+
+def bucket_objects(aws: Any) -> dict[str, bytes]:
+    s3 = boto3.client("s3")
+    bucket = aws.buckets["ArchiveBucket"]
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for summary in page.get("Contents", []):
+            found[summary["Key"]] = s3.get_object(Bucket=bucket, Key=summary["Key"])["Body"].read()
+    return found
+
+
+def lines_of(body: bytes) -> list[bytes]:
+    return gzip.decompress(body).splitlines()
+
+
+def list_for_purge(store: Any, workspace: str, users: set[str]) -> None:
+    store.profiles.mark_for_purge(workspace, [f"U#{user}" for user in sorted(users)], DELETED_AT, "U#x")
+
+
+class Killed(BaseException):
+    """The worker's process ends here (Lambda's timeout, a crash): nothing after it reaches AWS."""
+
+
+class Fleet:
+    """The JobsQueue's messages run by workers as the JobsFunction runs them (engine.run_task), each
+    given `objects_per_invocation` objects' worth of time; `kill_rate` of them killed at a random AWS
+    call. Killed messages come back (SQS's visibility timeout), as on AWS."""
+
+    def __init__(
+        self, aws: Any, rng: random.Random, kill_rate: float = 0.0, objects_per_invocation: int = 10**9
+    ):
+        from segment_bridge.store import get_store
+
+        self.store = get_store()
+        self.sqs = boto3.client("sqs")
+        self.url = aws.queue_urls["JobsQueue"]
+        self.rng, self.kill_rate, self.budget = rng, kill_rate, objects_per_invocation
+        self.kills = self.invocations = self.continued = 0
+        self._calls_left: int | None = None
+        self._reads = 0
+        for client in (self.store.clients.s3, self.store.clients.dynamodb, self.store.clients.sqs):
+            client.meta.events.register("before-call", self._before_call)
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        if model.name == "GetObject":
+            self._reads += 1
+        if self._calls_left is None:
+            return
+        if self._calls_left <= 0:
+            raise Killed
+        self._calls_left -= 1
+
+    def run(self, limit: int = 10_000) -> None:
+        from segment_bridge.jobs.engine import run_task
+        from segment_bridge.jobs.fleet import FINISHERS, KINDS
+
+        for _ in range(limit):
+            got = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+            messages = got.get("Messages", [])
+            if not messages:
+                return
+            message = messages[0]
+            self.invocations += 1
+            self._reads = 0
+            kill = self.rng.random() < self.kill_rate
+            self._calls_left = self.rng.randint(0, 40) if kill else None
+            try:
+                outcome = run_task(
+                    message["Body"],
+                    self.store.jobs,
+                    self.store,
+                    lambda: self._reads >= self.budget,
+                    KINDS,
+                    FINISHERS,
+                )
+            except Killed:
+                self.kills += 1
+                self._calls_left = None
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+                continue
+            self._calls_left = None
+            self.continued += outcome.status == "continues"
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        raise AssertionError("the jobs did not end")
+
+
+@pytest.fixture
+def fleet(aws, workspaces) -> Iterator[Callable[..., Fleet]]:
+    made: list[Fleet] = []
+
+    def make(**options: Any) -> Fleet:
+        made.append(Fleet(aws, random.Random(options.pop("seed", 0)), **options))
+        return made[-1]
+
+    yield make
+    for fleet in made:
+        for client in (fleet.store.clients.s3, fleet.store.clients.dynamodb, fleet.store.clients.sqs):
+            client.meta.events.unregister("before-call", fleet._before_call)
+
+
+# --- purge -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_purge_five_times_larger_than_an_invocation_completes_with_workers_killed_at_random(
+    aws, workspaces, fleet, seed, monkeypatch
+):
+    """Given an archive 5x what one invocation reads, in pages of 80 keys, When the purge job runs on
+    workers of which a third are killed at a random AWS call, Then it ends, its counts are exact, every
+    deleted user's event is gone and every other event's line is byte-identical, in its object, in order;
+    objects that held none are untouched."""
+    from segment_bridge.jobs.purge import plan_purge
+
+    monkeypatch.setattr("segment_bridge.store.archive.LIST_PAGE_KEYS", 80)
+    monkeypatch.setattr("segment_bridge.jobs.purge.CHUNK_OBJECTS", 8)
+    deleted = {"gone-1", "gone-2"}
+    theirs = build_archive(workspaces, WS, objects=300, per_object=12, deleted=deleted)
+    build_archive(
+        workspaces, OTHER, objects=20, per_object=12, deleted=deleted
+    )  # same ids, not deleted there
+    list_for_purge(workspaces, WS, deleted)
+    before = bucket_objects(aws)
+
+    job = plan_purge(WS, workspaces)
+    assert job is not None
+    workers = fleet(seed=seed, kill_rate=0.33, objects_per_invocation=60)  # 300 objects: 5 invocations' worth
+    workers.run()
+
+    record = workspaces.jobs.job(job.job_id)
+    assert record.state == "done"
+    assert workers.kills > 0
+    assert workers.continued > 0
+    assert record.counters["events_changed"] == theirs
+    assert record.counters["objects_read"] == 300
+    assert record.counters["events_read"] == 300 * 12
+    assert record.counters["tasks_done"] == record.counters["tasks_total"]
+    after = bucket_objects(aws)
+    assert set(after) == set(before)  # none emptied: each held others' events too
+    for key, body in before.items():
+        kept = [
+            line
+            for line in lines_of(body)
+            if json.loads(line)["userId"] not in deleted or f"workspace={OTHER}" in key
+        ]
+        assert lines_of(after[key]) == kept, key
+        if len(kept) == len(lines_of(body)):
+            assert after[key] == body, key  # never rewritten
+    assert workspaces.profiles.pending_purges(WS) == []  # off the list once purged
+
+
+def test_the_daily_purge_only_plans_and_the_workers_remove_what_the_delete_covers(processor, aws, workspaces):
+    """The PurgeFunction's daily run plans a job per workspace with deletions listed and reads nothing
+    of the archive itself; the JobsFunction's runs remove the deleted users' events."""
+    list_for_purge(workspaces, WS, {"gone-1"})
+    theirs = build_archive(workspaces, WS, objects=9, per_object=4, deleted={"gone-1"})
+    answer = lambda_function("PurgeFunction").invoke({}, seconds_left=SECONDS_LEFT)
+    assert answer["purge_jobs"] == 1
+    assert "events_removed" not in answer
+    jobs = list(workspaces.jobs.jobs(kind="purge"))
+    assert [job.state for job in jobs] == ["running"]
+    assert jobs[0].counters["objects_read"] == 0
+
+    run_jobs_function(aws)
+
+    done = workspaces.jobs.job(jobs[0].job_id)
+    assert (done.state, done.counters["events_changed"]) == ("done", theirs)
+    assert all(b"gone-1" not in gzip.decompress(body) for body in bucket_objects(aws).values())
+
+
+def run_jobs_function(aws: Any, limit: int = 500) -> int:
+    """Drain the JobsQueue through the JobsFunction's handler, as its SQS mapping does (BatchSize 1)."""
+    sqs = boto3.client("sqs")
+    url, arn = aws.queue_urls["JobsQueue"], aws.queue_arns["JobsQueue"]
+    function = lambda_function("JobsFunction")
+    for invocations in range(limit):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not messages:
+            return invocations
+        answer = function.invoke(lambda_sqs_event(arn, messages), seconds_left=900)
+        assert answer == {"batchItemFailures": []}
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    raise AssertionError("the JobsQueue did not empty")
