@@ -334,3 +334,26 @@ def segment(workspaces):
     with FakeSegment({WRITE_KEY}).start() as fake:
         workspaces.set_segment_destination(DEMO_WORKSPACE_ID, WRITE_KEY, fake.url)
         yield fake
+
+
+@pytest.fixture
+def run_jobs(aws):
+    """Drains the JobsQueue through the JobsFunction's handler, as its SQS mapping does (BatchSize 1,
+    the template's timeout); how many invocations it took."""
+    sqs = boto3.client("sqs")
+    url, arn = aws.queue_urls["JobsQueue"], aws.queue_arns["JobsQueue"]
+    function = lambda_function("JobsFunction")
+
+    def run(limit: int = 2_000) -> int:
+        for invocations in range(limit):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+            if not messages:
+                return invocations
+            answer = function.invoke(lambda_sqs_event(arn, messages), seconds_left=900)
+            assert answer == {"batchItemFailures": []}
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+        raise AssertionError("the JobsQueue did not empty")
+
+    return run

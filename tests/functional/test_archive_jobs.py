@@ -206,7 +206,7 @@ def test_a_purge_five_times_larger_than_an_invocation_completes_with_workers_kil
     assert workspaces.profiles.pending_purges(WS) == []  # off the list once purged
 
 
-def test_the_daily_purge_only_plans_and_the_workers_remove_what_the_delete_covers(processor, aws, workspaces):
+def test_the_daily_purge_only_plans_and_the_workers_remove_what_the_delete_covers(aws, workspaces, run_jobs):
     """The PurgeFunction's daily run plans a job per workspace with deletions listed and reads nothing
     of the archive itself; the JobsFunction's runs remove the deleted users' events."""
     list_for_purge(workspaces, WS, {"gone-1"})
@@ -218,25 +218,100 @@ def test_the_daily_purge_only_plans_and_the_workers_remove_what_the_delete_cover
     assert [job.state for job in jobs] == ["running"]
     assert jobs[0].counters["objects_read"] == 0
 
-    run_jobs_function(aws)
+    run_jobs()
 
     done = workspaces.jobs.job(jobs[0].job_id)
     assert (done.state, done.counters["events_changed"]) == ("done", theirs)
     assert all(b"gone-1" not in gzip.decompress(body) for body in bucket_objects(aws).values())
 
 
-def run_jobs_function(aws: Any, limit: int = 500) -> int:
-    """Drain the JobsQueue through the JobsFunction's handler, as its SQS mapping does (BatchSize 1)."""
+# --- replay ----------------------------------------------------------------------------------------
+
+
+def apply_ingest_queue(aws: Any) -> list[str]:
+    """Everything on the IngestQueue through the ProcessorFunction, as its mapping does; the
+    MessageGroupIds it carried."""
     sqs = boto3.client("sqs")
-    url, arn = aws.queue_urls["JobsQueue"], aws.queue_arns["JobsQueue"]
-    function = lambda_function("JobsFunction")
-    for invocations in range(limit):
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get(
-            "Messages", []
-        )
-        if not messages:
-            return invocations
-        answer = function.invoke(lambda_sqs_event(arn, messages), seconds_left=900)
+    url, arn = aws.queue_urls["IngestQueue"], aws.queue_arns["IngestQueue"]
+    function = lambda_function("ProcessorFunction")
+    groups = []
+    while got := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=3, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+    ).get("Messages", []):
+        groups += [m["Attributes"].get("MessageGroupId", "") for m in got]
+        answer = function.invoke(lambda_sqs_event(arn, got), seconds_left=150)
         assert answer == {"batchItemFailures": []}
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
-    raise AssertionError("the JobsQueue did not empty")
+        for message in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return groups
+
+
+def test_replay_applies_the_archive_under_the_new_mapping_once_and_a_second_replay_reports_no_change(
+    processor, aws, workspaces, run_jobs
+):
+    """A replay job's messages go through the ProcessorFunction in the workspace's replay group; the
+    first adds what the new mapping finds, a second (and its dry run) changes and reports nothing, and
+    the archive is not written again."""
+    from segment_bridge.jobs.replay import plan_replay
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.processor.replay import dry_run
+    from tests.functional.conftest import event
+
+    t1 = "2026-01-01T10:00:00.000Z"
+    workspaces.set_mapping(WS, Mapping(channels={"email": "email"}, exclude_events={"Invited"}))
+    processor(
+        [
+            event("identify", "i", t1, traits={"email": "a@x.io", "phone": "+15555550100"}),
+            event("track", "t1", t1, event="Signed Up"),
+            event("track", "t2", t1, event="Invited"),
+            event("identify", "j", t1, user="user-2", traits={"email": "b@x.io"}),
+        ]
+    )
+    archive_before = bucket_objects(aws)
+    current = workspaces.set_mapping(WS, Mapping())  # the defaults: phone -> sms, nothing excluded
+    day = datetime(2026, 1, 1).date()
+    assert dry_run(WS, day, day, current, workspaces).changed == 1  # user-1 only: user-2 gains nothing
+
+    first = plan_replay(WS, day, day, workspaces)
+    run_jobs()
+    groups = apply_ingest_queue(aws)
+    assert set(groups) == {f"{WS}/replay"}
+    run_jobs()
+    done = workspaces.jobs.job(first.job_id)
+    assert done.state == "done"
+    assert (done.counters["messages_applied"], done.counters["events_read"]) == (1, 4)
+    assert (done.counters["profiles_changed"], done.counters["history_written"]) == (1, 1)
+    after = workspaces.read_profile(WS, "U", "user-1")
+    assert after.channels == {"email": {"a@x.io": t1}, "sms": {"+15555550100": t1}}
+    assert after.counts == {"Signed Up": 1, "Invited": 1}
+    assert bucket_objects(aws) == archive_before  # replayed, not archived again
+
+    assert dry_run(WS, day, day, current, workspaces).changed == 0
+    second = plan_replay(WS, day, day, workspaces)
+    run_jobs()
+    apply_ingest_queue(aws)
+    again = workspaces.jobs.job(second.job_id)
+    assert again.state == "done"
+    assert (again.counters["profiles_changed"], again.counters["history_written"]) == (0, 0)
+    assert workspaces.read_profile(WS, "U", "user-1") == after
+
+
+def test_a_replay_message_delivered_twice_is_applied_and_counted_once(processor, aws, workspaces, run_jobs):
+    from segment_bridge.jobs.replay import plan_replay
+    from tests.functional.conftest import event
+
+    t1 = "2026-01-01T10:00:00.000Z"
+    processor([event("track", f"t{n}", t1, event="Signed Up") for n in range(3)])
+    workspaces.profiles.record  # noqa: B018  # (the store is made)
+    day = datetime(2026, 1, 1).date()
+    job = plan_replay(WS, day, day, workspaces)
+    run_jobs()
+    sqs = boto3.client("sqs")
+    url = aws.queue_urls["IngestQueue"]
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"], MessageGroupId=f"{WS}/replay")  # a duplicate
+    apply_ingest_queue(aws)
+    record = workspaces.jobs.job(job.job_id)
+    assert record.counters["messages_applied"] == 1
+    assert record.state == "done"
+    assert workspaces.read_profile(WS, "U", "user-1").counts == {"Signed Up": 3}

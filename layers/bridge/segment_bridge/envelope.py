@@ -32,6 +32,8 @@ class Envelope(BaseModel):
     count: int
     encoding: Literal["gzip+base64"] = ENCODING
     events: str
+    job: str | None = None
+    """Set on a replay job's copy of archived events (jobs/replay.py): applied, not archived again."""
 
 
 class EventTooLargeForQueue(ValueError):
@@ -39,10 +41,19 @@ class EventTooLargeForQueue(ValueError):
 
 
 def pack(
-    chunks: Sequence[bytes], *, workspace_id: str, request_id: str, received_at: str, max_bytes: int
+    chunks: Sequence[bytes],
+    *,
+    workspace_id: str,
+    request_id: str,
+    received_at: str,
+    max_bytes: int,
+    job: str | None = None,
 ) -> list[str]:
-    """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order."""
+    """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order;
+    `job`: a replay job's (Envelope.job)."""
     header = {"workspaceId": workspace_id, "requestId": request_id, "receivedAt": received_at}
+    if job is not None:
+        header["job"] = job
     budget = max_bytes * RAW_BYTES_PER_MESSAGE_BYTE
     messages: list[str] = []
     group: list[bytes] = []

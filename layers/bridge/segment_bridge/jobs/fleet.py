@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from segment_bridge.jobs import purge
+from segment_bridge.jobs import purge, replay
 from segment_bridge.jobs.engine import Finish, Kind
 
 KINDS: Mapping[str, Kind] = {
     "purge-days": purge.purge_days,
     "purge-page": purge.purge_page,
     "purge-parked": purge.purge_parked_task,
+    "replay-days": replay.replay_days,
+    "replay-page": replay.replay_page,
 }
 FINISHERS: Mapping[str, Finish] = {
     "purge": purge.finish_purge,
+    "replay": replay.finish_replay,
 }

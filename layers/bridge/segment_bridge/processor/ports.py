@@ -43,11 +43,20 @@ class ArchiveWrites(Protocol):
     def archived_batches(self, workspace_id: str, day: date) -> Iterable[list[dict[str, Any]]]: ...
 
 
+class ReplayProgress(Protocol):
+    """store.jobs: a replay job's message counted once as applied, and the job ended once all are."""
+
+    def count_applied(self, job_id: str, name: str, counters: dict[str, int]) -> bool: ...
+    def complete_if_applied(self, job_id: str) -> bool: ...
+
+
 class Repositories(Protocol):
     @property
     def profiles(self) -> ProfileWrites: ...
     @property
     def archive(self) -> ArchiveWrites: ...
+    @property
+    def jobs(self) -> ReplayProgress: ...
     def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
 
 
@@ -63,6 +72,8 @@ class Applied:
     """What applying a batch did, for logs and metrics; `unapplied` holds events kept with a reason."""
 
     entities: int = 0
+    changed: int = 0
+    """Entities whose stored profile changed (`entities` counts those written to or found unchanged)."""
     history_written: int = 0
     duplicates: int = 0
     links: int = 0
@@ -77,6 +88,7 @@ class Applied:
     def add(self, other: Applied) -> None:
         """Add another result's figures (and its unapplied events) to this one."""
         self.entities += other.entities
+        self.changed += other.changed
         self.history_written += other.history_written
         self.duplicates += other.duplicates
         self.links += other.links
@@ -92,6 +104,7 @@ class Applied:
         """For logs: counts only, never event content."""
         return {
             "entities": self.entities,
+            "changed": self.changed,
             "history_written": self.history_written,
             "duplicates": self.duplicates,
             "links": self.links,

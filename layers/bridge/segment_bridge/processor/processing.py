@@ -266,6 +266,8 @@ def receive_message(
     The archive's object is named after the body, not the SQS message: a redelivery, a deferred copy
     or a re-drive of the same message archives it once."""
     envelope, events = unpack(body)
+    if envelope.job is not None:  # a replay job's copy of archived events (jobs/replay.py)
+        return replay_message(envelope, events, store, mappings, out_of_time)
     received_at = datetime.fromisoformat(envelope.receivedAt)
     name = f"{envelope.requestId}-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
@@ -281,6 +283,27 @@ def receive_message(
         duplicates=applied.duplicates,
         unapplied=len(applied.unapplied),
     )
+    return applied
+
+
+def replay_message(
+    envelope: Envelope,
+    events: list[dict[str, Any]],
+    store: Repositories,
+    mappings: MappingSource,
+    out_of_time: OutOfTime = never,
+) -> Applied:
+    """A replay job's message: archived already and counted in the daily counts when it was received, so
+    only applied (under the current mapping); what it changed is added to the job once per message."""
+    mapping = mappings.get(envelope.workspaceId) or Mapping()
+    applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
+    figures = {
+        "messages_applied": 1,
+        "profiles_changed": applied.changed,
+        "history_written": applied.history_written,
+    }
+    if store.jobs.count_applied(str(envelope.job), envelope.requestId, figures):
+        store.jobs.complete_if_applied(str(envelope.job))
     return applied
 
 
@@ -456,6 +479,7 @@ def _write_round(
         applied.duplicates += written.known
         if n == 0:
             applied.entities += 1
+            applied.changed += written.changed
             parked = over_budget_events(entity, written.profile, stored[key].deleted_at)
             applied.over_budget += len(parked)
             applied.unapplied.extend(parked)
@@ -668,6 +692,8 @@ class Written:
     """History items still to write (those not already there)."""
     profile: Profile
     """The profile as written (bounded)."""
+    changed: bool = True
+    """Whether the stored profile changed (a redelivery or an unchanged replay changes nothing)."""
 
 
 def write_entity(
@@ -706,5 +732,7 @@ def write_entity(
             existing = profiles.existing_history(workspace_id, wanted).get(entity.key, set())
             continue
         to_record = [record for mid, record in records.items() if mid not in existing]
-        return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
+        return Written(
+            len(settled.new), len(records) - len(settled.new), to_record, settled.profile, not unchanged
+        )
     raise ProfileContended(f"Profile {entity.kind} kept changing while being written; retry later.")

@@ -5,8 +5,9 @@ WorkspacesTable items
     pk=JOBS          sk=JOB#<job_id>   kind, workspace (an offboarding's: the SHA-256 of the id), created_at,
                                        state (running | applying | done | failed), params (gzip JSON),
                                        tasks_total, tasks_done, objects_read, objects_changed, events_read,
-                                       events_changed, messages_sent, messages_applied (numbers, added to
-                                       with UpdateItem ADD), updated_at, finished_at?, receipt? (JSON)
+                                       events_changed, messages_sent, messages_applied, profiles_changed,
+                                       history_written (numbers, added to with UpdateItem ADD),
+                                       updated_at, finished_at?, receipt? (JSON)
     pk=JOB#<job_id>  sk=TASK#<task_id> kind, spec (JSON), step, cursor?, pending? (JSON), state (open | done)
     pk=JOB#<job_id>  sk=APPLIED#<name> a replay message the processor applied (its figures counted once)
 JobsQueue messages: {"job": <job_id>, "task": <task_id>}: a pointer; the cursor is the task item's.
@@ -37,6 +38,8 @@ COUNTERS = (
     "events_changed",
     "messages_sent",
     "messages_applied",
+    "profiles_changed",
+    "history_written",
 )
 READ_FAILURE = "Jobs cannot be read right now."
 WRITE_FAILURE = "A job's progress could not be recorded."
@@ -361,6 +364,22 @@ class JobRepository:
                             }
                         },
                     ]
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    def complete_if_applied(self, job_id: str) -> bool:
+        """A replay job whose pages are all queued ("applying") ends once every message is applied."""
+        try:
+            with aws_errors(WRITE_FAILURE):
+                self.clients.dynamodb.update_item(
+                    TableName=self.table,
+                    Key=_job_key(job_id),
+                    UpdateExpression="SET #state = :done, finished_at = :now, updated_at = :now",
+                    ConditionExpression="#state = :applying AND messages_applied >= messages_sent",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues=item({":done": "done", ":applying": "applying", ":now": now()}),
                 )
         except ConditionFailed:
             return False
