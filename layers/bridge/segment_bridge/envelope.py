@@ -34,6 +34,8 @@ class Envelope(BaseModel):
     events: str
     job: str | None = None
     """Set on a replay job's copy of archived events (jobs/replay.py): applied, not archived again."""
+    mappingVersion: int | None = None
+    """A replay's: the mapping version it was planned under (at least that one applies)."""
 
 
 class EventTooLargeForQueue(ValueError):
@@ -48,12 +50,19 @@ def pack(
     received_at: str,
     max_bytes: int,
     job: str | None = None,
+    mapping_version: int | None = None,
 ) -> list[str]:
     """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order;
     `job`: a replay job's (Envelope.job)."""
-    header = {"workspaceId": workspace_id, "requestId": request_id, "receivedAt": received_at}
+    header: dict[str, str | int] = {
+        "workspaceId": workspace_id,
+        "requestId": request_id,
+        "receivedAt": received_at,
+    }
     if job is not None:
         header["job"] = job
+    if mapping_version is not None:
+        header["mappingVersion"] = mapping_version
     budget = max_bytes * RAW_BYTES_PER_MESSAGE_BYTE
     messages: list[str] = []
     group: list[bytes] = []

@@ -76,9 +76,13 @@ def replay_group(workspace_id: str) -> str:
     return f"{workspace_id}/replay"
 
 
-def plan_replay(workspace_id: str, since: date, until: date, stores: ReplayStores) -> JobRecordView:
+def plan_replay(
+    workspace_id: str, since: date, until: date, stores: ReplayStores, *, mapping_version: int = 0
+) -> JobRecordView:
+    """The replay job; its messages are applied under `mapping_version` or a later one (the processor's
+    containers read the mapping again if theirs is older)."""
     job_id = new_job_id("replay")
-    params = {"since": since.isoformat(), "until": until.isoformat()}
+    params = {"since": since.isoformat(), "until": until.isoformat(), "mapping_version": mapping_version}
     job: JobRecordView = stores.jobs.create_job(job_id, "replay", workspace_id, params)
     stores.jobs.add_tasks(job_id, [(task_id_of("days"), "replay-days", {})])
     return job
@@ -98,7 +102,9 @@ def replay_days(run: TaskRun, stores: ReplayStores) -> bool:
     return True
 
 
-def messages_of(key: str, data: bytes, workspace_id: str, job_id: str, max_bytes: int) -> list[str]:
+def messages_of(
+    key: str, data: bytes, workspace_id: str, job_id: str, max_bytes: int, mapping_version: int = 0
+) -> list[str]:
     """One archived object's events as replay messages, named after the object (and part)."""
     name = hashlib.sha256(key.encode()).hexdigest()[:32]
     chunks = [line for line in data.splitlines() if line]
@@ -110,6 +116,7 @@ def messages_of(key: str, data: bytes, workspace_id: str, job_id: str, max_bytes
         received_at=received,
         max_bytes=max_bytes - NAME_ROOM,
         job=job_id,
+        mapping_version=mapping_version,
     )
     if len(bodies) == 1:
         return bodies
@@ -125,6 +132,7 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
     prefix, start_after = run.spec["prefix"], run.spec["start_after"]
     workspace_id, job_id = run.job.workspace, run.job.job_id
     max_bytes = int(stores.settings.queue_message_bytes)
+    version = int(run.job.params.get("mapping_version", 0))
     cursor = run.task.cursor
     if cursor is None:
         keys, more = stores.archive.page(prefix, start_after)
@@ -155,7 +163,7 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
             body
             for key, data in zip(chunk, read, strict=True)
             if data
-            for body in messages_of(key, data, workspace_id, job_id, max_bytes)
+            for body in messages_of(key, data, workspace_id, job_id, max_bytes, version)
         ]
         stores.queues.enqueue(bodies, replay_group(workspace_id))
         done = chunk[-1]

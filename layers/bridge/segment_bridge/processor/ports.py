@@ -62,6 +62,7 @@ class Repositories(Protocol):
 
 class MappingSource(Protocol):
     def get(self, workspace_id: str) -> Mapping | None: ...
+    def refresh(self, workspace_id: str) -> Mapping | None: ...
 
 
 # --- results ------------------------------------------------------------------------------------------

@@ -296,6 +296,8 @@ def replay_message(
     """A replay job's message: archived already and counted in the daily counts when it was received, so
     only applied (under the current mapping); what it changed is added to the job once per message."""
     mapping = mappings.get(envelope.workspaceId) or Mapping()
+    if mapping.version < (envelope.mappingVersion or 0):  # set since this container read it
+        mapping = mappings.refresh(envelope.workspaceId) or Mapping()
     applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
     figures = {
         "messages_applied": 1,
