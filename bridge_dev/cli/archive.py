@@ -68,8 +68,15 @@ def replay_command(
         with click.progressbar(length=batches, label="Counting", file=sys.stderr, show_pos=True) as bar:
             result = count_replay(workspace_id, first, last, current, store, on_batch=lambda _: bar.update(1))
         figures = result.figures()
-        data = {"workspace_id": workspace_id, "since": first.isoformat(), "until": last.isoformat(),
-                "mapping_version": current.version, "dry_run": True, "batches": batches, **figures}  # fmt: skip
+        data = {
+            "workspace_id": workspace_id,
+            "since": first.isoformat(),
+            "until": last.isoformat(),
+            "mapping_version": current.version,
+            "dry_run": True,
+            "batches": batches,
+            **figures,
+        }
         show(
             as_json,
             data,

@@ -78,7 +78,7 @@ def pack(
     return messages
 
 
-def _encode(group: Sequence[bytes], header: dict[str, str], max_bytes: int) -> list[str]:
+def _encode(group: Sequence[bytes], header: dict[str, str | int], max_bytes: int) -> list[str]:
     payload = gzip.compress(b"[" + b",".join(group) + b"]", compresslevel=COMPRESS_LEVEL, mtime=0)
     body = json.dumps(
         {
