@@ -89,7 +89,11 @@ class CallCounter:
         )
 
 
-def main() -> int:  # noqa: PLR0915
+def row(label: str, today: str, job: str) -> None:
+    print(f"{label:<36}{today:>15} {job:>21}")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=200)
     parser.add_argument("--days", type=int, default=2)
@@ -114,7 +118,7 @@ def main() -> int:  # noqa: PLR0915
             return run(args, latency, counter, load_template())
 
 
-def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter, template: Any) -> int:  # noqa: PLR0915
+def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter, template: Any) -> int:
     from segment_bridge.jobs.engine import run_task
     from segment_bridge.jobs.fleet import FINISHERS, KINDS
     from segment_bridge.jobs.purge import plan_purge
@@ -140,7 +144,8 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     concurrency = int(template["Parameters"]["JobsConcurrency"]["Default"])
     memory_gb = template["Resources"]["JobsFunction"]["Properties"]["MemorySize"] / 1024
     print(
-        f"archive: {args.objects} objects x {EVENTS_PER_OBJECT} events ({raw_bytes / args.objects / 1024:.0f} KB "
+        f"archive: {args.objects} objects x {EVENTS_PER_OBJECT} events "
+        f"({raw_bytes / args.objects / 1024:.0f} KB "
         f"of JSON each), {args.latency_ms:.0f} ms per AWS call; JobsConcurrency {concurrency}, "
         f"JobsFunction {memory_gb * 1024:.0f} MB"
     )
@@ -191,22 +196,21 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     per_million = 1_000_000 / (args.objects * EVENTS_PER_OBJECT)
 
     print("\npurge                               today (f71d171)     job (this branch)")
-    print(
-        f"events removed                      {old.events_removed:>15,} {record.counters['events_changed']:>21,}"
-    )
+    row("events removed", f"{old.events_removed:,}", f"{record.counters['events_changed']:,}")
     print(f"objects/s, one worker               {old_rate:>15.1f} {new_rate:>21.1f}")
-    print(
-        f"CPU ms per object                   {old_cpu / args.objects * 1000:>15.1f} {new_cpu / args.objects * 1000:>21.1f}"
-    )
+    row("CPU ms per object", f"{old_cpu / args.objects * 1000:.1f}", f"{new_cpu / args.objects * 1000:.1f}")
     print(f"objects/s end to end (defaults)     {old_rate:>15.1f} {worker_rate * concurrency:>21.1f}")
     old_day = old_rate * OLD_PURGE_SECONDS_A_DAY * EVENTS_PER_OBJECT
     new_day = worker_rate * concurrency * 86_400 * EVENTS_PER_OBJECT
     print(f"largest archive purged in 24 h      {old_day / 1e6:>13.1f} M {new_day / 1e9:>19.1f} B")
-    print(
-        f"$ per pass per million events       {old_dollars * per_million:>15.5f} {new_dollars * per_million:>21.5f}"
+    row(
+        "$ per pass per million events",
+        f"{old_dollars * per_million:.5f}",
+        f"{new_dollars * per_million:.5f}",
     )
     print(
-        f"(job: {record.counters['tasks_total']} tasks; AWS calls {dict(counter.calls)}; one worker's rate is "
+        f"(job: {record.counters['tasks_total']} tasks; AWS calls {dict(counter.calls)}; "
+        "one worker's rate is "
         f"min(wall {new_rate:.0f}/s, CPU {cpu_rate:.0f}/s) x JobsConcurrency {concurrency})"
     )
 
@@ -263,15 +267,17 @@ def replay_section(store: Any, args: argparse.Namespace, latency: InjectedLatenc
     latency.enabled = False
     record = store.jobs.job(job.job_id)
     print(f"\nreplay of {events_total:,} archived events   today (f71d171)     job (this branch)")
-    print(
-        f"events/s, one process/worker        {events_total / old_wall:>15.0f} {events_total / (queued + applied):>21.0f}"
+    row(
+        "events/s, one process/worker",
+        f"{events_total / old_wall:.0f}",
+        f"{events_total / (queued + applied):.0f}",
     )
     print(f"queueing (JobsFunction) events/s    {'-':>15} {events_total / queued:>21.0f}")
     print(f"applying, per processor invocation  {'-':>15} {events_total / applied:>21.0f}")
     print(
-        f"(job {record.state}: {record.counters['messages_applied']}/{record.counters['messages_sent']} messages, "
-        f"{record.counters['profiles_changed']} profiles changed; end to end on AWS the applying runs on up to "
-        "the ProcessorFunction's MaximumConcurrency invocations at once, in the replay's own fair-queue group)"
+        f"(job {record.state}: {record.counters['messages_applied']}/{record.counters['messages_sent']} "
+        f"messages, {record.counters['profiles_changed']} profiles changed; on AWS the applying runs on up "
+        "to the ProcessorFunction's MaximumConcurrency invocations at once, in the replay's own group)"
     )
 
 
