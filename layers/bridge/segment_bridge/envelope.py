@@ -38,6 +38,16 @@ class Envelope(BaseModel):
     """A replay's: the mapping version it was planned under (at least that one applies)."""
 
 
+def message_group(envelope: Envelope) -> str:
+    """The IngestQueue's MessageGroupId of a message: its workspace, or a replay job's copy's own group
+    `<workspace>/replay` (a fair-queue tenant of its own beside the live traffic: jobs/replay.py)."""
+    return envelope.workspaceId if envelope.job is None else replay_group(envelope.workspaceId)
+
+
+def replay_group(workspace_id: str) -> str:
+    return f"{workspace_id}/replay"
+
+
 class EventTooLargeForQueue(ValueError):
     """One event that does not fit a queue message even alone (intake's size limit prevents it)."""
 

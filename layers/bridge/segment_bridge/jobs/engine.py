@@ -174,6 +174,8 @@ def run_task(
         return Outcome("over", job.kind)
     task = jobs.task(job.job_id, str(pointer["task"]))
     if task is None:
+        if job.state == "finishing":  # a job whose end removes its tasks, killed while ending
+            finishers[job.kind](jobs, job, stores)
         return Outcome("unknown", job.kind)
     if not task.done:
         run = TaskRun(jobs, job, task, out_of_time)

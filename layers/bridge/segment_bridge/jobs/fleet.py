@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from segment_bridge.jobs import purge, replay
+from segment_bridge.jobs import offboard, purge, replay
 from segment_bridge.jobs.engine import Finish, Kind
 
 KINDS: Mapping[str, Kind] = {
@@ -13,8 +13,14 @@ KINDS: Mapping[str, Kind] = {
     "purge-parked": purge.purge_parked_task,
     "replay-days": replay.replay_days,
     "replay-page": replay.replay_page,
+    "offboard-scan": offboard.offboard_scan,
+    "offboard-outbox": offboard.offboard_outbox,
+    "offboard-prefix": offboard.offboard_prefix,
+    "offboard-parked": offboard.offboard_parked,
+    "offboard-secret": offboard.offboard_secret,
 }
 FINISHERS: Mapping[str, Finish] = {
     "purge": purge.finish_purge,
     "replay": replay.finish_replay,
+    "offboard": offboard.finish_offboard,
 }

@@ -6,7 +6,7 @@ and parked/, by the JobsFunction's workers in parallel (docs/archive-jobs.md).
     purge-days    lists the kind's day prefixes and plans one `purge-page` task per day
     purge-page    one page of keys (1,000, S3's page) of a day: plans the next page's task first, then
                   reads the objects READ_THREADS at a time, CHUNK_OBJECTS between saves
-    purge-parked  parked/ (small: what waits for an operator), in one go (privacy.purge.purge_parked)
+    purge-parked  one queue's parked/ items, CHUNK_OBJECTS keys a save from its cursor (`walk_parked`)
     finish_purge  once every task is done: the entities taken off the purge list (those listed again
                   since stay for the next purge)
 
@@ -21,7 +21,7 @@ so `events_changed` stays exact.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,7 +37,14 @@ from segment_bridge.jobs.engine import (
     new_job_id,
     task_id_of,
 )
-from segment_bridge.privacy.purge import ARCHIVE_KINDS, ParkedCopies, Purged, PurgeList, deleted, purge_parked
+from segment_bridge.privacy.purge import (
+    ARCHIVE_KINDS,
+    PARKED_QUEUES,
+    ParkedChange,
+    PurgeList,
+    deleted,
+    parked_change,
+)
 from segment_bridge.profiles import PendingPurge
 
 CHUNK_OBJECTS = 64
@@ -46,6 +53,7 @@ READ_THREADS = 16
 """Objects read at once by one worker: S3's latency (20-50 ms a GET) overlaps; the decompressing and
 scanning is CPU (bench_archive.py measured the per-worker rate)."""
 DAYS_PER_SAVE = 50
+PARKED_PREFIX = "parked/"
 """Page tasks a `purge-days` task plans between two saves."""
 
 
@@ -66,7 +74,7 @@ class PurgeStores(Protocol):
     @property
     def profiles(self) -> PurgeList: ...
     @property
-    def parked(self) -> ParkedCopies: ...
+    def parked(self) -> ParkedPages: ...
     @property
     def jobs(self) -> JobStore: ...
 
@@ -118,7 +126,7 @@ def plan_purge(
     tasks: list[tuple[str, str, dict[str, Any]]] = [
         (task_id_of("days", kind), "purge-days", {"kind": kind}) for kind in ARCHIVE_KINDS
     ]
-    tasks.append((task_id_of("parked"), "purge-parked", {}))
+    tasks += [(task_id_of("parked", queue), "purge-parked", {"queue": queue}) for queue in PARKED_QUEUES]
     stores.jobs.add_tasks(job_id, tasks)
     result: JobRecordView = job
     return result
@@ -240,21 +248,80 @@ def _chunks(keys: list[str], prior: dict[str, int]) -> Iterator[list[str]]:
         yield keys[start : start + CHUNK_OBJECTS]
 
 
+class ParkedPages(Protocol):
+    """store.parked: one parked item read, rewritten or removed."""
+
+    def read(self, key: str) -> dict[str, Any] | None: ...
+    def replace(self, key: str, document: dict[str, Any]) -> None: ...
+    def remove(self, key: str) -> None: ...
+
+
+def walk_parked(
+    run: TaskRun,
+    archive: ArchivePages,
+    parked: ParkedPages,
+    decide: Callable[[dict[str, Any]], ParkedChange | None],
+) -> bool:
+    """One queue's parked/ items (`run.spec["queue"]`), a page of keys at a time from the task's cursor
+    (the last key done), CHUNK_OBJECTS read at once between saves: each item's change (`decide`: None if
+    it is not the job's workspace's) saved as `pending` before it is made, as a purge page's rewrites,
+    so a worker killed between a change and its save leaves the counts exact."""
+    prefix = f"{PARKED_PREFIX}{run.spec['queue']}/"
+    while True:
+        done = run.task.cursor
+        keys, more = archive.page(prefix, done, CHUNK_OBJECTS)
+        prior: dict[str, int] = dict(run.task.pending)
+        keys = sorted({*keys, *prior})
+        if not keys:
+            run.save(done, done=True)
+            return True
+        if run.out_of_time():
+            return False
+        documents = each_at_once([partial(parked.read, key) for key in keys], _readers)
+        changes = {
+            key: decide(document)
+            for key, document in zip(keys, documents, strict=True)
+            if document is not None
+        }
+        to_change = {key: change for key, change in changes.items() if change is not None and change.removed}
+        if to_change:
+            run.save(done, pending=prior | {key: change.removed for key, change in to_change.items()})
+            each_at_once(
+                [
+                    partial(parked.remove, key)
+                    if change.document is None
+                    else partial(parked.replace, key, change.document)
+                    for key, change in to_change.items()
+                ],
+                _readers,
+            )
+        # changed by a killed worker already: what it removed is counted now
+        before = {key: removed for key, removed in prior.items() if key not in to_change}
+        removed = {key: change.removed for key, change in to_change.items()} | before
+        run.save(
+            max(keys),
+            {
+                "objects_read": sum(1 for key, change in changes.items() if change is not None)
+                + sum(1 for key in before if key not in changes),
+                "objects_changed": len(removed),
+                "events_changed": sum(removed.values()),
+            },
+        )
+        if not more and not prior:
+            run.save(run.task.cursor, done=True)
+            return True
+
+
 def purge_parked_task(run: TaskRun, stores: PurgeStores) -> bool:
-    """parked/: the deleted entities' parked events removed (privacy.purge.purge_parked; idempotent)."""
+    """parked/ of one queue: the deleted entities' parked events removed (privacy.purge.parked_change)."""
     deletions = Deletions.of(run.job.params)
-    done = Purged()
-    purge_parked(run.job.workspace, deletions.users, deletions.anonymous, stores.parked, done)
-    run.save(
-        None,
-        {
-            "objects_read": done.objects_read,
-            "objects_changed": done.objects_rewritten,
-            "events_changed": done.events_removed,
-        },
-        done=True,
+    workspace = run.job.workspace
+    return walk_parked(
+        run,
+        stores.archive,
+        stores.parked,
+        lambda document: parked_change(workspace, deletions.users, deletions.anonymous, document),
     )
-    return True
 
 
 def finish_purge(jobs: JobStore, job: JobRecordView, stores: PurgeStores) -> None:

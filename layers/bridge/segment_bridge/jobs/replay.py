@@ -26,7 +26,7 @@ from functools import lru_cache, partial
 from typing import Any, Protocol
 
 from segment_bridge.concurrency import each_at_once
-from segment_bridge.envelope import pack
+from segment_bridge.envelope import pack, replay_group
 from segment_bridge.jobs.engine import (
     JobRecordView,
     JobStore,
@@ -69,11 +69,6 @@ class ReplayStores(Protocol):
 @lru_cache(maxsize=1)
 def _readers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="replay-read")
-
-
-def replay_group(workspace_id: str) -> str:
-    """The replay's MessageGroupId: a fair-queue tenant of its own, beside the workspace's live group."""
-    return f"{workspace_id}/replay"
 
 
 def plan_replay(

@@ -58,6 +58,7 @@ class Repositories(Protocol):
     @property
     def jobs(self) -> ReplayProgress: ...
     def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
+    def workspace_open(self, workspace_id: str) -> bool: ...
 
 
 class MappingSource(Protocol):
@@ -84,6 +85,8 @@ class Applied:
     clamped_timestamps: int = 0
     failed_paths: int = 0
     over_budget: int = 0
+    refused: int = 0
+    """Messages dropped unread: their workspace is being deleted, or is gone (offboarding)."""
     unapplied: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Applied) -> None:
@@ -99,6 +102,7 @@ class Applied:
         self.clamped_timestamps += other.clamped_timestamps
         self.failed_paths += other.failed_paths
         self.over_budget += other.over_budget
+        self.refused += other.refused
         self.unapplied.extend(other.unapplied)
 
     def figures(self) -> dict[str, int]:
@@ -115,6 +119,7 @@ class Applied:
             "clamped_timestamps": self.clamped_timestamps,
             "failed_paths": self.failed_paths,
             "over_budget": self.over_budget,
+            "refused": self.refused,
             "unapplied": len(self.unapplied),
         }
 

@@ -58,7 +58,7 @@ from typing import Any, Protocol, TypeVar
 
 from segment_bridge import concurrency
 from segment_bridge.deleted_ids import DeletedIds
-from segment_bridge.envelope import Envelope, unpack
+from segment_bridge.envelope import Envelope, message_group, unpack
 from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
 from segment_bridge.limits import utf8_bytes
 from segment_bridge.mapping import Mapping
@@ -229,7 +229,8 @@ def receive_or_defer(
         reason = "profile contended" if isinstance(contended, ProfileContended) else "deletes contended"
         # its writers spread out instead of meeting again at once
         delay = random.randint(1, CONTENDED_DELAY_SECONDS)  # noqa: S311  # nosec B311  # jitter
-    queue.defer(body, Envelope.model_validate_json(body).workspaceId, delay)
+    # a replay's copy goes back into its replay group, where live traffic keeps its place
+    queue.defer(body, message_group(Envelope.model_validate_json(body)), delay)
     return Deferred(reason)
 
 
@@ -264,8 +265,11 @@ def receive_message(
     the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy
     delete past `out_of_time` raises DeletionUnfinished, its progress kept for the next receive.
     The archive's object is named after the body, not the SQS message: a redelivery, a deferred copy
-    or a re-drive of the same message archives it once."""
+    or a re-drive of the same message archives it once. A message of a workspace that is being deleted,
+    or is gone, is dropped before anything is written (`refused`: jobs/offboard.py)."""
     envelope, events = unpack(body)
+    if not store.workspace_open(envelope.workspaceId):  # offboarding: its sweep must find nothing new
+        return Applied(refused=1)
     if envelope.job is not None:  # a replay job's copy of archived events (jobs/replay.py)
         return replay_message(envelope, events, store, mappings, out_of_time)
     received_at = datetime.fromisoformat(envelope.receivedAt)

@@ -10,6 +10,7 @@
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
     jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
+    sweep.py       every item of one workspace in every table, page by page, and its secret (offboarding)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processing.py's, what is sent delivery.py's.
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
+    from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -108,6 +110,12 @@ class Store:
 
         return JobRepository(self.settings, self.clients)
 
+    @cached_property
+    def sweep(self) -> WorkspaceSweep:
+        from segment_bridge.store.sweep import WorkspaceSweep
+
+        return WorkspaceSweep(self.settings, self.clients, self._sleep)
+
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`
 
@@ -115,6 +123,9 @@ class Store:
 
     def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
         return self.workspaces.workspace_for_key_hash(key_hash)
+
+    def workspace_open(self, workspace_id: str) -> bool:
+        return self.workspaces.is_open(workspace_id)
 
     def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
         """A new workspace, with its empty index of deleted ids (it has no tombstones yet)."""

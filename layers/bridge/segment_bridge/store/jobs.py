@@ -6,7 +6,8 @@ WorkspacesTable items
                                        state (running | applying | done | failed), params (gzip JSON),
                                        tasks_total, tasks_done, objects_read, objects_changed, events_read,
                                        events_changed, messages_sent, messages_applied, profiles_changed,
-                                       history_written (numbers, added to with UpdateItem ADD),
+                                       history_written, items_deleted (numbers, added to with
+                                       UpdateItem ADD),
                                        updated_at, finished_at?, receipt? (JSON)
     pk=JOB#<job_id>  sk=TASK#<task_id> kind, spec (JSON), step, cursor?, pending? (JSON), state (open | done)
     pk=JOB#<job_id>  sk=APPLIED#<name> a replay message the processor applied (its figures counted once)
@@ -40,6 +41,7 @@ COUNTERS = (
     "messages_applied",
     "profiles_changed",
     "history_written",
+    "items_deleted",
 )
 READ_FAILURE = "Jobs cannot be read right now."
 WRITE_FAILURE = "A job's progress could not be recorded."
@@ -201,6 +203,19 @@ class JobRepository:
                 self.clients.dynamodb, self.table, "pk = :pk", {":pk": f"JOB#{job_id}"}, failure=READ_FAILURE
             )
         ] + [{"pk": "JOBS", "sk": f"JOB#{job_id}"}]
+        with aws_errors(WRITE_FAILURE):
+            for key in keys:
+                self.clients.dynamodb.delete_item(TableName=self.table, Key=item(key))
+        return len(keys)
+
+    def delete_tasks(self, job_id: str) -> int:
+        """Remove the job's tasks (an offboarding's hold cursors naming the workspace's keys); how many."""
+        keys = [
+            {"pk": found["pk"], "sk": found["sk"]}
+            for found in query(
+                self.clients.dynamodb, self.table, "pk = :pk", {":pk": f"JOB#{job_id}"}, failure=READ_FAILURE
+            )
+        ]
         with aws_errors(WRITE_FAILURE):
             for key in keys:
                 self.clients.dynamodb.delete_item(TableName=self.table, Key=item(key))
