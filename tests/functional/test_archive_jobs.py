@@ -4,6 +4,7 @@ JobsFunction runs from their cursors, with workers out of time and killed at any
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -315,3 +316,130 @@ def test_a_replay_message_delivered_twice_is_applied_and_counted_once(processor,
     assert record.counters["messages_applied"] == 1
     assert record.state == "done"
     assert workspaces.read_profile(WS, "U", "user-1").counts == {"Signed Up": 3}
+
+
+# --- offboarding -----------------------------------------------------------------------------------
+
+
+def table_items(aws: Any) -> dict[str, list[str]]:
+    """Every item of every table of template.yaml, as DynamoDB's JSON (each item's exact bytes; binary
+    values gzip-inflated, so what they hold shows), sorted."""
+    dynamodb = boto3.client("dynamodb")
+    found = {}
+    for logical, name in aws.tables.items():
+        items = [
+            json.dumps(stored, sort_keys=True, default=lambda value: readable(bytes(value)).decode("latin-1"))
+            for page in dynamodb.get_paginator("scan").paginate(TableName=name)
+            for stored in page.get("Items", [])
+        ]
+        found[logical] = sorted(items)
+    return found
+
+
+def readable(body: bytes) -> bytes:
+    try:
+        return gzip.decompress(body)
+    except OSError:
+        return body
+
+
+def test_offboarding_leaves_nothing_of_the_workspace_and_every_other_workspace_byte_identical(
+    aws, workspaces, ingest, sb, run_jobs, monkeypatch
+):
+    """Given two workspaces holding profiles, history, links, groups, counts, a mapping, a destination
+    and its secret, outbox items, raw/ rejected/ unapplied/ objects, parked events and dead letters and a
+    purge job, When `workspaces delete WS --yes` runs on the fleet, Then a scan of every table and the
+    bucket (keys and contents) and Secrets Manager hold nothing naming the workspace, the other
+    workspace's every item and object is byte-identical, its old key gets 401 from a container that has
+    not cached it, and a message queued meanwhile (by a warm container, or in flight) writes nothing."""
+    from segment_bridge.envelope import pack
+    from segment_bridge.jobs.purge import plan_purge
+    from segment_bridge.mapping import Mapping
+    from segment_bridge.store.queues import DeadLetter
+    from tests.functional.conftest import sample
+
+    monkeypatch.setattr("bridge_dev.cli.workspaces.quiet_seconds", lambda _: 0)
+    assert ingest(sample("ingest_webhook_batch.json")).status == 200  # this container caches the key
+    assert ingest(sample("ingest_mixed_batch.json")).status == 200  # rejected/ too
+    assert ingest(sample("ingest_webhook_signed_batch.json")).status == 200
+    apply_ingest_queue(aws)
+    for ws in (WS, OTHER):
+        workspaces.set_mapping(ws, Mapping(channels={"email": "email"}))
+        workspaces.set_segment_destination(ws, f"write-key-of-{ws}", "us")
+        workspaces.publish({"pk": f"WS#{ws}", "sk": "EVT#1", "event": "Plan Changed", "userId": "user-42"})
+        build_archive(workspaces, ws, objects=3, per_object=4, deleted={"gone-1"})
+        workspaces.archive.keep_unapplied(ws, DAY, "req-u", [{"event": {"userId": "u"}, "reason": "x"}])
+        workspaces.parked.park_outbound("refused", {"userId": "user-42", "event": "E"}, None, ws)
+        (body,) = pack(
+            [b'{"userId":"user-42"}'],
+            workspace_id=ws,
+            request_id="r",
+            received_at=DAY.isoformat(),
+            max_bytes=262_144,
+        )
+        workspaces.parked.keep_dead_letter("ingest", DeadLetter(f"dl-{ws}", body, 5, DAY.isoformat(), "rh"))
+    list_for_purge(workspaces, WS, {"gone-1"})
+    purge = plan_purge(WS, workspaces)  # a job of the workspace, not yet run: its tasks are the workspace's
+    assert purge is not None
+    (in_flight,) = pack(
+        [b'{"type":"track","event":"Late","userId":"late-1","messageId":"late-m"}'],
+        workspace_id=WS,
+        request_id="late",
+        received_at=DAY.isoformat(),
+        max_bytes=262_144,
+    )
+    boto3.client("sqs").send_message(
+        QueueUrl=aws.queue_urls["IngestQueue"], MessageBody=in_flight, MessageGroupId=WS
+    )
+    items_before, objects_before = table_items(aws), bucket_objects(aws)
+    assert any(WS in item for items in items_before.values() for item in items)
+
+    deleted = sb("workspaces", "delete", WS, "--yes", "--no-wait")
+    assert deleted.status == 0
+    job_id = json.loads(deleted.out)["job_id"]
+    assert lambda_function("IngestFunction").invoke(sample("ingest_webhook_batch.json"))["statusCode"] == 401
+    # a warm container that cached the key accepts for up to AuthCacheSeconds (docs/archive-jobs.md) ...
+    assert ingest(sample("ingest_webhook_batch.json")).status == 200
+    refused_before = apply_ingest_queue(aws)  # ... and the processor drops what it queued, and the in-flight
+    assert len(refused_before) == 2
+    run_jobs()
+    boto3.client("sqs").send_message(
+        QueueUrl=aws.queue_urls["IngestQueue"], MessageBody=in_flight, MessageGroupId=WS
+    )  # redelivered after the sweep
+    apply_ingest_queue(aws)
+
+    items_after, objects_after = table_items(aws), bucket_objects(aws)
+    receipt_item = [i for i in items_after["WorkspacesTable"] if f"JOB#{job_id}" in i]
+    assert len(receipt_item) == 1
+
+    def theirs(item: str) -> bool:
+        return WS in item or f"JOB#{purge.job_id}" in item
+
+    for logical, items in items_after.items():
+        assert [item for item in items if theirs(item)] == [], logical
+        kept = [item for item in items if item not in receipt_item]
+        assert kept == [item for item in items_before[logical] if not theirs(item)], logical
+    assert not any(WS in key or WS.encode() in readable(body) for key, body in objects_after.items())
+    assert objects_after == {
+        k: b for k, b in objects_before.items() if WS not in k and WS.encode() not in readable(b)
+    }
+    secrets = boto3.client("secretsmanager").list_secrets()["SecretList"]
+    assert [s["Name"] for s in secrets if WS in s["Name"]] == []
+    assert any(OTHER in s["Name"] for s in secrets)
+
+    shown = json.loads(sb("jobs", "show", job_id).out)
+    assert shown["state"] == "done"
+    assert WS not in json.dumps(shown)
+    assert shown["receipt"]["items_deleted"] > 10
+    assert (
+        shown["receipt"]["objects_deleted"] >= 7
+    )  # 3 raw + rejected + unapplied + 2 parked (+ ingested raw)
+    assert shown["receipt"]["workspace_sha256"] == hashlib.sha256(WS.encode()).hexdigest()
+
+
+def test_workspaces_delete_asks_first_and_a_no_changes_nothing(aws, workspaces, sb):
+    before = table_items(aws)
+    answer = sb("workspaces", "delete", WS, json_flag=False)  # no terminal: the question is answered no
+    assert answer.status != 0
+    assert table_items(aws) == before
+    assert workspaces.workspace_open(WS)
