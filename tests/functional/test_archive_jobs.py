@@ -443,3 +443,36 @@ def test_workspaces_delete_asks_first_and_a_no_changes_nothing(aws, workspaces, 
     assert answer.status != 0
     assert table_items(aws) == before
     assert workspaces.workspace_open(WS)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_purge_of_parked_items_pages_from_its_cursor_with_workers_killed_at_random(
+    aws, workspaces, fleet, seed, monkeypatch
+):
+    """parked/ is read a page of keys at a time from the task's cursor (not one listing of all of it):
+    with pages of 2 keys, invocations that read 3 objects and a third of the workers killed at a random
+    AWS call, every parked event of the deleted user is removed, counted once, and every other parked
+    item is byte-identical."""
+    from segment_bridge.jobs.purge import plan_purge
+
+    monkeypatch.setattr("segment_bridge.jobs.purge.CHUNK_OBJECTS", 2)
+    for n in range(9):
+        user = "gone-1" if n % 3 == 0 else f"keep-{n}"
+        workspaces.parked.park_outbound("refused", {"userId": user, "event": f"E{n}"}, None, WS)
+    workspaces.parked.park_outbound("refused", {"userId": "gone-1", "event": "Theirs"}, None, OTHER)
+    list_for_purge(workspaces, WS, {"gone-1"})
+    before = {k: v for k, v in bucket_objects(aws).items() if k.startswith("parked/")}
+
+    job = plan_purge(WS, workspaces)
+    assert job is not None
+    workers = fleet(seed=seed, kill_rate=0.33, objects_per_invocation=3)
+    workers.run()
+
+    record = workspaces.jobs.job(job.job_id)
+    assert record.state == "done"
+    assert workers.continued > 0
+    assert (record.counters["objects_changed"], record.counters["events_changed"]) == (3, 3)
+    after = {k: v for k, v in bucket_objects(aws).items() if k.startswith("parked/")}
+    removed = {k for k, v in before.items() if b'"gone-1"' in readable(v) and WS.encode() in readable(v)}
+    assert len(removed) == 3
+    assert after == {k: v for k, v in before.items() if k not in removed}
