@@ -1,5 +1,5 @@
 """Profiles, identity links, group memberships and event history: the processor's reads and its
-single-purpose writes. Nothing here decides what a message changes or counts (processing.py does); a
+single-purpose writes. Nothing here decides what a message changes or counts (processor/ does); a
 conditional write that loses says so (`put_profile` returns False) instead of retrying.
 
 ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
@@ -36,7 +36,8 @@ from typing import Any
 from segment_bridge.deleted_ids import DeletedIds, decoded
 from segment_bridge.errors import ConditionFailed, Unstorable
 from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
-from segment_bridge.profiles import HistoryRecord, Link, Linked, PendingPurge, Profile, Stored, Tombstone
+from segment_bridge.planning import HistoryRecord, Link
+from segment_bridge.profiles import Profile, Stored
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import (
     Clients,
@@ -49,6 +50,7 @@ from segment_bridge.store.aws import (
     plain,
     query,
 )
+from segment_bridge.tombstones import Linked, PendingPurge, Tombstone
 from segment_bridge.values import to_dynamo, to_json
 
 READ_FAILURE = "Profiles cannot be read right now."
