@@ -139,7 +139,8 @@ class Unit:
         late events of deleted entities delete more ids: those may have events (or links) in this message
         too, as if they came later."""
         linked = {f"{kind}#{link.previous_id}" for link in planned.links for kind in ("A", "U")}
-        entities, handled = list(planned.entities), dict[str, str]()  # entity -> deletion time handled
+        entities = list(planned.entities)
+        handled: dict[str, str] = {}  # entity -> the deletion time its late events were handled at
         forgot = True
         while forgot:
             self.index = self.profiles.deleted_ids(self.workspace_id)
