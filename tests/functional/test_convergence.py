@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segment_bridge.mapping import Mapping
-from segment_bridge.processor.processing import apply_batch
+from segment_bridge.processor.unit import apply_batch
 
 TIMES = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]
 USERS = ["u1", "u2"]

@@ -19,7 +19,7 @@ from segment_bridge.envelope import pack
 from segment_bridge.ingest.intake import serialise
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import event, seed_links
-from tests.functional.test_faults import aws_error, before_call, exactly_once
+from tests.functional.test_faults import aws_error, before_call, exactly_once, refusing_history_item
 from tests.functional.test_time_budget import RunningOut, archived, messages_of_three_users
 
 T1, T2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
@@ -203,7 +203,7 @@ def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_a
 ):
     """Writers of one hot profile outnumber WRITE_ATTEMPTS: contention, not a failure of AWS or of the
     message. The message is deferred with a delay (its writers spread out), never failed."""
-    import segment_bridge.processor.processing as processing
+    import segment_bridge.retry as processing
 
     monkeypatch.setattr(processing, "CONFLICT_PAUSE_SECONDS", 0.0)
     events = [event("track", f"h{n}", T1, event="Hot") for n in range(3)]
@@ -224,4 +224,69 @@ def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_a
 
     assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
     exactly_once(workspaces, "user-1", {"Hot": 3})
+    assert dead_letters(aws) == 0
+
+
+def delayed(aws: Any) -> str:
+    return boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_urls["IngestQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+
+
+def test_a_profile_that_keeps_changing_under_its_erase_defers_the_delete_and_it_applies_once(
+    processor, aws, workspaces, monkeypatch
+):
+    """A delete's erase loses every conditional write of the profile (other invocations keep writing the
+    user): deferred after a pause like any hot profile, never failed (no receive spent, no DLQ)."""
+    import segment_bridge.retry as retry
+
+    monkeypatch.setattr(retry, "CONFLICT_PAUSE_SECONDS", 0.0)
+    processor([event("track", "t1", T1, event="Old")], message_id="old")
+
+    def someone_else_wrote_first(operation: str, body: dict[str, Any]) -> Any:
+        if body.get("Key", {}).get("sk", {}).get("S") == "PROFILE":
+            return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(workspaces, ("DeleteItem",), someone_else_wrote_first):
+        assert processor([event("delete", "d", T2)], message_id="del") == {"batchItemFailures": []}
+    assert delayed(aws) == "1"  # back after a pause, not failed
+    assert workspaces.read_profile(WS, "U", "user-1") is not None  # the erase did not finish
+
+    assert processor([event("delete", "d", T2)], message_id="del-again") == {"batchItemFailures": []}
+    assert workspaces.read_profile(WS, "U", "user-1") is None
+    assert workspaces.read_history(WS, "U", "user-1") == []
+    assert dead_letters(aws) == 0
+
+
+def test_a_profile_that_keeps_changing_while_a_refused_count_is_taken_back_defers_its_message(
+    processor, aws, workspaces, monkeypatch
+):
+    """DynamoDB refuses one history item; taking its count back loses every conditional write of the
+    profile (other invocations keep writing the user): deferred after a pause, never failed; the message
+    applies once when it comes back."""
+    import segment_bridge.retry as retry
+
+    monkeypatch.setattr(retry, "CONFLICT_PAUSE_SECONDS", 0.0)
+    events = [event("track", "t1", T1, event="Hot"), event("track", "t2", T1, event="Hot")]
+    profile_writes: list[str] = []
+
+    def refuse_t2_then_lose_every_later_profile_write(operation: str, body: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            return refusing_history_item("t2")(operation, body)
+        if body.get("Item", {}).get("sk", {}).get("S") == "PROFILE":
+            profile_writes.append(operation)
+            if len(profile_writes) > 1:  # the first is step 4's, which counted both
+                return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(
+        workspaces, ("PutItem", "BatchWriteItem"), refuse_t2_then_lose_every_later_profile_write
+    ):
+        assert processor(events, message_id="hot") == {"batchItemFailures": []}
+    assert delayed(aws) == "1"  # back after a pause, not failed
+    assert len(profile_writes) > 2  # the take-back was tried again, not given up at once
+
+    assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
+    exactly_once(workspaces, "user-1", {"Hot": 2})
     assert dead_letters(aws) == 0

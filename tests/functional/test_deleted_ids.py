@@ -60,7 +60,7 @@ def test_a_delete_indexed_before_a_writers_read_and_tombstoned_after_it_leaves_n
     the processor read the entities: step 6 reads the tombstones of what the index held, and erases."""
     from segment_bridge.mapping import Mapping
     from segment_bridge.privacy.deletion import index_before_tombstones
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     steps: list[str] = []
 

@@ -113,7 +113,7 @@ def another_invocation_first(store: Store, events: list[dict[str, Any]]) -> Iter
     """Just before the store's first profile write, a second container (its own Store and clients)
     applies `events`: the two invocations interleave at the worst moment. Yields what it intercepted."""
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     intercepted: list[str] = []
 

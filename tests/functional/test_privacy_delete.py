@@ -203,7 +203,7 @@ def test_a_delete_between_a_writers_read_and_its_writes_leaves_nothing_it_covers
     """The read-before-tombstone race (issue 12): a processor reads user-1 (no tombstone yet); a delete
     is applied before its writes; whatever the writer then writes at or before the delete is erased."""
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     if prior:
         processor([event("identify", "i0", T1, traits={"plan": "free"})], message_id="before")
