@@ -3,9 +3,9 @@ to the same state as applying them once in order (property-based, on moto).
 
 Drawn: identify, track, page, group, alias and delete, at three times, over two users and two anonymous
 ids, with self-links (anonymousId == userId, previousId == userId) and ids shared between users (an
-anonymous id linked to both, both deleted). `deletion_times` is the README's model of which ids a delete
+anonymous id linked to both, both deleted). `deletion_times` is docs/privacy.md's model of which ids a delete
 reaches as of which time, a function of the set of events; the deliveries respect exactly the one order
-the README excludes ("Privacy deletes": an event of an id stamped after T applied in an earlier message
+docs/privacy.md excludes ("Order": an event of an id stamped after T applied in an earlier message
 than the one that raises that id's deletion time to T), and nothing wider."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def connections(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def deletion_times(events: list[dict[str, Any]]) -> dict[str, str]:
-    """The model (README "Privacy deletes"), a function of the SET of events: entity key -> the time it
+    """The model (docs/privacy.md), a function of the SET of events: entity key -> the time it
     is deleted as of. A delete deletes its id; a user deleted as of T (by its own delete or as a connected
     id) deletes, as A# and U#, every id connected to it by an event stamped at or before T (transitive)."""
     deleted: dict[str, str] = {}
@@ -115,7 +115,7 @@ def owner(event: dict[str, Any]) -> str:
 
 
 def respecting_the_exclusion(messages: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    """The messages with every event the README's one excluded order would apply early moved later: an
+    """The messages with every event docs/privacy.md's one excluded order would apply early moved later: an
     event of an id, stamped after T, in an earlier message than the one that raises the id's deletion
     time to T (by the delete, or by the event connecting the id to a deleted user) goes into that
     message. Moves only go later, and can only push raises later, so this ends."""

@@ -1,4 +1,4 @@
-"""The workspace's index of deleted ids (deleted_ids.py; README "Privacy deletes"): the processor reads the
+"""The workspace's index of deleted ids (deleted_ids.py; docs/privacy.md): the processor reads the
 tombstones of the keys the index may hold only, and no order of a delete and a processor lets an event
 the delete covers stay, whichever side of the index read the delete's writes fall on."""
 

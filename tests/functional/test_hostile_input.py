@@ -5,7 +5,7 @@ Property-based (hypothesis) on moto with the real `lambda_handler`. Example coun
 file runs in seconds in CI; `make fuzz` (HYPOTHESIS_PROFILE=long) multiplies them by 20.
 
 What every answer must satisfy (`assert_well_behaved`, in conftest.py, applied by the `deliver` fixture):
-- the status is one README's "Answers" documents for a healthy AWS: 200, 400, 401, 413, 415 (503 is
+- the status is one docs/ingest.md's "Answers" documents for a healthy AWS: 200, 400, 401, 413, 415 (503 is
   for AWS faults, none here; 500 is a bug);
 - the body is JSON; a refusal is `{"code", "message"}` (and `details` for `invalid_events`);
 - a 200 queued exactly `accepted` events, kept exactly the `rejected` ones under S3 rejected/, and

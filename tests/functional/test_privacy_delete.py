@@ -1,4 +1,4 @@
-"""Privacy deletes are exact, idempotent and complete (issue 12; README "Privacy deletes"): one regression
+"""Privacy deletes are exact, idempotent and complete (issue 12; docs/privacy.md): one regression
 test per class found, named for the behaviour, on moto with the template's resources."""
 
 from __future__ import annotations

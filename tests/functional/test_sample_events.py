@@ -1,4 +1,4 @@
-"""Each committed event in events/ through its function's lambda_handler on moto, with the outcome README's
+"""Each committed event in events/ through its function's lambda_handler on moto, with the outcome docs/testing.md's
 events table documents for it."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Every field of a profile is a small CRDT, so applying events late, twice or in a
 - first_seen / last_seen: min / max;
 - counts: added only for history records that did not exist yet (processing.py keeps them exact).
 
-Profiles are bounded (README "Bounded profiles"): each grow-only map keeps at most a fixed number of
+Profiles are bounded (docs/data-model.md, "Bounded profiles"): each grow-only map keeps at most a fixed number of
 entries, chosen by an order-independent rule (trait and counted names: the smallest names; channel
 values, groups, anonymous ids: the earliest first seen, then the smallest value), and a trait larger
 than MAX_TRAIT_BYTES is not kept. Keeping the N smallest under a key that merging only lowers is itself
@@ -380,7 +380,7 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
 
 
 def connected_ids(event: dict[str, Any] | None) -> list[str]:
-    """The ids an event connects to its user (README "Privacy deletes"): the anonymousId sent with a
+    """The ids an event connects to its user (docs/privacy.md): the anonymousId sent with a
     userId, and an alias's previousId. A delete of the user at or after the event's time deletes them."""
     if not isinstance(event, dict) or not isinstance(event.get("userId"), str) or not event["userId"]:
         return []
@@ -463,7 +463,7 @@ def as_of(profile: Profile, deleted_at: str, history: list[tuple[str, str]]) -> 
     channel values, groups and anonymous ids first seen after it, counts recounted from the history items
     kept (`history`: (name, timestamp) of each item newer than the delete), first_seen the earliest of
     what is kept. Only first sightings are stored, so a value first seen before the delete and seen again
-    after it goes (README "Privacy deletes")."""
+    after it goes (docs/privacy.md)."""
     if profile.last_seen is None or profile.last_seen <= deleted_at:
         return None
 
