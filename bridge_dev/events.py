@@ -332,7 +332,8 @@ FLOW_COMPLETED_RULE = ChangeRule(
     user_id="new.userId",
     properties={"flowId": "new.flowId"},
 )
-"""The change rule of docs/outbound.md (examples/flow-completed.yaml): emitter_change_rule_modify.json is a change of its table that it fires on."""
+"""The change rule of docs/outbound.md (examples/flow-completed.yaml): emitter_change_rule_modify.json is
+a change of its table that it fires on."""
 
 CHANGED_AT = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 _serializer = TypeSerializer()

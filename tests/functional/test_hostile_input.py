@@ -586,7 +586,7 @@ def test_a_number_the_store_cannot_hold_no_longer_takes_its_neighbours_to_the_de
     every receive until the IngestDLQ."""
     from bridge_dev.runtime import lambda_sqs_event
     from tests.conftest import lambda_function
-    from tests.functional.test_processor_and_emitter import receive_all
+    from tests.functional.helpers import receive_all
 
     body = json.dumps([hostile(properties=properties), GOOD])
     assert ingest(http_event("/v1/segment", body, headers=AUTH)).status == 200
