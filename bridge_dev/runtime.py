@@ -53,7 +53,7 @@ def keys_per_thread(module: ModuleType) -> None:
     from aws_lambda_powertools import Logger
 
     for value in vars(module).values():
-        formatter = value.registered_formatter if isinstance(value, Logger) else None
+        formatter: Any = value.registered_formatter if isinstance(value, Logger) else None
         if formatter is None or getattr(formatter, "keys_per_thread", False):
             continue
         base, local = dict(formatter.log_format), threading.local()
