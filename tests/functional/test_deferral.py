@@ -17,25 +17,22 @@ from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.runtime import LambdaContext, LocalFunction, lambda_sqs_event
 from segment_bridge.envelope import pack
 from segment_bridge.ingest.intake import serialise
+from segment_bridge.privacy.deletion import LINKS_PER_CHUNK
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import event, seed_links
-from tests.functional.test_faults import aws_error, before_call, exactly_once, refusing_history_item
-from tests.functional.test_time_budget import RunningOut, archived, messages_of_three_users
+from tests.functional.helpers import (
+    RunningOut,
+    archived,
+    aws_error,
+    before_call,
+    exactly_once,
+    links_past_the_receive_count,
+    messages_of_three_users,
+    refusing_history_item,
+    take,
+)
 
 T1, T2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
-
-
-def take(aws: Any) -> list[dict[str, Any]]:
-    """Every message visible on the IngestQueue, received (as Lambda's poller receives them)."""
-    sqs = boto3.client("sqs")
-    messages: list[dict[str, Any]] = []
-    while got := sqs.receive_message(
-        QueueUrl=aws.queue_urls["IngestQueue"],
-        MaxNumberOfMessages=10,
-        MessageSystemAttributeNames=["All"],
-    ).get("Messages", []):
-        messages += got
-    return messages
 
 
 def done(aws: Any, messages: list[dict[str, Any]], answer: dict[str, Any]) -> None:
@@ -164,17 +161,19 @@ def run_queue(aws: Any, function: LocalFunction, context: type[LambdaContext] | 
     return invocations
 
 
-def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_never_reaches_the_dlq(
+def test_a_delete_needing_more_receives_than_the_dlq_allows_completes_through_deferrals(
     aws, workspaces, monkeypatch
 ):
     """Each receive erases one chunk of 25 linked ids (the invocation's share of time is spent at once)
-    and defers the message; 120 receives, more than 24 x maxReceiveCount, and no message fails."""
-    seed_links(aws, "user-1", 3000, at=T1)
+    and defers the message; maxReceiveCount + 2 receives, and no message fails. (A user with 3,000 links
+    takes 121 receives the same way: that the receives outnumber maxReceiveCount is what is proved.)"""
+    links = links_past_the_receive_count()
+    seed_links(aws, "user-1", links, at=T1)
     body = pack(
         [
             serialise(e)
             for e in (
-                event("track", "ta", T1, user=None, anonymousId="anon-2999", event="Browsed"),
+                event("track", "ta", T1, user=None, anonymousId=f"anon-{links - 1:04d}", event="Browsed"),
                 event("delete", "d", T2),
                 event("track", "n", T2, user="user-2", event="Neighbour"),
             )
@@ -190,10 +189,10 @@ def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_neve
 
     invocations = run_queue(aws, function)
 
-    assert invocations == 3000 // 25 + 1  # one chunk each, then the rest of the message
+    assert invocations == links // LINKS_PER_CHUNK + 1  # one chunk each, then the rest of the message
     assert dead_letters(aws) == 0
     assert workspaces.linked_ids(WS, "user-1") == []
-    assert workspaces.read_history(WS, "A", "anon-2999") == []
+    assert workspaces.read_history(WS, "A", f"anon-{links - 1:04d}") == []
     exactly_once(workspaces, "user-2", {"Neighbour": 1})
     assert len(archived(aws)) == 1  # each receive archives the same message under the same name
 

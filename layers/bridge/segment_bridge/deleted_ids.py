@@ -5,7 +5,7 @@ are not applied). Most entities were never deleted, and reading a missing tombst
 read unit, as many as the profiles themselves. So each workspace keeps one index item: a short
 fingerprint of every entity key a delete has tombstoned, and an epoch that every change of the index
 raises. The processor reads it before its entity reads and asks for the tombstones of the keys whose
-fingerprint it holds only (README "Privacy deletes").
+fingerprint it holds only (docs/privacy.md).
 
 Why this is exact (processor/unit.py steps 2 and 6; docs/processing.md): a delete adds its keys to the
 index *before* it writes their tombstones, and erases only after both. A processor reads the index

@@ -239,7 +239,7 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
 
 
 def connected_ids(event: dict[str, Any] | None) -> list[str]:
-    """The ids an event connects to its user (README "Privacy deletes"): the anonymousId sent with a
+    """The ids an event connects to its user (docs/privacy.md): the anonymousId sent with a
     userId, and an alias's previousId. A delete of the user at or after the event's time deletes them."""
     if not isinstance(event, dict) or not isinstance(event.get("userId"), str) or not event["userId"]:
         return []

@@ -6,7 +6,7 @@ Every field of a profile is a small CRDT, so applying events late, twice or in a
 - first_seen / last_seen: min / max;
 - counts: added only for history records that did not exist yet (processor/entities.py keeps them exact).
 
-Profiles are bounded (README "Bounded profiles"): each grow-only map keeps at most a fixed number of
+Profiles are bounded (docs/data-model.md): each grow-only map keeps at most a fixed number of
 entries, chosen by an order-independent rule (trait and counted names: the smallest names; channel
 values, groups, anonymous ids: the earliest first seen, then the smallest value), and a trait larger
 than MAX_TRAIT_BYTES is not kept. Keeping the N smallest under a key that merging only lowers is itself

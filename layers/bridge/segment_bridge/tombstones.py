@@ -72,7 +72,7 @@ def as_of(profile: Profile, deleted_at: str, history: list[tuple[str, str]]) -> 
     channel values, groups and anonymous ids first seen after it, counts recounted from the history items
     kept (`history`: (name, timestamp) of each item newer than the delete), first_seen the earliest of
     what is kept. Only first sightings are stored, so a value first seen before the delete and seen again
-    after it goes (README "Privacy deletes")."""
+    after it goes (docs/privacy.md)."""
     if profile.last_seen is None or profile.last_seen <= deleted_at:
         return None
 

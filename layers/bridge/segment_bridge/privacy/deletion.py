@@ -100,7 +100,7 @@ def forget(work: Work, ids: Iterable[str], at: str, by: str, done: set[str] | No
     anonymous id and as a user id (A# and U#) gets a tombstone (unless a later deletion of it is
     recorded: that one covers this), its data erased as of `at`, its link removed if made by `at`, and is
     listed for the archive purge; the user keeps the ids it lost (`keep_erased_links`). A user id taken
-    this way takes its own connected ids with it (transitively, README "Privacy deletes"). `done`: keys
+    this way takes its own connected ids with it (transitively, docs/privacy.md). `done`: keys
     already handled at `at` in this call (each is handled once)."""
     workspace_id, profiles = work.workspace_id, work.profiles
     done = set() if done is None else done

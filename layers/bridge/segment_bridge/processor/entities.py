@@ -170,8 +170,9 @@ def write_or_refused(
 
 
 def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None) -> list[dict[str, Any]]:
-    """The entity's events that added something its bounded profile does not keep (README "Bounded
-    profiles"), with the maps concerned: they were applied otherwise (history, counts of kept names)."""
+    """The entity's events that added something its bounded profile does not keep (docs/data-model.md,
+    bounded profiles), with the maps concerned: they were applied otherwise (history, counts of kept
+    names)."""
     parked = []
     for contribution in entity.contributions:
         if contribution.event is None or (deleted_at is not None and contribution.timestamp <= deleted_at):
