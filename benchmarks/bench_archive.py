@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import threading
 import time
@@ -224,7 +225,8 @@ def replay_section(store: Any, args: argparse.Namespace, latency: InjectedLatenc
     from segment_bridge.jobs.fleet import FINISHERS, KINDS
     from segment_bridge.jobs.replay import plan_replay
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processor.processing import apply_batch, receive_message
+    from segment_bridge.processor.message import receive_message
+    from segment_bridge.processor.unit import apply_batch
 
     ws = "ws_replay"
     store.create_workspace("Replay", workspace_id=ws)
@@ -261,7 +263,7 @@ def replay_section(store: Any, args: argparse.Namespace, latency: InjectedLatenc
 
     applying = time.perf_counter()
     while got := sqs.receive_message(QueueUrl=ingest_url, MaxNumberOfMessages=1).get("Messages", []):
-        receive_message(got[0]["Body"], store, Mappings())
+        receive_message(got[0]["Body"], store, Mappings(), math.inf)
         sqs.delete_message(QueueUrl=ingest_url, ReceiptHandle=got[0]["ReceiptHandle"])
     applied = time.perf_counter() - applying
     latency.enabled = False

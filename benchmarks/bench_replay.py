@@ -100,7 +100,7 @@ def main() -> int:
     try:
         from segment_bridge.jobs.replay import plan_replay
         from segment_bridge.mapping import Mapping
-        from segment_bridge.processor.processing import apply_batch
+        from segment_bridge.processor.unit import apply_batch
         from segment_bridge.store import get_store
 
         store = get_store()

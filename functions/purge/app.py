@@ -3,8 +3,8 @@
 Every run first sweeps both dead-letter queues into the bucket's parked/ (dead_letters.py), so nothing
 waits on a queue that drops messages after 14 days. The daily run (`{"task": "purge"}`, the default) then
 plans one purge job per workspace with deletions listed (jobs/purge.py): the JobsFunction's workers read
-and rewrite the workspace's raw/, rejected/, unapplied/ and parked/ in parallel (docs/archive-jobs.md);
-workspaces without any are not read.
+and rewrite the workspace's raw/, rejected/, unapplied/ and parked/ in parallel (docs/archive-jobs.md,
+docs/privacy.md); workspaces without any are not read.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from segment_bridge.privacy.purge import (
     deleted,
     parked_change,
 )
-from segment_bridge.profiles import PendingPurge
+from segment_bridge.tombstones import PendingPurge
 
 CHUNK_OBJECTS = 64
 """Objects read between two saves of a page task's cursor (about 0.2 s of work at 16 reads at once)."""

@@ -1,7 +1,7 @@
 """Replay's dry run and preview: what archived events, or given events, would change under a mapping,
 without writing anything (`segment-bridge replay --dry-run`, `segment-bridge mapping preview`). A replay
 itself is a job on the fleet (jobs/replay.py): the processor applies its messages
-(processing.replay_message)."""
+(message.replay_message)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from datetime import date, timedelta
 from typing import Any, Protocol
 
 from segment_bridge.mapping import Mapping
-from segment_bridge.processor.ports import Applied, ArchiveWrites
-from segment_bridge.profiles import EntityKind, HistoryRecord, Plan, Profile, bounded, merge, plan
+from segment_bridge.planning import HistoryRecord, Plan, plan
+from segment_bridge.processor.ports import ArchiveWrites
+from segment_bridge.processor.results import Applied
+from segment_bridge.profiles import EntityKind, Profile, bounded, merge
 
 
 class ReplayReads(Protocol):
