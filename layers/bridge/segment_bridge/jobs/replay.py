@@ -12,8 +12,8 @@ current mapping (docs/archive-jobs.md).
 
 The processor applies a replay message exactly once as it applies any message (idempotent writes, deletes
 respected) without archiving it again, and adds what it changed to the job once per message
-(processor/message.replay_message, a receipt item per message name): a page task killed after sending and before
-its save sends its messages again, and the copies change nothing and count nothing.
+(processor/message.replay_message, a receipt item per message name): a page task killed after sending
+and before its save sends its messages again, and the copies change nothing and count nothing.
 """
 
 from __future__ import annotations
