@@ -100,7 +100,12 @@ def test_a_delete_with_unreadable_times_and_message_id_falls_back_and_is_accepte
 
 def test_a_delete_claiming_a_receipt_days_ahead_counts_at_ours_not_there():
     (event,), kept, _ = judged(
-        {"type": "delete", "userId": "u", "receivedAt": "2030-01-01T00:00:00Z", "timestamp": "2030-01-01T00:00:00Z"}
+        {
+            "type": "delete",
+            "userId": "u",
+            "receivedAt": "2030-01-01T00:00:00Z",
+            "timestamp": "2030-01-01T00:00:00Z",
+        }
     )
     assert kept == []
     assert event["receivedAt"] == "2026-01-01T00:00:00.000Z"
@@ -150,9 +155,11 @@ json_values = st.recursive(
 )
 """Any JSON value DynamoDB can hold (numbers within its range: an event must fit it, README)."""
 extra_names = st.text(min_size=1, max_size=12).filter(
-    lambda name: name not in {*LENIENT, *DELETE_TIMES, "type", "userId", "anonymousId", "writeKey", "batch"}
-    and all(name not in fields for fields in OPTIONAL.values())
-    and name not in {"event", "groupId", "previousId"}
+    lambda name: (
+        name not in {*LENIENT, *DELETE_TIMES, "type", "userId", "anonymousId", "writeKey", "batch"}
+        and all(name not in fields for fields in OPTIONAL.values())
+        and name not in {"event", "groupId", "previousId"}
+    )
 )
 
 
@@ -221,7 +228,13 @@ def test_values_that_carry_meaning_are_still_refused_with_a_reason():
 def test_a_skew_correction_beyond_the_calendar_skips_the_correction():
     """sentAt only corrects a device clock: a correction past year 1 keeps the event's own time."""
     (event,), kept, _ = judged(
-        {"type": "track", "userId": "u", "event": "A", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"}
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "A",
+            "timestamp": "0001-01-01T00:00:00Z",
+            "sentAt": "9999-12-31T00:00:00Z",
+        }
     )
     assert kept == []
     assert event["timestamp"] == "0001-01-01T00:00:00.000Z"
