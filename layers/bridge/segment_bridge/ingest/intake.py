@@ -17,7 +17,6 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from segment_bridge import PRODUCT_NAME
 from segment_bridge.envelope import pack
 from segment_bridge.errors import (
     InvalidPayload,
@@ -36,6 +35,7 @@ from segment_bridge.ingest.auth import (
 from segment_bridge.ingest.spec import EVENT_TYPES, InvalidEvent, validate_event
 from segment_bridge.keys import WorkspaceAuth
 from segment_bridge.limits import UNSTORABLE_NUMBER, storable_number
+from segment_bridge.settings import integration_name
 from segment_bridge.stats import count_day
 from segment_bridge.timestamps import FUTURE_TOLERANCE, InvalidTimestamp
 from segment_bridge.timestamps import iso as _iso
@@ -432,7 +432,7 @@ def _merge_batch_fields(event: dict[str, Any], payload: Payload, call_type: str 
 def _is_echo(event: dict[str, Any]) -> bool:
     context = event.get("context")
     integration = context.get("integration") if isinstance(context, dict) else None
-    return isinstance(integration, dict) and integration.get("name") == PRODUCT_NAME
+    return isinstance(integration, dict) and integration.get("name") == integration_name()
 
 
 def enrich(
