@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -115,26 +116,62 @@ def test_400_is_permanent_and_parked_with_the_answer(emitter, aws, segment):
     assert item["record"]["messageId"].startswith("sbo-")
 
 
-def test_out_of_time_records_go_back_to_the_stream_in_order(emitter, aws, segment):
+def test_out_of_time_records_are_set_aside_for_retry_and_the_shard_moves_on(emitter, aws, segment, retry_queue):
     segment.answer_next(*[Scripted(500)] * 20)
     for n in range(3):
         publish(aws, f"EVT#{n}")
     event = stream_lambda_event(aws.tables["OutboxTable"])
     response = emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT)
-    sequence = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
-    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == sequence
+    assert response == {"batchItemFailures": []}  # nothing handed back: later records are not held
     assert parked(aws) == []
     assert segment.events == {}
+    (message,) = retry_queue.messages()
+    assert message["kind"] == "outbound retry"
+    assert (message["workspace_id"], message["attempt"]) == (WS, 1)
+    assert "500" in message["reason"]
+    assert sorted(e["payload"]["properties"]["step"] for e in message["events"]) == [3, 3, 3]
+    assert 15 <= retry_queue.delays()[0] <= 30  # the first pause: 30 s, jittered over its upper half
 
 
-def test_records_older_than_the_park_limit_are_parked_not_retried_forever(emitter, aws, segment):
-    segment.answer_next(*[Scripted(503)] * 20)
+def test_a_retry_message_is_sent_once_due_and_counted_once(emitter, aws, segment, retry_queue, workspaces):
+    segment.answer_for(WRITE_KEY, Scripted(503))
     publish(aws, "EVT#1")
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=LITTLE_TIME_LEFT)
+    assert segment.events == {}
+    segment.answer_for(WRITE_KEY, None)  # Segment is back
+    assert emitter.invoke(retry_queue.lambda_event(), seconds_left=SECONDS_LEFT) == {"batchItemFailures": []}
+    assert list(segment.deliveries.values()) == [1]
+    assert retry_queue.messages() == [] and parked(aws) == []
+    day = datetime.now(UTC).date()
+    assert workspaces.daily_counts(WS, day, day)[day.isoformat()]["sent"] == 1
+
+
+def test_a_retry_still_refused_is_set_aside_again_with_a_longer_pause(emitter, aws, segment, retry_queue):
+    segment.answer_next(*[Scripted(503)] * 30)
+    publish(aws, "EVT#1")
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=LITTLE_TIME_LEFT)
+    event = retry_queue.lambda_event()
+    assert emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT) == {"batchItemFailures": []}
+    (message,) = retry_queue.messages()
+    assert message["attempt"] == 2
+    assert 30 <= retry_queue.delays()[0] <= 60
+    assert segment.events == {} and parked(aws) == []
+
+
+def test_records_segment_has_not_taken_by_the_retry_horizon_are_parked_for_an_operator(
+    emitter, aws, segment, retry_queue
+):
+    segment.answer_next(*[Scripted(503)] * 20)
+    publish(aws, "EVT#old")
+    publish(aws, "EVT#recent")
     event = stream_lambda_event(aws.tables["OutboxTable"])
-    event["Records"][0]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 3600
+    event["Records"][0]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 73 * 3600
+    event["Records"][1]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 6 * 3600
     assert emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT) == {"batchItemFailures": []}
     (item,) = parked(aws)
-    assert "503" in item["reason"]
+    assert "503" in item["reason"] and "72 h" in item["reason"]
+    (message,) = retry_queue.messages()  # six hours old: still retried
+    assert len(message["events"]) == 1
 
 
 def test_oversized_invalid_and_keyless_items_are_parked_the_rest_sent(emitter, aws, segment, workspaces):
@@ -188,7 +225,7 @@ def test_a_stream_batch_is_packed_within_segments_500_kb_limit(emitter, aws, seg
     assert run(emitter, aws) == {"batchItemFailures": []}
     assert len(segment.events) == batch_size
     assert len(segment.requests) == 2  # 100 events of ~6 KB: more than one request may carry
-    assert all(r.status == 200 and r.body_bytes <= 500 * 1024 for r in segment.requests)
+    assert all(r.status == 200 and r.body_bytes <= 475_000 for r in segment.requests)
 
 
 FLOW_RULE = {
