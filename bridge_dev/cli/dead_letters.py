@@ -259,12 +259,14 @@ def redrive(
             chunk = items[start : start + REDRIVE_CHUNK]
             if lease is not None:
                 lease = store.parked.renew_lease(lease, time.time(), LEASE_SECONDS)
+            reparked: set[str] = set()  # parked again under the same name (content): kept
             if queue == "ingest":
                 done, left = _redrive_ingest(target, chunk)
             else:
-                done, left = _redrive_emitter(target, chunk)
+                done, left = _redrive_emitter(target, chunk, reparked)
             for parked in done:
-                store.parked.remove(parked.key)
+                if parked.key not in reparked:
+                    store.parked.remove(parked.key)
             result.redriven += len(done)
             result.left += [describe_parked(queue, parked) | {"still": why} for parked, why in left]
             if progress is not None:
@@ -296,7 +298,7 @@ def _redrive_ingest(
 
 
 def _redrive_emitter(
-    target: Target, items: list[ParkedItem]
+    target: Target, items: list[ParkedItem], reparked: set[str]
 ) -> tuple[list[ParkedItem], list[tuple[ParkedItem, str]]]:
     store, settings = target.store, target.settings
     destination = functools.cache(store.segment_destination)  # one lookup per workspace, None included
@@ -358,16 +360,14 @@ def _redrive_emitter(
     if events:
         report = redeliver([(workspace_id, record) for _, workspace_id, record in events], sending)
         failed = set(report.failed) | {event.record_id for event in report.pending}
-        reparked = set(report.parked_keys)  # parked again under the same name: kept, not removed
+        reparked |= set(report.parked_keys)
         verdicts: dict[str, str | None] = {}
         for parked, workspace_id, record in events:
             if record["messageId"] in failed:
                 reason = "no Segment write key" if destination(workspace_id) is None else "Segment"
                 verdicts[parked.key] = verdicts.get(parked.key) or f"not sent: {reason}"
-            elif parked.key in reparked:
-                verdicts[parked.key] = verdicts.get(parked.key) or "refused again (see its reason)"
             else:
-                verdicts.setdefault(parked.key, None)  # sent, or parked again under another name
+                verdicts.setdefault(parked.key, None)  # sent, or parked again with the new answer
         for parked, _, _ in {parked.key: (parked, 0, 0) for parked, _, _ in events}.values():
             why = verdicts[parked.key]
             if why is None:

@@ -5,7 +5,7 @@ parked/emitter/<YYYY-MM-DD>/<name>.json.gz   an outbound event a person must act
     {"queue": "emitter", "kind": "parked event", "parked_at", "reason", "record", "workspace_id"?,
      "written_at"?, "response"?: {"status", "body"}}   (`record`: the track call, or the item itself
     when it is invalid). Named by what it holds: the day it was written and `evt-<hash of its
-    messageId>` (`item-<hash of the record>` without one), so parking the same event again (a record
+    workspace and messageId>` (`item-<hash of them and the record>` without one), so parking the same event again (a record
     handed again, a re-drive refused again) rewrites the one object instead of adding another.
 parked/<queue>/<YYYY-MM-DD>/sqs-<MessageId>.json.gz   a dead letter copied from its queue (IngestDLQ: a
     queue message the processor gave up on; EmitterDLQ: Lambda's on-failure record of a stream batch)
@@ -64,13 +64,14 @@ class Lease:
     expires_at: float
 
 
-def parked_name(record: Any) -> str:
-    """A parked event's name, from what it holds: its messageId (one per outbox item, rule and record),
-    else the record's whole content."""
+def parked_name(record: Any, workspace_id: str | None = None) -> str:
+    """A parked event's name, from what it holds: its workspace and messageId (one per outbox item, rule
+    and record), else the record's whole content."""
     message_id = record.get("messageId") if isinstance(record, dict) else None
     if isinstance(message_id, str) and message_id:
-        return "evt-" + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:32]
-    return "item-" + hashlib.sha256(_dumps_any(record).encode("utf-8")).hexdigest()[:32]
+        named = f"{workspace_id or ''}\n{message_id}"
+        return "evt-" + hashlib.sha256(named.encode("utf-8")).hexdigest()[:32]
+    return "item-" + hashlib.sha256(_dumps_any([workspace_id, record]).encode("utf-8")).hexdigest()[:32]
 
 
 def _dumps_any(value: Any) -> str:
@@ -137,7 +138,7 @@ class Parked:
                 document["written_at"] = written.isoformat(timespec="seconds").replace("+00:00", "Z")
             except (OverflowError, OSError, ValueError):
                 written = now
-        key = f"{PREFIX}emitter/{written:%Y-%m-%d}/{parked_name(record)}.json.gz"
+        key = f"{PREFIX}emitter/{written:%Y-%m-%d}/{parked_name(record, workspace_id)}.json.gz"
         text = self._put(key, document, "The outbound event could not be parked.")
         signal: dict[str, Any] = {"parked": key, "reason": reason[:1024]}
         if workspace_id is not None:
