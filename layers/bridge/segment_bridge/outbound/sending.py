@@ -159,7 +159,9 @@ def send_workspace(events: list[Outbound], target: Destination, sending: Sending
             return pending(_kept_answering(answer) if held and answer else "paced: sent later", wait)
         pacer.take(workspace_id, len(batch))
         left = sending.deadline - clock()
-        body = gzip.compress(request_body(batch, datetime.now(UTC), target.write_key), mtime=0)
+        body = gzip.compress(
+            request_body(batch, datetime.fromtimestamp(clock(), UTC), target.write_key), mtime=0
+        )
         outcome.requests += 1
         try:  # 2. send
             answer = sending.sender.send(target.url, target.write_key, body, left)
@@ -185,7 +187,9 @@ def send_workspace(events: list[Outbound], target: Destination, sending: Sending
             reason = f"Segment answered {answer.status} ({kind})"
             outcome.refused.append(Refused(batch, reason, _response(answer, target)))
             continue
-        asked = requested_wait(answer.headers, datetime.now(UTC)) if answer.status else None
+        asked = (
+            requested_wait(answer.headers, datetime.fromtimestamp(clock(), UTC)) if answer.status else None
+        )
         if asked is not None and asked > 0:  # a 429's (or a 503's) wait: this workspace only
             pacer.hold(workspace_id, clock() + asked)
         if stalls >= STALLS_TOLERATED:
