@@ -12,6 +12,7 @@ simulation is the slower of the two).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import heapq
 import itertools
@@ -149,7 +150,7 @@ class DelayQueue:
         return self.heap[0][0] if self.heap else None
 
     def take(self, count: int) -> list[tuple[str, str]]:
-        taken = []
+        taken: list[tuple[str, str]] = []
         while self.heap and self.heap[0][0] <= self.clock.now and len(taken) < count:
             _, n, body = heapq.heappop(self.heap)
             taken.append((f"msg-{n}", body))
@@ -187,6 +188,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     from segment_bridge.outbound import delivery
     from segment_bridge.outbound.egress import Answer as EgressAnswer
 
+    naming: Callable[[Any, str | None], str] | None
     try:
         from segment_bridge.store.parked import parked_name as naming
     except ImportError:  # a design whose parked objects have random names
@@ -198,6 +200,11 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     bucket, retries = Bucket(naming), DelayQueue(clock)
     run = Run()
     fields = {f.name for f in dataclasses.fields(delivery.Sending)}
+    pacer: Any = None
+    if "pacer" in fields:  # one per container, as the function keeps it (template defaults)
+        from segment_bridge.outbound.pacing import Pacer
+
+        pacer = Pacer(50, 1000, clock)
 
     def destination(workspace_id: str) -> Any:
         if workspace_id in scenario.keyless:
@@ -213,6 +220,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
             "clock": clock,
             "sleep": clock.sleep,
             "retries": retries,
+            "pacer": pacer,
             "parallel": 16,  # as the function sends: a slow workspace delays no other
         }
         return delivery.Sending(**{name: value for name, value in values.items() if name in fields})
@@ -258,8 +266,9 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
                 continue
             run.invocations += 1
             report = invoke(
-                lambda b=batch: delivery.deliver(
-                    delivery.stream_changes({"Records": b}, clock),
+                functools.partial(
+                    delivery.deliver,
+                    delivery.stream_changes({"Records": batch}, clock),
                     outbox_table=OUTBOX,
                     own_tables=frozenset(),
                     sending=sending(),
@@ -282,7 +291,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
         due = retries.take(RETRY_BATCH)
         if due:
             run.retry_invocations += 1
-            report = invoke(lambda d=due: delivery.deliver_retries(d, sending()))
+            report = invoke(functools.partial(delivery.deliver_retries, due, sending()))
             for record_id in dict.fromkeys(report.failed):  # handed back: visible again later
                 body = next(body for message_id, body in due if message_id == record_id)
                 retries.defer([(body, 30)])

@@ -10,11 +10,11 @@ HOUR = 3600.0
 
 
 def test_a_six_hour_segment_outage_is_ridden_out_exactly_once_with_no_operator_step() -> None:
-    # Given one workspace's Segment down (503) for 6 hours, two others up, all three writing every minute
+    # Given one workspace's Segment down (503) for 6 hours, two others up, all three writing every 20 s
     scenario = Scenario(
         workspaces=("ws_down", "ws_b", "ws_c"),
         down={"wk-ws_down": (0.0, 6 * HOUR, 503, {})},
-        every=60.0,
+        every=20.0,
         writing=7 * HOUR,
         until=9 * HOUR,
     )
@@ -23,7 +23,7 @@ def test_a_six_hour_segment_outage_is_ridden_out_exactly_once_with_no_operator_s
     figures = simulate(scenario)
 
     # Then every outbox item is delivered exactly once, nothing is parked, nothing is left to an operator
-    assert figures["written"] == 3 * 420
+    assert figures["written"] == 3 * 1260
     assert figures["delivered"] == figures["written"]
     assert (figures["parked_objects"], figures["parks"], figures["on_failure_records"]) == (0, 0, 0)
     assert figures["still_waiting"] == 0

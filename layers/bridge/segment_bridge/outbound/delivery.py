@@ -19,6 +19,7 @@ queue the same way. Only a crash of the function leaves a batch to Lambda's on-f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ __all__ = [
     "Retries",
     "Sender",
     "Sending",
+    "Unsent",
     "deliver",
     "deliver_retries",
     "prepare",
@@ -167,7 +169,7 @@ def deliver_retries(messages: Iterable[tuple[str, str]], sending: Sending) -> Re
                 seen.add(key)
                 by_workspace.setdefault(message.workspace_id, []).append(event)
         attempts[message.workspace_id] = max(attempts.get(message.workspace_id, 0), message.attempt)
-    _send_all(by_workspace, attempts, sending, report)
+    _send_all(by_workspace, attempts, dataclasses.replace(sending, quick_retries=False), report)
     return report
 
 
@@ -264,8 +266,10 @@ def _set_aside(pending: Pending, attempt: int, sending: Sending, report: Report)
     if sending.retries is None:
         report.pending += live
         return
-    asked = pending.wait if pending.wait > MAX_QUICK_WAIT else 0.0
-    wait = pause(attempt + 1, asked)
+    if pending.response is None and pending.wait > 0:  # not sent: held, due with what already waits
+        wait = pending.wait
+    else:
+        wait = pause(attempt + 1, pending.wait if pending.wait > MAX_QUICK_WAIT else 0.0)
     bodies = retry_messages(
         live,
         attempt=attempt + 1,
@@ -277,6 +281,8 @@ def _set_aside(pending: Pending, attempt: int, sending: Sending, report: Report)
     delay = min(MAX_DELAY_SECONDS, int(wait + 0.999))
     if _defer(report, sending, [(body, delay) for body in bodies], [event.record_id for event in live]):
         report.deferred += len(live)
+        if pending.response is not None:  # Segment answered a failure: what comes next waits with these
+            sending.paced().hold(live[0].workspace_id, now + wait, pending.reason)
 
 
 def _defer(report: Report, sending: Sending, messages: list[tuple[str, int]], record_ids: list[str]) -> bool:

@@ -5,7 +5,9 @@ Segment asks partner sources to stay at or below 50 requests/s and counts about 
 workspace (template parameters SegmentRequestsPerSecond, SegmentEventsPerSecond). Each rate is a token
 bucket holding one second's worth: a request may take the bucket below zero (a batch of 2,500 events at
 1,000 events/s), and the next one waits until it is back above. A 429's Retry-After or X-RateLimit-Reset
-holds the workspace until then; the other workspaces keep sending.
+holds the workspace until then; the other workspaces keep sending. So does a workspace's retry pause
+(retries.py): while its Segment is failing, what the stream brings for it is set aside at once, due with
+the retries already waiting (one request for all of them), instead of asking Segment again each time.
 
 The pacer lives as long as the container (one per emitter process, shared by its threads): a workspace
 sent to by several containers at once (shards, retry invocations) is paced by each of them, and a 429
@@ -33,6 +35,7 @@ class Pacer:
     _requests: dict[str, _Bucket] = field(default_factory=dict, repr=False)
     _events: dict[str, _Bucket] = field(default_factory=dict, repr=False)
     _held: dict[str, float] = field(default_factory=dict, repr=False)
+    _why: dict[str, str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def wait(self, workspace_id: str) -> float:
@@ -56,14 +59,20 @@ class Pacer:
             self._fill(self._requests, workspace_id, self.requests_per_second, now).tokens -= 1
             self._fill(self._events, workspace_id, self.events_per_second, now).tokens -= events
 
-    def hold(self, workspace_id: str, until: float) -> None:
-        """Segment asked this workspace to wait until `until` (a 429's headers)."""
+    def hold(self, workspace_id: str, until: float, why: str = "") -> None:
+        """This workspace waits until `until` (a 429's headers, its retry pause), because `why`."""
         with self._lock:
-            self._held[workspace_id] = max(self._held.get(workspace_id, 0.0), until)
+            if until > self._held.get(workspace_id, 0.0):
+                self._held[workspace_id] = until
+                self._why[workspace_id] = why
 
     def held_until(self, workspace_id: str) -> float:
         with self._lock:
             return self._held.get(workspace_id, 0.0)
+
+    def held_because(self, workspace_id: str) -> str:
+        with self._lock:
+            return self._why.get(workspace_id, "")
 
     @staticmethod
     def _fill(buckets: dict[str, _Bucket], workspace_id: str, rate: float, now: float) -> _Bucket:

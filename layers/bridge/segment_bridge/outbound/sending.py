@@ -95,6 +95,8 @@ class Sending:
     horizon_seconds: float = RETRY_HORIZON_SECONDS
     message_bytes: int = 262_144
     """The retry queue's message size (QUEUE_MESSAGE_BYTES: the template's Limits.Queue.MessageBytes)."""
+    quick_retries: bool = True
+    """Retry within the invocation (the stream's first attempt); the retry queue's attempts try once."""
 
     def paced(self) -> Pacer:
         return self.pacer if self.pacer is not None else unpaced(self.clock)
@@ -155,8 +157,8 @@ def send_workspace(events: list[Outbound], target: Destination, sending: Sending
             if wait <= MAX_QUICK_WAIT and clock() + wait + MIN_ATTEMPT_SECONDS <= sending.deadline:
                 sending.sleep(wait)
                 continue
-            held = pacer.held_until(workspace_id) > clock()
-            return pending(_kept_answering(answer) if held and answer else "paced: sent later", wait)
+            why = _kept_answering(answer) if answer else pacer.held_because(workspace_id)
+            return pending(why or "paced: sent later", wait)
         pacer.take(workspace_id, len(batch))
         left = sending.deadline - clock()
         body = gzip.compress(
@@ -195,7 +197,7 @@ def send_workspace(events: list[Outbound], target: Destination, sending: Sending
         if stalls >= STALLS_TOLERATED:
             outcome.given_up = True
             return pending(f"Segment gave no answer in time {stalls} times")
-        if attempt >= len(QUICK_PAUSES):
+        if attempt >= len(QUICK_PAUSES) or not sending.quick_retries:
             return pending(_kept_answering(answer), max(0.0, pacer.held_until(workspace_id) - clock()))
         if asked is not None and asked > 0:
             attempt += 1

@@ -5,8 +5,8 @@ parked/emitter/<YYYY-MM-DD>/<name>.json.gz   an outbound event a person must act
     {"queue": "emitter", "kind": "parked event", "parked_at", "reason", "record", "workspace_id"?,
      "written_at"?, "response"?: {"status", "body"}}   (`record`: the track call, or the item itself
     when it is invalid). Named by what it holds: the day it was written and `evt-<hash of its
-    workspace and messageId>` (`item-<hash of them and the record>` without one), so parking the same event again (a record
-    handed again, a re-drive refused again) rewrites the one object instead of adding another.
+    workspace and messageId>` (`item-<hash of them and the record>` without one), so parking the same
+    event again (a record handed again, a re-drive refused again) rewrites the one object.
 parked/<queue>/<YYYY-MM-DD>/sqs-<MessageId>.json.gz   a dead letter copied from its queue (IngestDLQ: a
     queue message the processor gave up on; EmitterDLQ: Lambda's on-failure record of a stream batch)
     {"queue", "kind": "dead letter", "message_id", "sent_at", "receive_count", "body"}
