@@ -76,7 +76,9 @@ def row(label: str, figures: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--baseline", default="main", help="git revision of the other design (default main)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -98,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, figures in designs.items():
             print(row(f"{name} / {outage}", figures[outage]))
     print(
-        "not sent: undelivered 3 h after the outage; operator: parked objects + on-failure records (each needs "
-        "`dlq redrive`);\ndupes: events Segment received more than once; overcount: `sent` counted over the "
-        "events delivered;\nhealthy s: slowest delivery of the two healthy workspaces; longest: longest "
-        "invocation (Timeout 60 s)."
+        "not sent: undelivered 3 h after the outage; operator: parked objects + on-failure records (each "
+        "needs `dlq redrive`);\ndupes: events Segment received more than once; overcount: `sent` counted "
+        "over the events delivered;\nhealthy s: slowest delivery of the two healthy workspaces; longest: "
+        "longest invocation (Timeout 60 s)."
     )
     return 0
 
