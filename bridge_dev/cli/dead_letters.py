@@ -164,6 +164,14 @@ def describe_dead_letter(queue: Queue, letter: DeadLetter) -> dict[str, Any]:
             "first_sequence_number": info.get("startSequenceNumber"),
             "last_sequence_number": info.get("endSequenceNumber"),
         }
+    if is_retry(document):  # a retry message the function failed on 5 times (AWS, not Segment)
+        events = document.get("events") if isinstance(document.get("events"), list) else []
+        return described | {
+            "kind": "retry message",
+            "reason": document.get("reason", ""),
+            "workspace_id": document.get("workspace_id"),
+            "events": len(events),
+        }
     record = document.get("record") if isinstance(document.get("record"), dict) else {}
     return described | {
         "kind": "parked event",

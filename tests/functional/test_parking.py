@@ -435,3 +435,32 @@ def test_a_redrive_lease_left_by_a_redrive_that_died_is_taken_over_once_expired(
         parked.take_lease("redrive-emitter", "third", time.time(), 300)
     with pytest.raises(Conflict):
         parked.renew_lease(held, time.time(), 300)  # the dead one cannot come back and renew it
+
+
+def test_a_retry_message_the_function_kept_failing_on_is_listed_and_redriven_from_the_bucket(aws, target):
+    from segment_bridge.outbound.retries import retry_messages
+    from segment_bridge.outbound.track import track_call
+
+    # Given a retry message that reached the EmitterDLQ (the retry queue's redrive policy: AWS failing)
+    item = {"pk": f"WS#{WS}", "sk": "EVT#1", "event": "Flow Completed", "userId": "user-42"}
+    event = track_call(
+        item, table="OutboxTable", keys={"pk": item["pk"], "sk": "EVT#1"}, record_id="1", created_at=0
+    )
+    (body,) = retry_messages(
+        [event],
+        attempt=3,
+        not_before=0,
+        reason="Segment kept answering 503",
+        response=None,
+        max_bytes=262_144,
+    )
+    boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["EmitterDLQ"], MessageBody=body)
+
+    # Then it is listed as what it is, and a re-drive sends its events once and removes it
+    (listed,) = dead_letters.list_dead_letters(target, "emitter", 100)
+    assert (listed["kind"], listed["workspace_id"], listed["events"]) == ("retry message", WS, 1)
+    with FakeSegment({WRITE_KEY}).start() as segment:
+        target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
+        assert dead_letters.redrive(target, "emitter", 100).redriven == 1
+        assert segment.deliveries == {event.payload["messageId"]: 1}
+    assert parked_objects(aws, "emitter") == []
