@@ -14,6 +14,7 @@
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
     jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
     sweep.py       every item of one workspace in every table, page by page, and its secret (offboarding)
+    retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processor/'s, what is sent outbound/delivery.py's.
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.sweep import WorkspaceSweep
+    from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -119,6 +121,12 @@ class Store:
 
         return WorkspaceSweep(self.settings, self.clients, self._sleep)
 
+    @cached_property
+    def retries(self) -> RetryQueue:
+        from segment_bridge.store.retries import RetryQueue
+
+        return RetryQueue(self.settings, self.clients)
+
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`
 
@@ -130,9 +138,14 @@ class Store:
     def workspace_open(self, workspace_id: str) -> bool:
         return self.workspaces.is_open(workspace_id)
 
-    def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
-        """A new workspace, with its empty index of deleted ids (it has no tombstones yet)."""
-        workspace = self.workspaces.create_workspace(name, workspace_id=workspace_id)
+    def create_workspace(
+        self, name: str, *, workspace_id: str | None = None, allow_duplicate_name: bool = False
+    ) -> Workspace:
+        """A new workspace, with its empty index of deleted ids (it has no tombstones yet). Conflict for
+        an id that exists, or a name that does (WorkspacesRepository.create_workspace)."""
+        workspace = self.workspaces.create_workspace(
+            name, workspace_id=workspace_id, allow_duplicate_name=allow_duplicate_name
+        )
         self.profiles.start_deleted_ids(workspace.workspace_id)
         return workspace
 
