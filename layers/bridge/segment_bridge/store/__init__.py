@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
-    from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.retries import RetryQueue
+    from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
