@@ -14,6 +14,7 @@ from bridge_dev.cli.app import (
     target_of,
 )
 from segment_bridge.destinations import endpoint_url
+from segment_bridge.jobs.offboard import plan_offboard, quiet_seconds
 from segment_bridge.keys import new_api_key
 
 
@@ -113,6 +114,41 @@ def workspaces_revoke_key(ctx: click.Context, workspace_id: str, key_id: str, as
     seconds = target.settings.auth_cache_seconds
     data = {"workspace_id": workspace_id, "revoked": key_id, "effective_within_seconds": seconds}
     show(as_json, data, f"Revoked {key_id}; running functions stop accepting it within {seconds:g} s.")
+
+
+@workspaces.command("delete")
+@click.argument("workspace_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait/--no-wait", default=True, help="Follow the job until it ends (default) or return.")
+@json_option
+@click.pass_context
+def workspaces_delete(ctx: click.Context, workspace_id: str, yes: bool, wait: bool, as_json: bool) -> None:
+    """Offboard a workspace: every item of it in every table, its archive and parked objects, keys,
+    secret, mapping, destination and counters, removed by a job on the fleet (docs/archive-jobs.md).
+    Its deliveries are refused from now on; the job ends with a receipt (`jobs show JOB`)."""
+    from bridge_dev.cli.archive import follow, job_data
+    from bridge_dev.cli.dead_letters import keep_dead_letters
+
+    target = target_of(ctx)
+    store = target.store
+    store.get_workspace(workspace_id)  # NotFound before any question
+    if not yes:
+        click.confirm(
+            f"Delete workspace {workspace_id} and everything it holds? This cannot be undone", abort=True
+        )
+    job = plan_offboard(workspace_id, store, quiet=quiet_seconds(target.settings.auth_cache_seconds))
+    for queue in ("ingest", "emitter"):  # its dead letters into parked/, where the job removes them
+        keep_dead_letters(target, queue, take=True)
+    record = follow(target, job.job_id) if wait else store.jobs.job(job.job_id)
+    data = job_data(record) | ({"receipt": record.receipt} if record.receipt else {})
+    show(
+        as_json,
+        data,
+        f"Offboarding {record.job_id} {record.state}: {record.counters['items_deleted']} items and "
+        f"{record.counters['objects_changed']} objects deleted, tasks {record.counters['tasks_done']}/"
+        f"{record.counters['tasks_total']}. Deliveries with its keys are refused"
+        + (" (see the receipt: jobs show)." if record.state == "done" else "; `jobs show` follows it."),
+    )
 
 
 @workspaces.command("secret")

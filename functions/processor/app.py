@@ -60,6 +60,10 @@ def handle(record: SQSRecord, invocation: Invocation) -> None:
         logger.info("message deferred", extra={"reason": result.reason})
         metrics.add_metric(name="MessagesDeferred", unit=MetricUnit.Count, value=1)
         return
+    if result.refused:
+        logger.info("message refused: its workspace is being deleted or is gone")
+        metrics.add_metric(name="MessagesRefused", unit=MetricUnit.Count, value=result.refused)
+        return
     logger.info("message applied", extra=result.figures())
     metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=result.history_written)
     metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=result.duplicates)

@@ -235,6 +235,7 @@ class Unit:
             self.applied.duplicates += result.known
             if part.n == 0:
                 self.applied.entities += 1
+                self.applied.changed += result.changed
                 parked = over_budget_events(entity, result.profile, self.stored[key].deleted_at)
                 self.applied.over_budget += len(parked)
                 self.applied.unapplied.extend(parked)

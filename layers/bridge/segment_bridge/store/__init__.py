@@ -12,6 +12,8 @@
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
+    jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
+    sweep.py       every item of one workspace in every table, page by page, and its secret (offboarding)
     retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
@@ -41,11 +43,13 @@ if TYPE_CHECKING:
     from segment_bridge.mapping import Mapping
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
+    from segment_bridge.store.jobs import JobRepository
     from segment_bridge.store.outbox import Outbox
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.retries import RetryQueue
+    from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -106,6 +110,18 @@ class Store:
         return Outbox(self.settings, self.clients)
 
     @cached_property
+    def jobs(self) -> JobRepository:
+        from segment_bridge.store.jobs import JobRepository
+
+        return JobRepository(self.settings, self.clients)
+
+    @cached_property
+    def sweep(self) -> WorkspaceSweep:
+        from segment_bridge.store.sweep import WorkspaceSweep
+
+        return WorkspaceSweep(self.settings, self.clients, self._sleep)
+
+    @cached_property
     def retries(self) -> RetryQueue:
         from segment_bridge.store.retries import RetryQueue
 
@@ -118,6 +134,9 @@ class Store:
 
     def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
         return self.workspaces.workspace_for_key_hash(key_hash)
+
+    def workspace_open(self, workspace_id: str) -> bool:
+        return self.workspaces.is_open(workspace_id)
 
     def create_workspace(
         self, name: str, *, workspace_id: str | None = None, allow_duplicate_name: bool = False

@@ -3,7 +3,8 @@ Segment destination (its write key in Secrets Manager) and the deployment's chan
 
 WorkspacesTable items
     pk=WS#<workspace_id>  sk=WORKSPACE  workspace_id, name, created_at, keys {key_id: {hash, created_at}},
-                                        shared_secret?, segment_endpoint?
+                                        shared_secret?, segment_endpoint?, state? ("offboarding", with
+                                        offboarding_job and offboarding_at: `workspaces delete` began)
     pk=WS#<workspace_id>  sk=MAPPING    version, config (the Mapping as JSON), updated_at
     pk=KEY#<sha256(key)>  sk=KEY        workspace_id, key_id, created_at
     pk=RULES              sk=RULE#<name>  config (the ChangeRule as JSON), updated_at
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
     from segment_bridge.mapping import Mapping
 
+OFFBOARDING = "offboarding"
+"""A workspace's state once its offboarding began: no key authenticates it, the processor applies none of
+its messages, and it cannot get a key again (jobs/offboard.py)."""
 MAX_LIVE_KEYS = 2
 """Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
 MIN_KEY_LENGTH = 32
@@ -118,7 +122,7 @@ class WorkspaceRepository:
         if workspace is None:
             return None
         live = workspace.get("keys", {}).get(record["key_id"])
-        if not live or not hashes_match(key_hash, live["hash"]):
+        if workspace.get("state") == OFFBOARDING or not live or not hashes_match(key_hash, live["hash"]):
             return None
         return WorkspaceAuth(
             workspace_id=record["workspace_id"], shared_secret=workspace.get("shared_secret")
@@ -193,8 +197,9 @@ class WorkspaceRepository:
                                 "TableName": self.table,
                                 "Key": _workspace_key(workspace_id),
                                 "UpdateExpression": "SET #keys.#kid = :key",
-                                "ConditionExpression": "attribute_exists(pk) AND size(#keys) < :max",
-                                "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid},
+                                "ConditionExpression": "attribute_exists(pk) AND size(#keys) < :max"
+                                " AND attribute_not_exists(#state)",
+                                "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid, "#state": "state"},
                                 "ExpressionAttributeValues": item(
                                     {
                                         ":key": {"hash": key_hash, "created_at": created_at},
@@ -206,7 +211,8 @@ class WorkspaceRepository:
                     ]
                 )
         except ConditionFailed:
-            self.get_workspace(workspace_id)  # NotFound if it does not exist
+            if self._workspace_item(workspace_id).get("state") == OFFBOARDING:  # NotFound if none
+                raise Conflict(f"Workspace {workspace_id} is being deleted.") from None
             raise Conflict(
                 f"Workspace {workspace_id} already has {MAX_LIVE_KEYS} live keys; revoke one first."
             ) from None
@@ -230,6 +236,52 @@ class WorkspaceRepository:
                     },
                 ]
             )
+
+    def begin_offboarding(self, workspace_id: str, job_id: str) -> str:
+        """Mark the workspace offboarding (from now on no key authenticates it and the processor applies
+        none of its messages) and revoke every key (their KEY# items deleted: a container that has not
+        cached a key finds none). The job already marking it if it was (a second `workspaces delete`
+        resumes it). NotFound if there is no such workspace."""
+        stored = self._workspace_item(workspace_id)
+        if stored.get("state") == OFFBOARDING:
+            return str(stored["offboarding_job"])
+        refused = {"ConditionalCheckFailedException": NotFound(f"No workspace {workspace_id}.")}
+        with aws_errors("The workspace could not be marked for deletion.", refused=refused):
+            self.clients.dynamodb.update_item(
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                UpdateExpression="SET #state = :state, offboarding_job = :job, offboarding_at = :now",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#state)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=item({":state": OFFBOARDING, ":job": job_id, ":now": now()}),
+            )
+        for kid in stored.get("keys", {}):
+            self.revoke_key(workspace_id, kid)
+        return job_id
+
+    def is_open(self, workspace_id: str) -> bool:
+        """Whether the workspace exists and is not being deleted (the processor applies a message only
+        then): one consistent read of its item's state."""
+        if not valid_workspace_id(workspace_id):
+            return False
+        with aws_errors("Workspaces cannot be read right now."):
+            found = self.clients.dynamodb.get_item(
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                ConsistentRead=True,
+                ProjectionExpression="pk, #state",
+                ExpressionAttributeNames={"#state": "state"},
+            ).get("Item")
+        return found is not None and plain(found).get("state") != OFFBOARDING
+
+    def forget_workspace(self, workspace_id: str) -> None:
+        """The workspace's own item deleted: offboarding's last write."""
+        with aws_errors("The workspace could not be deleted."):
+            self.clients.dynamodb.delete_item(TableName=self.table, Key=_workspace_key(workspace_id))
+
+    def write_key_secret(self, workspace_id: str) -> str:
+        """The name of the secret holding the workspace's Segment write key."""
+        return self._write_key_secret(workspace_id)
 
     def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
         """Set (or with None, remove) the secret Segment signs deliveries with (X-Signature)."""
