@@ -5,6 +5,7 @@
                    and Secrets Manager (each workspace's Segment write key)
     profiles.py    ProfilesTable (profiles, tombstones, identity links, group memberships) and EventsTable
                    (per-entity event history)
+    reading.py     the read model's reads of both (read-only), and the workspace's merge protection
     archive.py     ArchiveBucket: raw/, rejected/, unapplied/
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
+    from segment_bridge.store.reading import ReadRepository
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -75,6 +77,18 @@ class Store:
         from segment_bridge.store.profiles import ProfileRepository
 
         return ProfileRepository(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def reading(self) -> ReadRepository:
+        from segment_bridge.store.reading import ReadRepository
+
+        return ReadRepository(
+            profiles_table=self.settings.profiles_table,
+            events_table=self.settings.events_table,
+            workspaces_table=self.settings.workspaces_table,
+            clients=self.clients,
+            sleep=self._sleep,
+        )
 
     @cached_property
     def archive(self) -> Archive:
