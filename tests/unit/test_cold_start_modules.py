@@ -50,6 +50,7 @@ LOADED = {
         "segment_bridge.deleted_ids",
         "segment_bridge.profiles",
         "segment_bridge.mapping",
+        "segment_bridge.identity",  # merge protection, in the mapping
         "segment_bridge.envelope",
         "segment_bridge.timestamps",
     },
@@ -61,6 +62,23 @@ LOADED = {
         "segment_bridge.outbound.egress",
         "segment_bridge.outbound.track",
         "segment_bridge.mapping",
+        "segment_bridge.identity",
+        "segment_bridge.values",
+    },
+    "ReaderFunction": SHARED
+    | {
+        "segment_bridge.read",
+        "segment_bridge.read.api",
+        "segment_bridge.read.auth",
+        "segment_bridge.read.client",
+        "segment_bridge.read.model",
+        "segment_bridge.store.reading",
+        "segment_bridge.store.profiles",  # how a stored profile item reads (not the repository's writes)
+        "segment_bridge.profiles",
+        "segment_bridge.deleted_ids",
+        "segment_bridge.mapping",
+        "segment_bridge.identity",
+        "segment_bridge.timestamps",
         "segment_bridge.values",
     },
 }
@@ -69,6 +87,7 @@ USE_CASE = {
     "IngestFunction": "segment_bridge.ingest.intake",
     "ProcessorFunction": "segment_bridge.processor.processing",
     "EmitterFunction": "segment_bridge.outbound.delivery",
+    "ReaderFunction": "segment_bridge.read.model",
 }
 
 PROBE = (

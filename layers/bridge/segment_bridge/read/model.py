@@ -2,8 +2,9 @@
 wrote. The one place profiles are reassembled (the CLI, the HTTP read API and the Python client use it).
 
 - Resolution through links: asking by an id whose stored link (alias, or identify with both ids) names a
-  user answers for that user, unless merge protection refuses the link (identity.py); else the id's own
-  profile (`U#<userId>`, `A#<anonymousId>`). One hop, as the processor links.
+  user answers for that user (not found while that user may not be seen: its erase takes the id too),
+  unless merge protection refuses the link (identity.py); else the id's own profile (`U#<userId>`,
+  `A#<anonymousId>`). One hop, as the processor links.
 - Deleted is not found: an entity with a tombstone whose erase is under way, or whose profile still holds
   anything from at or before the delete (its erase has not reached it), is answered as not found; after
   the erase, what was applied after the delete (a user who came back) is the profile.
@@ -254,7 +255,9 @@ class Reader:
             user_key = f"U#{target}"
             more, _ = self.source.entities(workspace_id, [user_key], []) if user_key != own else (found, {})
             profile = visible(*more.get(user_key, (None, None)))
-            if profile is not None and value in self.protection(workspace_id).linked(profile.anonymous_ids):
+            if profile is None:  # a user being erased (or whose erase must still reach it) takes its ids
+                raise NotFound(NOT_FOUND)
+            if value in self.protection(workspace_id).linked(profile.anonymous_ids):
                 return UserView(self, workspace_id, "U", target, profile)
         profile = visible(*found.get(own, (None, None)))
         if profile is None:

@@ -143,6 +143,12 @@ class Store:
     def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
         self.workspaces.set_shared_secret(workspace_id, secret)
 
+    def issue_read_token(self, workspace_id: str, token: str) -> IssuedKey:
+        return self.workspaces.issue_read_token(workspace_id, token)
+
+    def revoke_read_token(self, workspace_id: str, token_id: str) -> None:
+        self.workspaces.revoke_read_token(workspace_id, token_id)
+
     def get_mapping(self, workspace_id: str) -> Mapping:
         return self.workspaces.get_mapping(workspace_id)
 

@@ -8,6 +8,7 @@ repository's). Nothing here writes.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from segment_bridge.profiles import Profile, Tombstone
@@ -16,6 +17,8 @@ from segment_bridge.store.profiles import _profile as stored_profile
 from segment_bridge.values import to_json
 
 if TYPE_CHECKING:
+    import boto3
+
     from segment_bridge.identity import MergeProtection
 
 READ_FAILURE = "Profiles cannot be read right now; retry."
@@ -151,3 +154,21 @@ class ReadRepository:
         with aws_errors(READ_FAILURE):
             pages = self.clients.dynamodb.get_paginator("query").paginate(**arguments)
             return [plain(found) for page in pages for found in page.get("Items", [])]
+
+
+def connect(
+    *,
+    profiles_table: str,
+    events_table: str,
+    workspaces_table: str,
+    session: boto3.session.Session | None = None,
+    endpoint_url: str | None = None,
+) -> ReadRepository:
+    """A ReadRepository of its own clients (made on first use): the Python client's (read/client.py)."""
+    return ReadRepository(
+        profiles_table=profiles_table,
+        events_table=events_table,
+        workspaces_table=workspaces_table,
+        clients=Clients(session, endpoint_url),
+        sleep=time.sleep,
+    )
