@@ -72,6 +72,10 @@ class Applied:
     clamped_timestamps: int = 0
     failed_paths: int = 0
     over_budget: int = 0
+    blocked_ids: int = 0
+    """Ids merge protection took out of the events (identity.py)."""
+    refused_links: int = 0
+    """Links written whose previousId the user's anonymous ids limit refuses (identity.py)."""
     unapplied: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Applied) -> None:
@@ -86,6 +90,8 @@ class Applied:
         self.clamped_timestamps += other.clamped_timestamps
         self.failed_paths += other.failed_paths
         self.over_budget += other.over_budget
+        self.blocked_ids += other.blocked_ids
+        self.refused_links += other.refused_links
         self.unapplied.extend(other.unapplied)
 
     def figures(self) -> dict[str, int]:
@@ -101,6 +107,8 @@ class Applied:
             "clamped_timestamps": self.clamped_timestamps,
             "failed_paths": self.failed_paths,
             "over_budget": self.over_budget,
+            "blocked_ids": self.blocked_ids,
+            "refused_links": self.refused_links,
             "unapplied": len(self.unapplied),
         }
 

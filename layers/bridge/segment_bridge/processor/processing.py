@@ -60,6 +60,7 @@ from segment_bridge import concurrency
 from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.envelope import Envelope, unpack
 from segment_bridge.errors import BridgeError, ServiceUnavailable, Unstorable
+from segment_bridge.identity import refused_links
 from segment_bridge.limits import utf8_bytes
 from segment_bridge.mapping import Mapping
 from segment_bridge.privacy.deletion import (
@@ -280,6 +281,8 @@ def receive_message(
         applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates),
         duplicates=applied.duplicates,
         unapplied=len(applied.unapplied),
+        blocked_ids=applied.blocked_ids,
+        refused_links=applied.refused_links,
     )
     return applied
 
@@ -298,6 +301,7 @@ def apply_batch(
     applied.ignored_preferences += result.ignored_preferences
     applied.clamped_timestamps += result.clamped_timestamps
     applied.failed_paths += result.failed_paths
+    applied.blocked_ids += result.blocked_ids
     applied.unapplied.extend(result.unapplied)
     return applied
 
@@ -459,6 +463,11 @@ def _write_round(
             parked = over_budget_events(entity, written.profile, stored[key].deleted_at)
             applied.over_budget += len(parked)
             applied.unapplied.extend(parked)
+            if entity.kind == "U":  # merge protection's limit, on what the profile now holds
+                linked = [link.previous_id for link in planned.links if link.user_id == entity.id]
+                applied.refused_links += refused_links(
+                    linked, written.profile.anonymous_ids, mapping.merge_protection
+                )
     # Only after every profile write: their `pending` lists make this step safe to crash and redo.
     refused = record_each(workspace_id, history, memberships, planned, mapping, profiles)
     for key, mids in refused.items():

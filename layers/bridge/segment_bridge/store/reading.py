@@ -9,10 +9,11 @@ repository's). Nothing here writes.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from segment_bridge.profiles import Profile, Tombstone
-from segment_bridge.store.aws import Clients, Sleep, aws_errors, batch_get, item, plain
+from segment_bridge.store.aws import Clients, Sleep, all_at_once, aws_errors, batch_get, item, plain
 from segment_bridge.store.profiles import _profile as stored_profile
 from segment_bridge.values import to_json
 
@@ -106,22 +107,28 @@ class ReadRepository:
     def history_index(self, workspace_id: str, keys: list[str]) -> list[tuple[str, str, str, str]]:
         """(timestamp, messageId, entity key, name) of each history item of the entities: keys, name and
         timestamp only, small to sort."""
-        out: list[tuple[str, str, str, str]] = []
-        for key in keys:
-            found = self._query(
+
+        def index_of(key: str) -> list[dict[str, Any]]:
+            return self._query(
                 {
                     "TableName": self.events_table,
                     "KeyConditionExpression": "pk = :pk",
                     "ExpressionAttributeValues": item({":pk": f"WS#{workspace_id}#{key}"}),
-                    "ProjectionExpression": "sk, #name, #ts",
+                    "ProjectionExpression": "pk, sk, #name, #ts",
                     "ExpressionAttributeNames": {"#name": "name", "#ts": "timestamp"},
                 }
             )
-            out += [
-                (str(h.get("timestamp", "")), str(h["sk"]).removeprefix("MSG#"), key, str(h.get("name", "")))
-                for h in found
-            ]
-        return out
+
+        prefix = f"WS#{workspace_id}#"
+        return [  # the entities' queries in flight together
+            (
+                str(h.get("timestamp", "")),
+                str(h["sk"]).removeprefix("MSG#"),
+                str(h["pk"]).removeprefix(prefix),
+                str(h.get("name", "")),
+            )
+            for h in all_at_once([partial(index_of, key) for key in keys])
+        ]
 
     def history_items(
         self, workspace_id: str, wanted: list[tuple[str, str]]

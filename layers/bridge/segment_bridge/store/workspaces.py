@@ -12,8 +12,9 @@ WorkspacesTable items
                                         created_at}}
     pk=RULES              sk=RULE#<name>  config (the ChangeRule as JSON), updated_at
     pk=WS#<workspace_id>  sk=STATS#<YYYY-MM-DD>  accepted, rejected, echoes, applied, duplicates,
-                                        unapplied, sent, parked (numbers, each present once counted): the
-                                        workspace's daily counts (stats.py), added to with UpdateItem ADD
+                                        unapplied, blocked_ids, refused_links, sent, parked (numbers,
+                                        each present once counted): the workspace's daily counts
+                                        (stats.py), added to with UpdateItem ADD
 Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key
 """
 
