@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.identity import MergeProtection
@@ -27,15 +27,13 @@ from segment_bridge.read.api import answer, parse
 from segment_bridge.read.model import Reader
 from segment_bridge.store.reading import ReadRepository, connect
 
-if TYPE_CHECKING:
-    import boto3
-
 Parameter = str | int | bool | Iterable[str]
 
 
 class ProfileClient:
-    """The read model over a stack's tables. `protection_ttl`: how long a workspace's merge protection
-    (its mapping's) is remembered, like the ReaderFunction's AUTH_CACHE_SECONDS."""
+    """The read model over a stack's tables. `session`: a boto3 Session (default: boto3's, the usual
+    credential chain); `protection_ttl`: how long a workspace's merge protection (its mapping's) is
+    remembered, like the ReaderFunction's AUTH_CACHE_SECONDS."""
 
     def __init__(
         self,
@@ -43,7 +41,7 @@ class ProfileClient:
         profiles_table: str,
         events_table: str,
         workspaces_table: str,
-        session: boto3.session.Session | None = None,
+        session: Any = None,
         endpoint_url: str | None = None,
         protection_ttl: float = 60,
     ) -> None:

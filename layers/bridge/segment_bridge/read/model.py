@@ -28,9 +28,11 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from segment_bridge.errors import BridgeError, NotFound
 from segment_bridge.identity import MergeProtection
-from segment_bridge.profiles import Profile, Tombstone
+from segment_bridge.profiles import Profile
 
 IdType = Literal["user_id", "anonymous_id", "group_id"]
+Tombstone = tuple[str, bool]
+"""An entity's DELETED item as read: (deleted_at, erased)."""
 USER_ID_TYPES: tuple[IdType, ...] = ("user_id", "anonymous_id")
 KIND_OF: dict[str, str] = {"user_id": "U", "anonymous_id": "A", "group_id": "G"}
 ID_TYPE_OF: dict[str, IdType] = {"U": "user_id", "A": "anonymous_id", "G": "group_id"}
@@ -63,7 +65,8 @@ def visible(profile: Profile | None, tombstone: Tombstone | None) -> Profile | N
     """The profile if a reader may see it: none while its erase runs or still has to reach it."""
     if profile is None or tombstone is None:
         return profile
-    if not tombstone.erased or (profile.first_seen or "") <= tombstone.deleted_at:
+    deleted_at, erased = tombstone
+    if not erased or (profile.first_seen or "") <= deleted_at:
         return None
     return profile
 

@@ -12,7 +12,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from segment_bridge.profiles import Profile, Tombstone
+from segment_bridge.profiles import Profile
 from segment_bridge.store.aws import Clients, Sleep, all_at_once, aws_errors, batch_get, item, plain
 from segment_bridge.store.profiles import _profile as stored_profile
 from segment_bridge.values import to_json
@@ -45,10 +45,11 @@ class ReadRepository:
 
     def entities(
         self, workspace_id: str, keys: list[str], links: list[str]
-    ) -> tuple[dict[str, tuple[Profile | None, Tombstone | None]], dict[str, str]]:
+    ) -> tuple[dict[str, tuple[Profile | None, tuple[str, bool] | None]], dict[str, str]]:
         """(entity key -> its profile and tombstone, previousId -> the user its stored link names), in one
-        BatchGetItem (as few as fit). Entities with neither item are absent. A tombstone is `erased`
-        unless its own erase is under way (status erasing); a linked id's (`by`) says nothing of it."""
+        BatchGetItem (as few as fit). Entities with neither item are absent. A tombstone reads as
+        (deleted_at, erased): erased unless its own erase is under way (status erasing); a linked id's
+        (`by`) says nothing of its erase, and reads as erased."""
         prefix = f"WS#{workspace_id}#"
         wanted = [{"pk": prefix + key, "sk": sk} for key in keys for sk in ("PROFILE", "DELETED")]
         wanted += [{"pk": f"{prefix}LINK#{previous}", "sk": "LINK"} for previous in links]
@@ -65,14 +66,12 @@ class ReadRepository:
                 tombstones[key] = found
             else:
                 profiles[key] = found
-        out: dict[str, tuple[Profile | None, Tombstone | None]] = {}
+        out: dict[str, tuple[Profile | None, tuple[str, bool] | None]] = {}
         for key in set(profiles) | set(tombstones):
             stone = tombstones.get(key)
             out[key] = (
                 stored_profile(profiles[key]) if key in profiles else None,
-                Tombstone(str(stone["deleted_at"]), erased=stone.get("status") != "erasing")
-                if stone
-                else None,
+                (str(stone["deleted_at"]), stone.get("status") != "erasing") if stone else None,
             )
         return out, linked
 
