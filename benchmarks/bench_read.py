@@ -35,7 +35,7 @@ from bridge_dev.local import start
 from segment_bridge.identity import MergeProtection
 from segment_bridge.keys import new_read_token
 from segment_bridge.mapping import Mapping
-from segment_bridge.processor.processing import apply_batch
+from segment_bridge.processor.unit import apply_batch
 from segment_bridge.read.client import ProfileClient
 from segment_bridge.store import Store, get_store
 

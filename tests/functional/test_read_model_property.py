@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segment_bridge.mapping import event_name
-from segment_bridge.processor.processing import apply_batch
+from segment_bridge.processor.unit import apply_batch
 from tests.functional.test_convergence import (
     MAPPING,
     PROTECTION,

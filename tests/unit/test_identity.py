@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from segment_bridge.identity import DEFAULT_BLOCKED_VALUES, MergeProtection, screen
 from segment_bridge.mapping import Mapping
-from segment_bridge.profiles import plan
+from segment_bridge.planning import plan
 
 T = "2026-01-01T10:00:00.000Z"
 DEFAULTS = MergeProtection()

@@ -35,7 +35,10 @@ LOADED = {
     | {
         "segment_bridge.ingest",
         "segment_bridge.ingest.auth",
+        "segment_bridge.ingest.body",
+        "segment_bridge.ingest.delivery",
         "segment_bridge.ingest.intake",
+        "segment_bridge.ingest.judging",
         "segment_bridge.envelope",
         "segment_bridge.ingest.spec",
         "segment_bridge.timestamps",
@@ -43,12 +46,20 @@ LOADED = {
     "ProcessorFunction": SHARED
     | {
         "segment_bridge.processor",
-        "segment_bridge.processor.processing",
+        "segment_bridge.processor.entities",
+        "segment_bridge.processor.message",
         "segment_bridge.processor.ports",
+        "segment_bridge.processor.results",
+        "segment_bridge.processor.unit",
         "segment_bridge.privacy",
         "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
+        "segment_bridge.privacy.hooks",
+        "segment_bridge.privacy.ports",
         "segment_bridge.deleted_ids",
+        "segment_bridge.planning",
         "segment_bridge.profiles",
+        "segment_bridge.retry",
+        "segment_bridge.tombstones",
         "segment_bridge.mapping",
         "segment_bridge.identity",  # merge protection, in the mapping
         "segment_bridge.envelope",
@@ -85,7 +96,7 @@ LOADED = {
 """No function loads another's use case, the profiles' repository (built on first use), or dev tooling."""
 USE_CASE = {
     "IngestFunction": "segment_bridge.ingest.intake",
-    "ProcessorFunction": "segment_bridge.processor.processing",
+    "ProcessorFunction": "segment_bridge.processor.unit",
     "EmitterFunction": "segment_bridge.outbound.delivery",
     "ReaderFunction": "segment_bridge.read.model",
 }
