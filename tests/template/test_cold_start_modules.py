@@ -84,7 +84,13 @@ LOADED = {
         "segment_bridge.read.client",
         "segment_bridge.read.model",
         "segment_bridge.store.reading",
-        "segment_bridge.store.profiles",  # how a stored profile item reads (not the repository's writes)
+        "segment_bridge.store.profiles",  # how a stored profile item reads (store/reading.py uses it)
+        "segment_bridge.store.history",  # ... and what store/profiles.py is made of
+        "segment_bridge.store.items",
+        "segment_bridge.store.links",
+        "segment_bridge.store.tombstones",
+        "segment_bridge.tombstones",
+        "segment_bridge.planning",
         "segment_bridge.profiles",
         "segment_bridge.deleted_ids",
         "segment_bridge.mapping",
