@@ -14,6 +14,7 @@
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
+    retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processor/'s, what is sent outbound/delivery.py's.
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.reading import ReadRepository
+    from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -117,6 +119,12 @@ class Store:
         from segment_bridge.store.outbox import Outbox
 
         return Outbox(self.settings, self.clients)
+
+    @cached_property
+    def retries(self) -> RetryQueue:
+        from segment_bridge.store.retries import RetryQueue
+
+        return RetryQueue(self.settings, self.clients)
 
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`
