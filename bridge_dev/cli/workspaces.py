@@ -15,7 +15,7 @@ from bridge_dev.cli.app import (
 )
 from segment_bridge.destinations import endpoint_url
 from segment_bridge.jobs.offboard import plan_offboard, quiet_seconds
-from segment_bridge.keys import new_api_key
+from segment_bridge.keys import new_api_key, new_read_token
 
 
 @cli.group()
@@ -69,6 +69,7 @@ def workspaces_list(ctx: click.Context, as_json: bool) -> None:
             "created_at": w.created_at,
             "key_ids": list(w.key_ids),
             "shared_secret": w.has_shared_secret,
+            "read_token_ids": list(w.read_token_ids),
         }
         for w in sorted(target_of(ctx).store.list_workspaces(), key=lambda w: w.created_at)
     ]
@@ -178,6 +179,44 @@ def workspaces_secret(
         )
     )
     show(as_json, data, text)
+
+
+@workspaces.command("read-token")
+@click.argument("workspace_id")
+@click.option("--create", is_flag=True, help="Issue a read token for the read API (shown only this once).")
+@click.option(
+    "--revoke", "revoke", metavar="TOKEN_ID", help="Revoke a read token (its id, from `workspaces list`)."
+)
+@json_option
+@click.pass_context
+def workspaces_read_token(
+    ctx: click.Context, workspace_id: str, create: bool, revoke: str | None, as_json: bool
+) -> None:
+    """Issue or revoke a read token: what the read API (GET /v1/spaces/WS/...) takes, as HTTP Basic user
+    name. Read tokens never work for sending events, and API keys never work for reading."""
+    if create == (revoke is not None):
+        raise click.UsageError("Give exactly one of --create or --revoke TOKEN_ID.")
+    target = target_of(ctx)
+    if revoke is not None:
+        target.store.revoke_read_token(workspace_id, revoke)
+        seconds = target.settings.auth_cache_seconds
+        data: dict[str, object] = {
+            "workspace_id": workspace_id,
+            "revoked": revoke,
+            "effective_within_seconds": seconds,
+        }
+        show(
+            as_json, data, f"Revoked read token {revoke}; the read API stops taking it within {seconds:g} s."
+        )
+        return
+    token = target.store.issue_read_token(workspace_id, new_read_token())
+    data = {"workspace_id": workspace_id, "token_id": token.key_id, "read_token": token.api_key}
+    show(
+        as_json,
+        data,
+        fields_text(list(data.items()))
+        + "\n\nKeep the read token now: it is stored only as a hash. Use it as the HTTP Basic user name.",
+    )
 
 
 @cli.group()

@@ -72,6 +72,8 @@ def handle(record: SQSRecord, invocation: Invocation) -> None:
     metrics.add_metric(name="TimestampsClamped", unit=MetricUnit.Count, value=result.clamped_timestamps)
     metrics.add_metric(name="MappingPathsFailed", unit=MetricUnit.Count, value=result.failed_paths)
     metrics.add_metric(name="ProfileOverBudget", unit=MetricUnit.Count, value=result.over_budget)
+    metrics.add_metric(name="IdsBlocked", unit=MetricUnit.Count, value=result.blocked_ids)
+    metrics.add_metric(name="LinksRefused", unit=MetricUnit.Count, value=result.refused_links)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -168,6 +168,8 @@ def receive_message(body: str, store: Repositories, mappings: MappingSource, dea
         applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates),
         duplicates=applied.duplicates,
         unapplied=len(applied.unapplied),
+        blocked_ids=applied.blocked_ids,
+        refused_links=applied.refused_links,
     )
     return applied
 

@@ -28,6 +28,10 @@ class Applied:
     over_budget: int = 0
     refused: int = 0
     """Messages dropped unread: their workspace is being deleted, or is gone (jobs/offboard.py)."""
+    blocked_ids: int = 0
+    """Ids merge protection took out of the events (identity.py)."""
+    refused_links: int = 0
+    """Links written whose previousId the user's anonymous ids limit refuses (identity.py)."""
     unapplied: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Applied) -> None:
@@ -44,6 +48,8 @@ class Applied:
         self.failed_paths += other.failed_paths
         self.over_budget += other.over_budget
         self.refused += other.refused
+        self.blocked_ids += other.blocked_ids
+        self.refused_links += other.refused_links
         self.unapplied.extend(other.unapplied)
 
     def figures(self) -> dict[str, int]:
@@ -61,6 +67,8 @@ class Applied:
             "failed_paths": self.failed_paths,
             "over_budget": self.over_budget,
             "refused": self.refused,
+            "blocked_ids": self.blocked_ids,
+            "refused_links": self.refused_links,
             "unapplied": len(self.unapplied),
         }
 

@@ -8,6 +8,8 @@
     links.py       ProfilesTable's identity links and the ids a user's deletion took
     tombstones.py  ProfilesTable's tombstones, index of deleted ids and archive purge work list
     items.py       what those share: the tables, the conditional put, gsi1 listings, item checks
+    reading.py     the read model's reads of profiles, tombstones, links, memberships and history
+                   (read-only), and the workspace's merge protection
     archive.py     ArchiveBucket: raw/, rejected/, unapplied/
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
+    from segment_bridge.store.reading import ReadRepository
     from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.workspaces import WorkspaceRepository
@@ -84,6 +87,18 @@ class Store:
         from segment_bridge.store.profiles import ProfileRepository
 
         return ProfileRepository(self.settings, self.clients, self._sleep)
+
+    @cached_property
+    def reading(self) -> ReadRepository:
+        from segment_bridge.store.reading import ReadRepository
+
+        return ReadRepository(
+            profiles_table=self.settings.profiles_table,
+            events_table=self.settings.events_table,
+            workspaces_table=self.settings.workspaces_table,
+            clients=self.clients,
+            sleep=self._sleep,
+        )
 
     @cached_property
     def archive(self) -> Archive:
@@ -163,6 +178,12 @@ class Store:
 
     def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
         self.workspaces.set_shared_secret(workspace_id, secret)
+
+    def issue_read_token(self, workspace_id: str, token: str) -> IssuedKey:
+        return self.workspaces.issue_read_token(workspace_id, token)
+
+    def revoke_read_token(self, workspace_id: str, token_id: str) -> None:
+        self.workspaces.revoke_read_token(workspace_id, token_id)
 
     def get_mapping(self, workspace_id: str) -> Mapping:
         return self.workspaces.get_mapping(workspace_id)

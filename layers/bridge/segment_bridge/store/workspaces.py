@@ -7,10 +7,15 @@ WorkspacesTable items
                                         offboarding_job and offboarding_at: `workspaces delete` began)
     pk=WS#<workspace_id>  sk=MAPPING    version, config (the Mapping as JSON), updated_at
     pk=KEY#<sha256(key)>  sk=KEY        workspace_id, key_id, created_at
+    pk=READ#<sha256(token)>  sk=READ    workspace_id, token_id, created_at: a read token (the read API's;
+                                        never an API key: ingest looks up KEY# only, the read API READ#
+                                        only); the workspace item lists it in read_tokens {token_id: {hash,
+                                        created_at}}
     pk=RULES              sk=RULE#<name>  config (the ChangeRule as JSON), updated_at
     pk=WS#<workspace_id>  sk=STATS#<YYYY-MM-DD>  accepted, rejected, echoes, applied, duplicates,
-                                        unapplied, sent, parked (numbers, each present once counted): the
-                                        workspace's daily counts (stats.py), added to with UpdateItem ADD
+                                        unapplied, blocked_ids, refused_links, sent, parked (numbers,
+                                        each present once counted): the workspace's daily counts
+                                        (stats.py), added to with UpdateItem ADD
 Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key
 """
 
@@ -50,6 +55,7 @@ class Workspace:
     created_at: str
     key_ids: tuple[str, ...] = ()
     has_shared_secret: bool = False
+    read_token_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,7 @@ def _workspace(stored: dict[str, Any]) -> Workspace:
         created_at=stored.get("created_at", ""),
         key_ids=tuple(sorted(stored.get("keys", {}))),
         has_shared_secret=bool(stored.get("shared_secret")),
+        read_token_ids=tuple(sorted(stored.get("read_tokens", {}))),
     )
 
 
@@ -282,6 +289,94 @@ class WorkspaceRepository:
     def write_key_secret(self, workspace_id: str) -> str:
         """The name of the secret holding the workspace's Segment write key."""
         return self._write_key_secret(workspace_id)
+
+    # --- read tokens (the read API's) -------------------------------------------------------------
+
+    def workspace_for_read_token_hash(self, token_hash: str) -> str | None:
+        """The workspace a read token (by its hash) reads; None if it is not a live read token."""
+        record = self._get(
+            item({"pk": f"READ#{token_hash}", "sk": "READ"}),
+            "Read tokens cannot be checked right now; retry.",
+        )
+        return str(record["workspace_id"]) if record else None
+
+    def issue_read_token(self, workspace_id: str, token: str) -> IssuedKey:
+        """Make `token` a live read token of the workspace; refused once it has MAX_LIVE_KEYS of them."""
+        if len(token) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"a read token needs at least {MIN_KEY_LENGTH} characters (use keys.new_read_token)"
+            )
+        token_hash = hash_key(token)
+        tid = key_id(token_hash)
+        created_at = now()
+        record = {"workspace_id": workspace_id, "token_id": tid, "created_at": created_at}
+        missing = {"ConditionalCheckFailedException": NotFound(f"No workspace {workspace_id}.")}
+        with aws_errors("The read token could not be stored.", refused=missing):
+            self.clients.dynamodb.update_item(  # workspaces made before read tokens have no map of them
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                UpdateExpression="SET #tokens = if_not_exists(#tokens, :none)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#tokens": "read_tokens"},
+                ExpressionAttributeValues=item({":none": {}}),
+            )
+        try:
+            with aws_errors("The read token could not be stored."):
+                self.clients.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": item({"pk": f"READ#{token_hash}", "sk": "READ", **record}),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.table,
+                                "Key": _workspace_key(workspace_id),
+                                "UpdateExpression": "SET #tokens.#tid = :token",
+                                "ConditionExpression": "size(#tokens) < :max",
+                                "ExpressionAttributeNames": {"#tokens": "read_tokens", "#tid": tid},
+                                "ExpressionAttributeValues": item(
+                                    {
+                                        ":token": {"hash": token_hash, "created_at": created_at},
+                                        ":max": MAX_LIVE_KEYS,
+                                    }
+                                ),
+                            }
+                        },
+                    ]
+                )
+        except ConditionFailed:
+            raise Conflict(
+                f"Workspace {workspace_id} already has {MAX_LIVE_KEYS} live read tokens; revoke one first."
+            ) from None
+        return IssuedKey(workspace_id=workspace_id, key_id=tid, api_key=token)
+
+    def revoke_read_token(self, workspace_id: str, token_id: str) -> None:
+        live = self._workspace_item(workspace_id).get("read_tokens", {}).get(token_id)
+        if live is None:
+            raise NotFound(f"Workspace {workspace_id} has no live read token {token_id}.")
+        with aws_errors("The read token could not be revoked; try again."):
+            self.clients.dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": item({"pk": f"READ#{live['hash']}", "sk": "READ"}),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _workspace_key(workspace_id),
+                            "UpdateExpression": "REMOVE #tokens.#tid",
+                            "ExpressionAttributeNames": {"#tokens": "read_tokens", "#tid": token_id},
+                        }
+                    },
+                ]
+            )
 
     def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
         """Set (or with None, remove) the secret Segment signs deliveries with (X-Signature)."""
