@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -412,3 +413,79 @@ def test_a_history_item_dynamodb_refuses_parks_its_event_and_the_message_does_no
         assert processor(events) == {"batchItemFailures": []}
     assert len(workspaces.read_history(WS, "U", "user-1")) == 2
     assert [r["event"]["messageId"] for r in Pipeline(aws, workspaces).unapplied()] == ["t1"]
+
+
+# --- over time: history that expires, and events that come back after it (issue 21) ------------------
+
+POOL = [
+    {"type": kind, "userId": user, "messageId": f"{user}-{kind}-{n}".ljust(n * 20 + 8, "z"), **named}
+    for user in ("u1", "u2")
+    for n in range(4)
+    for kind, named in (("track", {"event": f"Did {n % 2}"}), ("page", {"name": "Home"}))
+]
+"""Events of two users, each messageId always the same event (so each is counted once, ever)."""
+
+
+def counted_name(one: dict[str, Any]) -> str:
+    return one["event"] if one["type"] == "track" else f"Viewed {one['name']} Page"
+
+
+STEPS = st.one_of(
+    st.tuples(st.just("send"), st.lists(st.sampled_from(range(len(POOL))), min_size=1, max_size=6)),
+    st.tuples(st.just("sweep"), st.integers(0, 12)),
+    st.tuples(st.just("redeliver"), st.integers(0, 10)),
+    st.tuples(st.just("replay"), st.just(0)),
+)
+
+
+@fuzz(40)
+@given(
+    history_days=st.integers(1, 4),
+    ages=st.lists(st.integers(0, 30), min_size=len(POOL), max_size=len(POOL)),
+    steps=st.lists(STEPS, min_size=1, max_size=10),
+)
+def test_counts_stay_exact_and_no_message_fails_as_history_expires_and_events_come_back(
+    pipeline, history_days, ages, steps
+):
+    """A TTL sweep (what DynamoDB does to items past `expires_at`; history_days drawn small, time moving
+    on between steps) between deliveries, and the same events coming back after it (SQS redelivering a
+    message, a re-drive of it, a `replay` of the archive, Segment sending a messageId again): every
+    profile's counts stay exactly the number of distinct events of each name it was sent, no message
+    ever fails, and `pending` stays within its cap."""
+    from bridge_dev.events import RECEIVED_EPOCH_MS
+    from segment_bridge.processor.replay import replay
+    from segment_bridge.profiles import MAX_PENDING_BYTES
+    from tests.functional.test_exactness import iso, ttl_sweep
+
+    pipeline.forget_everything()
+    pipeline.store.set_mapping(WS, Mapping(history_days=history_days))
+    now = RECEIVED_EPOCH_MS / 1000  # when ingest receives them (API Gateway's timeEpoch in http_event)
+    stamped = [
+        one | {"timestamp": iso(datetime.fromtimestamp(now - age * 86_400, UTC))}
+        for one, age in zip(POOL, ages, strict=True)
+    ]
+    sent: list[list[dict[str, Any]]] = []
+    expected: dict[str, dict[str, set[str]]] = {}
+    for kind, arg in steps:
+        if kind == "send":
+            messages = pipeline.send([stamped[n] for n in arg])
+            sent.append(messages)
+            for n in arg:
+                names = expected.setdefault(stamped[n]["userId"], {})
+                names.setdefault(counted_name(stamped[n]), set()).add(stamped[n]["messageId"])
+            assert pipeline.process(messages) == []
+        elif kind == "sweep":
+            now += arg * 86_400
+            ttl_sweep(pipeline.aws, now)
+        elif kind == "redeliver" and sent:
+            assert pipeline.process(sent[arg % len(sent)]) == []
+        elif kind == "replay":
+            day = datetime.fromtimestamp(RECEIVED_EPOCH_MS / 1000, UTC).date()
+            replay(WS, day, day, pipeline.store.get_mapping(WS), pipeline.store)
+        for user in ("u1", "u2"):
+            profile = pipeline.store.read_profile(WS, "U", user)
+            want = {name: len(mids) for name, mids in expected.get(user, {}).items()}
+            assert (dict(profile.counts) if profile else {}) == want, (kind, user)
+            stored = pipeline.store.profiles.read_entities(WS, [f"U#{user}"]).get(f"U#{user}")
+            if stored is not None:
+                assert sum(len(m) + len(str(v)) + 1 for m, v in stored.pending.items()) <= MAX_PENDING_BYTES
