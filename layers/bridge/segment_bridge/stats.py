@@ -15,10 +15,20 @@ from typing import Protocol
 
 from segment_bridge.errors import BridgeError
 
-COUNTERS = ("accepted", "rejected", "echoes", "applied", "duplicates", "unapplied", "sent", "parked")
+COUNTERS = (
+    "accepted",
+    "rejected",
+    "echoes",
+    "applied",
+    "duplicates",
+    "skipped",
+    "unapplied",
+    "sent",
+    "parked",
+)
 """accepted, rejected, echoes: ingest (events queued, refused with a reason, our own outbound events that
 Segment sent back); applied, duplicates, unapplied: processor (events applied to profiles, events it had
-already applied, events kept in unapplied/ with a reason); sent, parked: emitter (track calls Segment took,
+already applied, events the mapping skips, events kept in unapplied/ with a reason); sent, parked: emitter (track calls Segment took,
 outbox items parked)."""
 
 _logger = logging.getLogger(__name__)

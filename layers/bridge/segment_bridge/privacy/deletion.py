@@ -236,11 +236,18 @@ def erase(
     done: set[str] | None = None,
 ) -> None:
     """An entity's data as of `at` (step 2). A user's ids connected by then (its profile's anonymous ids
-    first seen by `at`) are forgotten first, so a crash leaves them findable. History and memberships go
-    before the profile, so an entity without a profile has nothing left to erase."""
+    first seen by `at`) are forgotten first, so a crash leaves them findable. History, counted markers
+    and memberships go before the profile, and go whether or not there is a profile: a writer racing
+    the delete may write them after the erase removed the profile it had just written (its step 6 then
+    erases again, and this must reach them: docs/exactness.md)."""
     for _ in range(WRITE_ATTEMPTS):
         stored = profiles.read_entities(workspace_id, [key]).get(key, Stored())
         if stored.profile is None:
+            history = profiles.history_index(workspace_id, key)
+            groups = profiles.memberships(workspace_id, key)
+            doomed = [mid for mid, _, when in history if when <= at]
+            if doomed or groups:
+                profiles.remove(workspace_id, key, doomed, groups)
             return
         if key.startswith("U#"):
             connected = [a for a, first in stored.profile.anonymous_ids.items() if first <= at]

@@ -277,8 +277,9 @@ def receive_message(
         store,
         envelope.workspaceId,
         received_at,
-        applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates),
+        applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates - applied.skipped),
         duplicates=applied.duplicates,
+        skipped=applied.skipped,
         unapplied=len(applied.unapplied),
     )
     return applied
