@@ -99,7 +99,10 @@ def mapping_set(ctx: click.Context, workspace_id: str, file: Path, wait: bool, a
     }
     previous = stored.version - 1
     if wait:
-        text = f"{workspace_id} uses mapping version {stored.version}: no event is applied under {previous} any more."
+        text = (
+            f"{workspace_id} uses mapping version {stored.version}: "
+            f"no event is applied under version {previous} any more."
+        )
     else:
         text = (
             f"{workspace_id} uses mapping version {stored.version} for {APPLIES_TO}; a message already being "

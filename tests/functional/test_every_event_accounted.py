@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from boto3.dynamodb.conditions import Key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.runtime import lambda_sqs_event
 from segment_bridge.limits import MAX_ID_BYTES
 from segment_bridge.mapping import Mapping
+from segment_bridge.profiles import COUNTED_DAYS
 from tests.conftest import lambda_function
 from tests.functional.conftest import event
 from tests.functional.test_convergence import state
@@ -210,9 +212,10 @@ def applied(store: Any, event: dict[str, Any]) -> bool:
     entity = ("U", user) if user else ("A", event["anonymousId"])
     if deleted(store, event):
         return True
-    if kind in ("track", "page", "screen"):
+    if kind in ("track", "page", "screen"):  # counted (its marker), and its history item if kept
         key = f"{entity[0]}#{entity[1]}"
-        return event["messageId"] in store.existing_history(WS, {key: {event["messageId"]}}).get(key, set())
+        seen = store.profiles.seen_history(WS, {key: {event["messageId"]}}).get(key)
+        return seen is not None and event["messageId"] in seen.markers
     if kind == "group":
         return store.read_profile(WS, "G", event["groupId"]) is not None
     if kind == "alias":  # its link, or a later one of the same previousId
@@ -222,15 +225,35 @@ def applied(store: Any, event: dict[str, Any]) -> bool:
     return store.read_profile(WS, *entity) is not None
 
 
-def assert_counts_exact(store: Any) -> None:
-    """Each profile's count of a name equals its history items of that name: nothing counted twice."""
+def counted_markers(store: Any, kind: str, entity_id: str) -> list[dict[str, Any]]:
+    """The entity's counted markers (COUNTED#<messageId>: the event was counted; docs/exactness.md)."""
+    table = boto3.resource("dynamodb").Table(store.settings.events_table)
+    return table.query(
+        KeyConditionExpression=Key("pk").eq(f"WS#{WS}#{kind}#{entity_id}") & Key("sk").begins_with("COUNTED#")
+    )["Items"]
+
+
+def assert_counts_exact(store: Any, history_days: int = 365) -> None:
+    """Each profile's count of a name equals its history items of that name (nothing counted twice),
+    where every item has been kept: an event whose history window had closed at its receipt is counted
+    with a counted marker and no item. So: count == counted markers of the name, every history item has
+    its marker, and every marker without an item is of such an event."""
     table = boto3.resource("dynamodb").Table(store.settings.profiles_table)
     for profile in table.scan()["Items"]:
-        if profile["sk"] != "PROFILE" or not profile.get("counts"):
+        if profile["sk"] != "PROFILE":
             continue
         history = store.read_history(WS, profile["kind"], profile["id"])
-        for name, count in profile["counts"].items():
-            assert count == sum(1 for h in history if h["name"] == name), name
+        markers = counted_markers(store, profile["kind"], profile["id"])
+        items = {h["sk"].removeprefix("MSG#"): h for h in history}
+        assert set(items) <= {m["sk"].removeprefix("COUNTED#") for m in markers}
+        for marker in markers:
+            mid = marker["sk"].removeprefix("COUNTED#")
+            if mid not in items:  # born expired: timestamp + history_days at or before its receipt
+                receipt = int(marker["expires_at"]) - COUNTED_DAYS * 86_400
+                stamped = datetime.fromisoformat(str(marker["timestamp"])).timestamp()
+                assert stamped + history_days * 86_400 <= receipt, mid
+        for name, count in profile.get("counts", {}).items():
+            assert count == sum(1 for m in markers if m["name"] == name), name
 
 
 @pytest.fixture

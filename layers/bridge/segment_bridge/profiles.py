@@ -54,8 +54,61 @@ PENDING_ROUND_BYTES = MAX_PENDING_BYTES // 4
 
 
 def pending_entry_bytes(message_id: str, name: str) -> int:
-    """One `pending` entry's size as DynamoDB counts it (key, value and the map's per-entry byte)."""
+    """One `pending` entry's size as DynamoDB counts it (key, value and the map's per-entry byte);
+    `name` is the entry's stored value (`pending_value`)."""
     return utf8_bytes(message_id) + utf8_bytes(name) + 1
+
+
+COUNTED_BEYOND_ARCHIVE_DAYS = 30
+"""A counted marker lives ArchiveRetentionDays + this after its event's receipt: past every copy of the
+event we keep (raw/ for replays, SQS's 14 days for redeliveries and the IngestDLQ), with room for S3
+lifecycle's lag (docs/exactness.md)."""
+COUNTED_DAYS = 400 + COUNTED_BEYOND_ARCHIVE_DAYS
+"""With the template's default ArchiveRetentionDays (400); the processor uses its deployment's."""
+_FIELD = "\x1f"
+"""Separates a pending entry's name, timestamp and marker expiry (the name may hold anything; it comes
+first and the other two are split off from the right)."""
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A counted record, as its counted marker (COUNTED#<messageId>) and its `pending` entry keep it: the
+    name counted ("" if too long to be counted), its timestamp (a delete erases it as of its time) and
+    when the marker expires (epoch seconds)."""
+
+    message_id: str
+    name: str
+    timestamp: str
+    counted_until: int
+
+
+def pending_value(counted: Counted) -> str:
+    """A `pending` entry's stored value: name, timestamp and marker expiry in one string."""
+    return f"{counted.name}{_FIELD}{counted.timestamp}{_FIELD}{counted.counted_until}"
+
+
+def pending_entry(message_id: str, value: str, fallback_until: int) -> Counted:
+    """A `pending` entry as stored back into what it counted. An entry written before markers existed
+    holds the name only: its timestamp is unknown ("": any delete erases its marker) and its marker is
+    given `fallback_until`."""
+    parts = value.rsplit(_FIELD, 2)
+    if len(parts) == 3 and parts[2].isdigit():
+        return Counted(message_id, parts[0], parts[1], int(parts[2]))
+    return Counted(message_id, value, "", fallback_until)
+
+
+@dataclass
+class Seen:
+    """Of some messageIds of an entity: which have a history item, and which a counted marker."""
+
+    items: set[str] = field(default_factory=set)
+    markers: set[str] = field(default_factory=set)
+
+    @property
+    def counted(self) -> set[str]:
+        """Counted already: a marker, or a history item (written before markers existed, or whose
+        marker a crash kept from being written)."""
+        return self.items | self.markers
 
 
 MAX_HISTORY_PROPERTIES_BYTES = ITEM_BYTES - 8 * 1024
@@ -188,6 +241,11 @@ class HistoryRecord:
     received_at: str
     properties: dict[str, Any]
     expires_at: int
+    counted_until: int = 0
+    """When its counted marker expires (epoch seconds): receipt + COUNTED_DAYS."""
+    kept: bool = True
+    """Whether it gets a history item: not when its history window had closed when it was received
+    (an import of old events: the item would be born expired); it is counted either way."""
 
 
 @dataclass
@@ -272,10 +330,11 @@ class Plan:
         return self.entities[key]
 
 
-def plan(events: Iterable[dict[str, Any]], mapping: Mapping) -> Plan:
+def plan(events: Iterable[dict[str, Any]], mapping: Mapping, counted_days: int = COUNTED_DAYS) -> Plan:
     """What the events change, per entity, under the workspace's mapping. Events are intake's output:
     valid, with messageId, timestamp and receivedAt; one that cannot be applied for a reason of its own
-    (archived before today's limits, say) is returned in `unapplied` and its neighbours still apply."""
+    (archived before today's limits, say) is returned in `unapplied` and its neighbours still apply.
+    `counted_days`: how long after its receipt an event's counted marker lives."""
     result = Plan()
     for event in events:
         if not mapping.applies_to(event.get("type", "")):
@@ -285,7 +344,7 @@ def plan(events: Iterable[dict[str, Any]], mapping: Mapping) -> Plan:
         if reason is not None:
             result.park(event, reason)
             continue
-        _plan_event(event, mapping, result)
+        _plan_event(event, mapping, result, counted_days)
     return result
 
 
@@ -318,7 +377,7 @@ def _unusable(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
+def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan, counted_days: int) -> None:
     kind = event["type"]
     when, clamped = event_time(event.get("timestamp"), event.get("receivedAt") or event.get("timestamp"))
     result.clamped_timestamps += clamped
@@ -352,6 +411,8 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
         if not mapping.keeps_event(name):
             result.skipped += 1
             return
+        received, _ = event_time(event.get("receivedAt") or when, event.get("receivedAt") or when)
+        expires_at = _expiry(when, mapping.history_days)
         record = HistoryRecord(
             message_id=event["messageId"],
             name=mapping.event_prefix + name,
@@ -359,7 +420,9 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
             timestamp=when,
             received_at=event["receivedAt"],
             properties=event.get("properties") or {},
-            expires_at=_expiry(when, mapping.history_days),
+            expires_at=expires_at,
+            counted_until=_expiry(received, counted_days),
+            kept=expires_at > _expiry(received, 0),
         )
         result.entity(*identity).contributions.append(Contribution(when, seen, record, event))
     elif kind == "group":

@@ -27,9 +27,9 @@ COUNTERS = (
     "parked",
 )
 """accepted, rejected, echoes: ingest (events queued, refused with a reason, our own outbound events that
-Segment sent back); applied, duplicates, unapplied: processor (events applied to profiles, events it had
-already applied, events the mapping skips, events kept in unapplied/ with a reason); sent, parked: emitter (track calls Segment took,
-outbox items parked)."""
+Segment sent back); applied, duplicates, skipped, unapplied: processor (events applied to profiles,
+events it had already applied, events the mapping skips, events kept in unapplied/ with a reason); sent,
+parked: emitter (track calls Segment took, outbox items parked)."""
 
 _logger = logging.getLogger(__name__)
 

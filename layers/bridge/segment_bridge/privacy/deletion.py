@@ -227,6 +227,17 @@ def forget_linked(
     forget(workspace_id, ids, at, user, profiles, mapping_version, done)
 
 
+def counted_after(history: list[tuple[str, str, str]], at: str) -> list[tuple[str, str]]:
+    """(name, timestamp) of each event counted after `at`: its counted marker (which outlives its history
+    item), or its history item if it has none (written before markers existed)."""
+    marked = {sk.removeprefix("COUNTED#") for sk, _, _ in history if sk.startswith("COUNTED#")}
+    return [
+        (name, when)
+        for sk, name, when in history
+        if when > at and name and (sk.startswith("COUNTED#") or sk.removeprefix("MSG#") not in marked)
+    ]
+
+
 def erase(
     workspace_id: str,
     key: str,
@@ -245,7 +256,7 @@ def erase(
         if stored.profile is None:
             history = profiles.history_index(workspace_id, key)
             groups = profiles.memberships(workspace_id, key)
-            doomed = [mid for mid, _, when in history if when <= at]
+            doomed = [sk for sk, _, when in history if when <= at]
             if doomed or groups:
                 profiles.remove(workspace_id, key, doomed, groups)
             return
@@ -253,12 +264,12 @@ def erase(
             connected = [a for a, first in stored.profile.anonymous_ids.items() if first <= at]
             forget(workspace_id, connected, at, key, profiles, mapping_version, done)
         history = profiles.history_index(workspace_id, key)
-        kept = as_of(stored.profile, at, [(name, when) for _, name, when in history if when > at])
+        kept = as_of(stored.profile, at, counted_after(history, at))
         groups = profiles.memberships(workspace_id, key)
         profiles.remove(
             workspace_id,
             key,
-            [mid for mid, _, when in history if when <= at],
+            [sk for sk, _, when in history if when <= at],
             [group for group in groups if kept is None or group not in kept.groups],
         )
         if kept is None:

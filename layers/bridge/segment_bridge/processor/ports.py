@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from segment_bridge.mapping import Mapping
 from segment_bridge.privacy.deletion import DeletionWrites
-from segment_bridge.profiles import Contribution, HistoryRecord, Link
+from segment_bridge.profiles import Contribution, Counted, HistoryRecord, Link, Seen
 
 # --- what the use case needs from the store ----------------------------------------------------------
 
@@ -20,6 +20,7 @@ class ProfileWrites(DeletionWrites, Protocol):
     inherits: read_entities, put_profile, the tombstones and the erase)."""
 
     def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
+    def seen_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, Seen]: ...
     def deletion_times(self, workspace_id: str, keys: list[str]) -> dict[str, str]: ...
     def record(
         self,
@@ -27,6 +28,7 @@ class ProfileWrites(DeletionWrites, Protocol):
         history: dict[str, list[HistoryRecord]],
         memberships: dict[str, list[str]],
         mapping_version: int,
+        counted: dict[str, list[Counted]] | None = None,
     ) -> None: ...
     def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool: ...
 

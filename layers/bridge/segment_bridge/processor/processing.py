@@ -79,23 +79,30 @@ from segment_bridge.processor.ports import (
     unapplied_records,
 )
 from segment_bridge.profiles import (
+    COUNTED_BEYOND_ARCHIVE_DAYS,
+    COUNTED_DAYS,
     MAX_COUNTED_NAME_BYTES,
     MAX_PENDING_BYTES,
     PENDING_ROUND_BYTES,
     Contribution,
+    Counted,
     EntityPlan,
     HistoryRecord,
     Link,
     Plan,
     Profile,
+    Seen,
     Stored,
     bounded,
     connected_ids,
     merge,
     over_budget,
+    pending_entry,
     pending_entry_bytes,
+    pending_value,
     plan,
 )
+from segment_bridge.settings import get_settings
 from segment_bridge.stats import count_day
 
 WRITE_ATTEMPTS = 12
@@ -270,7 +277,8 @@ def receive_message(
     name = f"{envelope.requestId}-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
-    applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
+    counted_days = get_settings().archive_retention_days + COUNTED_BEYOND_ARCHIVE_DAYS
+    applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time, counted_days)
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
     count_day(
@@ -291,9 +299,11 @@ def apply_batch(
     mapping: Mapping,
     store: Repositories,
     out_of_time: OutOfTime = never,
+    counted_days: int = COUNTED_DAYS,
 ) -> Applied:
-    """Apply one queue message's events: one read and about one conditional write per entity."""
-    result = plan(events, mapping)
+    """Apply one queue message's events: one read and about one conditional write per entity.
+    `counted_days`: how long after its receipt an event's counted marker lives (docs/exactness.md)."""
+    result = plan(events, mapping, counted_days)
     applied = apply_plan(workspace_id, result, mapping, store.profiles, out_of_time)
     applied.skipped += result.skipped
     applied.ignored_preferences += result.ignored_preferences
@@ -426,7 +436,7 @@ def _write_round(
     recorded."""
     to_write = list(part)
     wanted = {key: {r.message_id for r in part[key]} | set(stored[key].pending) for key in to_write}
-    existing = profiles.existing_history(workspace_id, wanted)
+    existing = profiles.seen_history(workspace_id, wanted)
 
     def write(key: str) -> Written | Unstorable:
         try:
@@ -434,7 +444,7 @@ def _write_round(
                 workspace_id,
                 planned.entities[key],
                 stored[key],
-                existing.get(key, set()),
+                existing.get(key, Seen()),
                 changes[key][0],
                 part[key],
                 mapping,
@@ -445,6 +455,7 @@ def _write_round(
 
     results = each_at_once([partial(write, key) for key in to_write])
     history: dict[str, list[HistoryRecord]] = {}
+    markers: dict[str, list[Counted]] = {}
     memberships: dict[str, list[str]] = {}
     for key, written in zip(to_write, results, strict=True):
         entity, change = planned.entities[key], changes[key][0]
@@ -453,6 +464,7 @@ def _write_round(
             applied.unapplied.extend(unapplied_records(entity.contributions, reason))
             continue
         history[key], memberships[key] = written.to_record, list(change.groups) if n == 0 else []
+        markers[key] = written.to_mark
         applied.history_written += written.counted
         applied.duplicates += written.known
         if n == 0:
@@ -461,7 +473,7 @@ def _write_round(
             applied.over_budget += len(parked)
             applied.unapplied.extend(parked)
     # Only after every profile write: their `pending` lists make this step safe to crash and redo.
-    refused = record_each(workspace_id, history, memberships, planned, mapping, profiles)
+    refused = record_each(workspace_id, history, markers, memberships, planned, mapping, profiles)
     for key, mids in refused.items():
         applied.history_written -= len([mid for mid in mids if not mid.startswith("GROUP#")])
         take_back_refused(workspace_id, key, mids, mapping, profiles)
@@ -479,7 +491,7 @@ def in_rounds(records: list[HistoryRecord]) -> list[list[HistoryRecord]]:
     rounds: list[list[HistoryRecord]] = [[]]
     size = 0
     for record in records:
-        entry = pending_entry_bytes(record.message_id, _pending_name(record.name))
+        entry = pending_entry_bytes(record.message_id, pending_value(counted(record)))
         if rounds[-1] and size + entry > PENDING_ROUND_BYTES:
             rounds.append([])
             size = 0
@@ -497,7 +509,9 @@ def take_back_refused(
     kind, entity_id = key.split("#", 1)
     for _ in range(WRITE_ATTEMPTS):
         stored = profiles.read_entities(workspace_id, [key]).get(key, Stored())
-        gone = {mid: name for mid, name in stored.pending.items() if mid in refused}
+        gone = {
+            mid: pending_entry(mid, value, 0).name for mid, value in stored.pending.items() if mid in refused
+        }
         if stored.profile is None or not gone:
             return
         profile = stored.profile
@@ -576,35 +590,42 @@ def over_budget_events(entity: EntityPlan, kept: Profile, deleted_at: str | None
 def record_each(
     workspace_id: str,
     history: dict[str, list[HistoryRecord]],
+    markers: dict[str, list[Counted]],
     memberships: dict[str, list[str]],
     planned: Plan,
     mapping: Mapping,
     profiles: ProfileWrites,
 ) -> dict[str, dict[str, Any]]:
-    """Write the history and memberships; if DynamoDB refuses an item as invalid (plan refuses what it
-    knows of; this is defence in depth), write entity by entity, then record by record, and return, per
-    entity, the events of the items refused (by messageId; a refused membership's events under
-    "GROUP#<n>"). Every other failure propagates (the message is retried)."""
+    """Write the history items, counted markers and memberships; if DynamoDB refuses an item as invalid
+    (plan refuses what it knows of; this is defence in depth), write entity by entity, then record by
+    record (its history item and marker together), and return, per entity, the events of the records
+    refused (by messageId; a refused membership's events under "GROUP#<n>"). Every other failure
+    propagates (the message is retried)."""
     try:
-        profiles.record(workspace_id, history, memberships, mapping.version)
+        profiles.record(workspace_id, history, memberships, mapping.version, markers)
         return {}
     except Unstorable:
         pass
     refused: dict[str, dict[str, Any]] = {}
-    for key in history:
+    for key in {**history, **markers}:
+        items, marks = history.get(key, []), markers.get(key, [])
         try:
             profiles.record(
-                workspace_id, {key: history[key]}, {key: memberships.get(key, [])}, mapping.version
+                workspace_id, {key: items}, {key: memberships.get(key, [])}, mapping.version, {key: marks}
             )
             continue
         except Unstorable:
             pass
         events = {c.history.message_id: c.event for c in planned.entities[key].contributions if c.history}
-        for record in history[key]:
+        by_id = {record.message_id: record for record in items}
+        marked = {marker.message_id: marker for marker in marks}
+        for mid in dict.fromkeys([*by_id, *marked]):
+            item = [by_id[mid]] if mid in by_id else []
+            mark = [marked[mid]] if mid in marked else []
             try:
-                profiles.record(workspace_id, {key: [record]}, {}, mapping.version)
+                profiles.record(workspace_id, {key: item}, {}, mapping.version, {key: mark})
             except Unstorable:
-                refused.setdefault(key, {})[record.message_id] = events.get(record.message_id)
+                refused.setdefault(key, {})[mid] = events.get(mid)
         try:
             profiles.record(workspace_id, {}, {key: memberships.get(key, [])}, mapping.version)
         except Unstorable:
@@ -641,18 +662,27 @@ class Settled:
     new: list[HistoryRecord]
 
 
-def settle(stored: Stored, existing: set[str], change: Profile, records: dict[str, HistoryRecord]) -> Settled:
-    """Merge `change` into the stored profile and count each record at most once ever: a record whose
-    history item exists (`existing`) or that is pending (counted, item not yet seen) is not counted.
-    Pending entries whose items exist are dropped; the new records become pending."""
-    new = [record for mid, record in records.items() if mid not in existing and mid not in stored.pending]
-    pending = {mid: name for mid, name in stored.pending.items() if mid not in existing}
-    pending |= {record.message_id: _pending_name(record.name) for record in new}
+def settle(stored: Stored, existing: Seen, change: Profile, records: dict[str, HistoryRecord]) -> Settled:
+    """Merge `change` into the stored profile and count each record at most once ever: a record that was
+    counted already (its counted marker or history item exists: `existing`) or that is pending (counted,
+    its marker not yet seen) is not counted. Pending entries whose markers (or items) exist are dropped;
+    the new records become pending."""
+    counted_already = existing.counted
+    new = [
+        record for mid, record in records.items() if mid not in counted_already and mid not in stored.pending
+    ]
+    pending = {mid: value for mid, value in stored.pending.items() if mid not in counted_already}
+    pending |= {record.message_id: pending_value(counted(record)) for record in new}
     profile = merge(stored.profile or Profile(), change)
     profile.counts = dict(profile.counts)
     for name, count in Counter(record.name for record in new).items():
         profile.counts[name] = profile.counts.get(name, 0) + count
     return Settled(bounded(profile), pending, new)
+
+
+def counted(record: HistoryRecord) -> Counted:
+    """What a record's counted marker and pending entry keep of it."""
+    return Counted(record.message_id, _pending_name(record.name), record.timestamp, record.counted_until)
 
 
 def _pending_name(name: str) -> str:
@@ -666,7 +696,9 @@ class Written:
     counted: int
     known: int
     to_record: list[HistoryRecord]
-    """History items still to write (those not already there)."""
+    """History items still to write (those not already there, and not born expired)."""
+    to_mark: list[Counted]
+    """Counted markers still to write (those not already there)."""
     profile: Profile
     """The profile as written (bounded)."""
 
@@ -675,7 +707,7 @@ def write_entity(
     workspace_id: str,
     entity: EntityPlan,
     stored: Stored,
-    existing: set[str],
+    existing: Seen,
     change: Profile,
     history: list[HistoryRecord],
     mapping: Mapping,
@@ -683,13 +715,14 @@ def write_entity(
 ) -> Written:
     """Settle the entity and write its profile conditionally on the version read; on a conflict (another
     invocation wrote first) wait a jittered, growing pause, read it again and settle again, up to
-    WRITE_ATTEMPTS times."""
+    WRITE_ATTEMPTS times. Pending entries that would take `pending` past its cap are settled first
+    (`settle_orphans`): a message is never failed because of `pending`."""
     records = {record.message_id: record for record in history}
     for attempt in range(WRITE_ATTEMPTS):
         settled = settle(stored, existing, change, records)
-        if sum(pending_entry_bytes(mid, name) for mid, name in settled.pending.items()) > MAX_PENDING_BYTES:
-            # entries of messages that crashed before their step 5 fill it: their redeliveries clear it
-            raise ServiceUnavailable(f"Profile {entity.kind} has too many pending records; retry later.")
+        if sum(pending_entry_bytes(mid, value) for mid, value in settled.pending.items()) > MAX_PENDING_BYTES:
+            stored = settle_orphans(workspace_id, entity.key, stored, set(records), profiles, mapping)
+            settled = settle(stored, existing, change, records)
         unchanged = stored.profile is not None and settled.profile == stored.profile
         if not (unchanged and settled.pending == stored.pending) and not profiles.put_profile(
             workspace_id,
@@ -704,8 +737,30 @@ def write_entity(
             time.sleep(random.uniform(0, pause))  # noqa: S311  # nosec B311  # jitter, not a secret
             stored = profiles.read_entities(workspace_id, [entity.key]).get(entity.key, Stored())
             wanted = {entity.key: set(records) | set(stored.pending)}
-            existing = profiles.existing_history(workspace_id, wanted).get(entity.key, set())
+            existing = profiles.seen_history(workspace_id, wanted).get(entity.key, Seen())
             continue
-        to_record = [record for mid, record in records.items() if mid not in existing]
-        return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
+        to_record = [r for mid, r in records.items() if mid not in existing.items and r.kept]
+        to_mark = [counted(r) for mid, r in records.items() if mid not in existing.markers]
+        return Written(len(settled.new), len(records) - len(settled.new), to_record, to_mark, settled.profile)
     raise ProfileContended(f"Profile {entity.kind} kept changing while being written; retry later.")
+
+
+def settle_orphans(
+    workspace_id: str,
+    key: str,
+    stored: Stored,
+    own: set[str],
+    profiles: ProfileWrites,
+    mapping: Mapping,
+) -> Stored:
+    """The entity as if its pending entries of other messages (`own`: this message's) were settled: they
+    were counted, so their counted markers are written (a message that counted them and never reached its
+    step 5 lies in the IngestDLQ, or in flight: its re-drive finds the marker, counts nothing and writes
+    the history item), and the entries leave `pending` with the next profile write. Bounds `pending`
+    without ever failing a message (docs/exactness.md)."""
+    fallback = int(time.time()) + COUNTED_DAYS * 86_400  # entries written before markers existed
+    orphans = [pending_entry(mid, value, fallback) for mid, value in stored.pending.items() if mid not in own]
+    if orphans:
+        profiles.record(workspace_id, {}, {}, mapping.version, {key: orphans})
+    kept = {mid: value for mid, value in stored.pending.items() if mid in own}
+    return Stored(stored.profile, stored.version, kept, stored.deleted_at)

@@ -26,6 +26,9 @@ ProfilesTable items (<entity> is U#<userId>, A#<anonymousId> or G#<groupId>)
 EventsTable items
     pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at,
                                         mapping_version, expires_at (TTL)
+    pk=WS#<ws>#<entity>   sk=COUNTED#<messageId>  name, timestamp, expires_at (TTL: receipt +
+                                        ArchiveRetentionDays + 30 days): the event was counted; it
+                                        outlives the history item (docs/exactness.md)
 """
 
 from __future__ import annotations
@@ -36,7 +39,17 @@ from typing import Any
 from segment_bridge.deleted_ids import DeletedIds, decoded
 from segment_bridge.errors import ConditionFailed, Unstorable
 from segment_bridge.limits import ITEM_BYTES, item_size, keys_fit
-from segment_bridge.profiles import HistoryRecord, Link, Linked, PendingPurge, Profile, Stored, Tombstone
+from segment_bridge.profiles import (
+    Counted,
+    HistoryRecord,
+    Link,
+    Linked,
+    PendingPurge,
+    Profile,
+    Seen,
+    Stored,
+    Tombstone,
+)
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import (
     Clients,
@@ -172,13 +185,20 @@ class ProfileRepository:
         return {_entity_key(tombstone["pk"]): str(tombstone["deleted_at"]) for tombstone in found}
 
     def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
-        """For each entity key, which of the given messageIds already have a history item."""
+        """For each entity key, which of the given messageIds were applied already (a history item or a
+        counted marker)."""
+        return {key: seen.counted for key, seen in self.seen_history(workspace_id, wanted).items()}
+
+    def seen_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, Seen]:
+        """For each entity key, which of the given messageIds have a history item and which a counted
+        marker (one BatchGetItem per 50 messageIds, keys only)."""
         keys = [
-            {"pk": f"WS#{workspace_id}#{key}", "sk": f"MSG#{mid}"}
+            {"pk": f"WS#{workspace_id}#{key}", "sk": f"{prefix}#{mid}"}
             for key, mids in wanted.items()
             for mid in mids
+            for prefix in ("MSG", "COUNTED")
         ]
-        found: dict[str, set[str]] = {}
+        found: dict[str, Seen] = {}
         for history in batch_get(
             self.clients.dynamodb,
             self.events_table,
@@ -187,7 +207,9 @@ class ProfileRepository:
             projection="pk, sk",
             failure=READ_FAILURE,
         ):
-            found.setdefault(_entity_key(history["pk"]), set()).add(history["sk"].removeprefix("MSG#"))
+            seen = found.setdefault(_entity_key(history["pk"]), Seen())
+            prefix, mid = str(history["sk"]).split("#", 1)
+            (seen.items if prefix == "MSG" else seen.markers).add(mid)
         return found
 
     def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None:
@@ -199,8 +221,8 @@ class ProfileRepository:
         found = query(
             self.clients.dynamodb,
             self.events_table,
-            "pk = :pk",
-            {":pk": f"WS#{workspace_id}#{kind}#{entity_id}"},
+            "pk = :pk AND begins_with(sk, :history)",
+            {":pk": f"WS#{workspace_id}#{kind}#{entity_id}", ":history": "MSG#"},
             failure=READ_FAILURE,
         )
         return sorted((to_json(history) for history in found), key=lambda h: (h["timestamp"], h["sk"]))
@@ -279,10 +301,25 @@ class ProfileRepository:
         history: dict[str, list[HistoryRecord]],
         memberships: dict[str, list[str]],
         mapping_version: int,
+        counted: dict[str, list[Counted]] | None = None,
     ) -> None:
-        """Write history items (entity key -> records) and group memberships (entity key -> group ids),
-        as few BatchWriteItem calls as fit. Idempotent: the same records write the same items."""
-        puts: list[tuple[str, dict[str, Any]]] = []
+        """Write history items (entity key -> records), group memberships (entity key -> group ids) and
+        counted markers (entity key -> the records counted), as few BatchWriteItem calls as fit.
+        Idempotent: the same records write the same items."""
+        puts: list[tuple[str, dict[str, Any]]] = [
+            (
+                self.events_table,
+                {
+                    "pk": f"WS#{workspace_id}#{key}",
+                    "sk": f"COUNTED#{marker.message_id}",
+                    "name": marker.name,
+                    "timestamp": marker.timestamp,
+                    "expires_at": marker.counted_until,
+                },
+            )
+            for key, markers in (counted or {}).items()
+            for marker in markers
+        ]
         for key, records in history.items():
             puts += [
                 (
@@ -481,7 +518,8 @@ class ProfileRepository:
         return {str(link["pk"]).split("#LINK#", 1)[1]: str(link["stamp"]) for link in found}
 
     def history_index(self, workspace_id: str, key: str) -> list[tuple[str, str, str]]:
-        """(messageId, name, timestamp) of each of the entity's history items."""
+        """(sort key, name, timestamp) of each of the entity's history items (`MSG#<messageId>`) and
+        counted markers (`COUNTED#<messageId>`)."""
         found = query(
             self.clients.dynamodb,
             self.events_table,
@@ -489,17 +527,16 @@ class ProfileRepository:
             {":pk": f"WS#{workspace_id}#{key}"},
             failure=READ_FAILURE,
         )
-        return [(h["sk"].removeprefix("MSG#"), str(h["name"]), str(h["timestamp"])) for h in found]
+        return [(str(h["sk"]), str(h.get("name", "")), str(h.get("timestamp", ""))) for h in found]
 
     def memberships(self, workspace_id: str, key: str) -> list[str]:
         """The groups the entity is a member of (its MEMBER# items)."""
         return self._index(workspace_id, key, "GROUP#")
 
     def remove(self, workspace_id: str, key: str, history: list[str], groups: list[str]) -> None:
-        """Delete history items (messageIds) and memberships (group ids) of an entity."""
-        doomed = [
-            (self.events_table, {"pk": f"WS#{workspace_id}#{key}", "sk": f"MSG#{mid}"}) for mid in history
-        ]
+        """Delete history items and counted markers (their sort keys, as history_index gives them) and
+        memberships (group ids) of an entity."""
+        doomed = [(self.events_table, {"pk": f"WS#{workspace_id}#{key}", "sk": sk}) for sk in history]
         doomed += [
             (self.profiles_table, {"pk": f"WS#{workspace_id}#G#{group_id}", "sk": f"MEMBER#{key}"})
             for group_id in groups
