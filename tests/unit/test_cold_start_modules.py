@@ -45,6 +45,7 @@ LOADED = {
         "segment_bridge.processor",
         "segment_bridge.processor.processing",
         "segment_bridge.processor.ports",
+        "segment_bridge.processor.mappings",
         "segment_bridge.privacy",
         "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
         "segment_bridge.deleted_ids",
