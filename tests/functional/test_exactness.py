@@ -18,7 +18,7 @@ from boto3.dynamodb.conditions import Attr
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from segment_bridge.mapping import Mapping
 from tests.functional.conftest import event
-from tests.functional.test_faults import before_call
+from tests.functional.helpers import before_call
 
 T1, T2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
 DAY = 86_400
@@ -189,7 +189,7 @@ def test_a_delete_between_a_writers_profile_write_and_its_history_write_leaves_n
     """The writer's events are all at or before the delete, so the erase removes the profile it wrote;
     then its history and memberships land. Main's step 6 saw the deletion time rise and called the erase,
     which returned at once ("an entity without a profile has nothing left to erase")."""
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     interleaved: list[str] = []
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from segment_bridge.envelope import pack, unpack
-from segment_bridge.profiles import (
+from segment_bridge.timestamps import InvalidTimestamp, event_time
+from segment_bridge.tombstones import (
     PendingPurge,
 )
-from segment_bridge.timestamps import InvalidTimestamp, event_time
 
 
 class ArchiveCopies(Protocol):

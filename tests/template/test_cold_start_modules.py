@@ -43,13 +43,21 @@ LOADED = {
     "ProcessorFunction": SHARED
     | {
         "segment_bridge.processor",
-        "segment_bridge.processor.processing",
+        "segment_bridge.processor.entities",
+        "segment_bridge.processor.message",
         "segment_bridge.processor.ports",
         "segment_bridge.processor.mappings",
+        "segment_bridge.processor.results",
+        "segment_bridge.processor.unit",
         "segment_bridge.privacy",
         "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
+        "segment_bridge.privacy.hooks",
+        "segment_bridge.privacy.ports",
         "segment_bridge.deleted_ids",
+        "segment_bridge.planning",
         "segment_bridge.profiles",
+        "segment_bridge.retry",
+        "segment_bridge.tombstones",
         "segment_bridge.mapping",
         "segment_bridge.envelope",
         "segment_bridge.timestamps",
@@ -68,7 +76,7 @@ LOADED = {
 """No function loads another's use case, the profiles' repository (built on first use), or dev tooling."""
 USE_CASE = {
     "IngestFunction": "segment_bridge.ingest.intake",
-    "ProcessorFunction": "segment_bridge.processor.processing",
+    "ProcessorFunction": "segment_bridge.processor.unit",
     "EmitterFunction": "segment_bridge.outbound.delivery",
 }
 
