@@ -101,13 +101,11 @@ class HistoryRepository(Tables):
         return [(str(h["sk"]), str(h.get("name", "")), str(h.get("timestamp", ""))) for h in found]
 
     def _history(self, workspace_id: str, key: str, prefix: str) -> list[dict[str, Any]]:
-        return query(
-            self.clients.dynamodb,
-            self.events_table,
-            "pk = :pk AND begins_with(sk, :prefix)",
-            {":pk": entity_pk(workspace_id, key), ":prefix": prefix},
-            failure=READ_FAILURE,
-        )
+        """The entity's items in the EventsTable whose sort key starts with `prefix` (all of them: "")."""
+        condition, values = "pk = :pk", {":pk": entity_pk(workspace_id, key)}
+        if prefix:
+            condition, values = f"{condition} AND begins_with(sk, :prefix)", values | {":prefix": prefix}
+        return query(self.clients.dynamodb, self.events_table, condition, values, failure=READ_FAILURE)
 
     def group_members(self, workspace_id: str, group_id: str) -> list[str]:
         found = query(
