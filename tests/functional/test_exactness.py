@@ -294,3 +294,20 @@ def test_mapping_set_says_exactly_from_when_the_new_version_applies(sb, tmp_path
     data = sb("mapping", "set", WS, str(file)).json
     assert data["applies_to"] == "every message the processor starts from now on"
     assert data["in_flight_seconds"] == 150
+
+
+def test_a_history_longer_than_the_archive_is_its_own_counted_record_and_still_counts_once(
+    processor, workspaces, aws
+):
+    """history_days 3650 outlives every marker (receipt + 430 days): no marker is written (one write
+    unit an event saved), the history item says "counted", and a redelivery counts nothing again."""
+    workspaces.set_mapping(WS, Mapping(history_days=3650))
+    tracks = [event("track", f"t{n}", T1, event="Clicked") for n in range(3)]
+    assert processor(tracks, message_id="first") == {"batchItemFailures": []}
+    events_table = boto3.resource("dynamodb").Table(aws.tables["EventsTable"])
+    assert sorted(i["sk"] for i in events_table.scan()["Items"]) == ["MSG#t0", "MSG#t1", "MSG#t2"]
+    assert processor([event("track", "t9", T2, event="Other")], message_id="next") == {
+        "batchItemFailures": []
+    }
+    assert processor(tracks, message_id="again") == {"batchItemFailures": []}
+    assert counts(workspaces) == {"Clicked": 3, "Other": 1}

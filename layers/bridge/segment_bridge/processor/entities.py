@@ -104,6 +104,13 @@ def counted(record: HistoryRecord) -> Counted:
     return Counted(record.message_id, pending_name(record.name), record.timestamp, record.counted_until)
 
 
+def needs_marker(record: HistoryRecord) -> bool:
+    """Whether a record needs its own counted marker: not when its history item is written and outlives
+    the marker would (history_days longer than the archive's retention): the item then says "counted"
+    for as long (docs/exactness.md)."""
+    return not (record.kept and record.expires_at >= record.counted_until)
+
+
 def pending_name(name: str) -> str:
     """The name a pending entry keeps (to take its count back if its item is refused): "" for a name
     too long to be counted, so that a pending entry stays within the item budget."""
@@ -162,7 +169,9 @@ def write_entity(
         ):
             return None
         to_record = [r for mid, r in records.items() if mid not in existing.items and r.kept]
-        to_mark = [counted(r) for mid, r in records.items() if mid not in existing.markers]
+        to_mark = [
+            counted(r) for mid, r in records.items() if mid not in existing.markers and needs_marker(r)
+        ]
         return Written(len(settled.new), len(records) - len(settled.new), to_record, to_mark, settled.profile)
 
     return conditionally(
