@@ -35,7 +35,10 @@ LOADED = {
     | {
         "segment_bridge.ingest",
         "segment_bridge.ingest.auth",
+        "segment_bridge.ingest.body",
+        "segment_bridge.ingest.delivery",
         "segment_bridge.ingest.intake",
+        "segment_bridge.ingest.judging",
         "segment_bridge.envelope",
         "segment_bridge.ingest.spec",
         "segment_bridge.timestamps",
@@ -66,8 +69,12 @@ LOADED = {
     | {
         "segment_bridge.destinations",
         "segment_bridge.outbound",
+        "segment_bridge.outbound.changes",
         "segment_bridge.outbound.delivery",
         "segment_bridge.outbound.egress",
+        "segment_bridge.outbound.pacing",
+        "segment_bridge.outbound.retries",
+        "segment_bridge.outbound.sending",
         "segment_bridge.outbound.track",
         "segment_bridge.mapping",
         "segment_bridge.values",

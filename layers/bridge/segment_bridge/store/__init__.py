@@ -12,6 +12,7 @@
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
+    retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processor/'s, what is sent outbound/delivery.py's.
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
+    from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -103,6 +105,12 @@ class Store:
 
         return Outbox(self.settings, self.clients)
 
+    @cached_property
+    def retries(self) -> RetryQueue:
+        from segment_bridge.store.retries import RetryQueue
+
+        return RetryQueue(self.settings, self.clients)
+
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`
 
@@ -111,9 +119,14 @@ class Store:
     def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
         return self.workspaces.workspace_for_key_hash(key_hash)
 
-    def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
-        """A new workspace, with its empty index of deleted ids (it has no tombstones yet)."""
-        workspace = self.workspaces.create_workspace(name, workspace_id=workspace_id)
+    def create_workspace(
+        self, name: str, *, workspace_id: str | None = None, allow_duplicate_name: bool = False
+    ) -> Workspace:
+        """A new workspace, with its empty index of deleted ids (it has no tombstones yet). Conflict for
+        an id that exists, or a name that does (WorkspacesRepository.create_workspace)."""
+        workspace = self.workspaces.create_workspace(
+            name, workspace_id=workspace_id, allow_duplicate_name=allow_duplicate_name
+        )
         self.profiles.start_deleted_ids(workspace.workspace_id)
         return workspace
 
