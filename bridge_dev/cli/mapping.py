@@ -53,6 +53,9 @@ def mapping_data(mapping: Mapping, **dump: Any) -> dict[str, Any]:
     for names in ("include_events", "exclude_events"):
         if data.get(names) is not None:
             data[names] = sorted(data[names])
+    protection = data.get("merge_protection")
+    if isinstance(protection, dict) and isinstance(protection.get("blocked_values"), list):
+        protection["blocked_values"] = sorted(protection["blocked_values"])
     return data
 
 

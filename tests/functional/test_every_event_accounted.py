@@ -418,7 +418,7 @@ STEPS = st.one_of(
     steps=st.lists(STEPS, min_size=1, max_size=10),
 )
 def test_counts_stay_exact_and_no_message_fails_as_history_expires_and_events_come_back(
-    pipeline, history_days, ages, steps
+    pipeline, run_jobs, history_days, ages, steps
 ):
     """A TTL sweep (what DynamoDB does to items past `expires_at`; history_days drawn small, time moving
     on between steps) between deliveries, and the same events coming back after it (SQS redelivering a
@@ -426,7 +426,7 @@ def test_counts_stay_exact_and_no_message_fails_as_history_expires_and_events_co
     profile's counts stay exactly the number of distinct events of each name it was sent, no message
     ever fails, and `pending` stays within its cap."""
     from bridge_dev.events import RECEIVED_EPOCH_MS
-    from segment_bridge.processor.replay import replay
+    from segment_bridge.jobs.replay import plan_replay
     from segment_bridge.profiles import MAX_PENDING_BYTES
     from tests.functional.test_exactness import iso, ttl_sweep
 
@@ -454,7 +454,11 @@ def test_counts_stay_exact_and_no_message_fails_as_history_expires_and_events_co
             assert pipeline.process(sent[arg % len(sent)]) == []
         elif kind == "replay":
             day = datetime.fromtimestamp(RECEIVED_EPOCH_MS / 1000, UTC).date()
-            replay(WS, day, day, pipeline.store.get_mapping(WS), pipeline.store)
+            plan_replay(WS, day, day, pipeline.store)  # a replay job, as `segment-bridge replay` plans
+            run_jobs()  # its tasks queue the archived events in the workspace's replay group
+            replayed = pipeline.taken()  # ... taken off the IngestQueue
+            assert pipeline.process(replayed) == []
+            run_jobs()
         for user in ("u1", "u2"):
             profile = pipeline.store.read_profile(WS, "U", user)
             want = {name: len(mids) for name, mids in expected.get(user, {}).items()}
