@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 KEY_PREFIX = "sbk_"
-READ_TOKEN_PREFIX = "sbr_"  # noqa: S105 - a prefix, not a secret
+READ_TOKEN_PREFIX = "sbr_"  # noqa: S105  # nosec B105  # a prefix, not a secret
 """Read tokens (the read API's, read/auth.py) look unlike API keys, and are stored apart from them."""
 KEY_BYTES = 32
 MAX_KEY_LENGTH = 256
