@@ -106,5 +106,12 @@ def purge_archive(target: Target, workspace_id: str, user_id: str | None) -> dic
             raise NotFound("No delete of this user is recorded in the workspace.")
     for queue in ("ingest", "emitter"):  # as the daily run: dead letters into parked/ first, then purged
         keep_dead_letters(target, queue, take=True)
-    done = purge(workspace_id, store.archive, store.profiles, user_id=user_id, parked=store.parked)
+    done = purge(
+        workspace_id,
+        store.archive,
+        store.profiles,
+        user_id=user_id,
+        parked=store.parked,
+        receipts=store.receipts,
+    )
     return {"workspace_id": workspace_id, **done.figures()}

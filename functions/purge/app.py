@@ -49,9 +49,16 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
             "objects_read": 0,
             "objects_rewritten": 0,
             "events_removed": 0,
+            "receipts_purged": 0,
         }
         for workspace in store.list_workspaces():
-            done = purge(workspace.workspace_id, store.archive, store.profiles, parked=store.parked).figures()
+            done = purge(
+                workspace.workspace_id,
+                store.archive,
+                store.profiles,
+                parked=store.parked,
+                receipts=store.receipts,
+            ).figures()
             figures["workspaces"] += 1
             for name, value in done.items():
                 figures[name] += value

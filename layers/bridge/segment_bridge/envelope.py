@@ -32,6 +32,9 @@ class Envelope(BaseModel):
     count: int
     encoding: Literal["gzip+base64"] = ENCODING
     events: str
+    source: str | None = None
+    """Where the delivery came from, when it says (privacy/receipts.py SOURCES): a privacy request's
+    receipt records it. Absent from messages packed before it existed."""
 
 
 class EventTooLargeForQueue(ValueError):
@@ -39,10 +42,19 @@ class EventTooLargeForQueue(ValueError):
 
 
 def pack(
-    chunks: Sequence[bytes], *, workspace_id: str, request_id: str, received_at: str, max_bytes: int
+    chunks: Sequence[bytes],
+    *,
+    workspace_id: str,
+    request_id: str,
+    received_at: str,
+    max_bytes: int,
+    source: str | None = None,
 ) -> list[str]:
-    """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order."""
+    """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order.
+    `source`: where the delivery came from (kept in each message's metadata when given)."""
     header = {"workspaceId": workspace_id, "requestId": request_id, "receivedAt": received_at}
+    if source is not None:
+        header["source"] = source
     budget = max_bytes * RAW_BYTES_PER_MESSAGE_BYTE
     messages: list[str] = []
     group: list[bytes] = []

@@ -28,6 +28,8 @@ class Settings(BaseModel):
     secrets_prefix: str = Field(alias="SECRETS_PREFIX", min_length=1)
     """Workspaces' Segment write keys are secrets named <prefix>/<workspace_id>/write-key."""
     outbox_table: str = Field(alias="OUTBOX_TABLE", min_length=1)
+    deletions_table: str = Field(alias="DELETIONS_TABLE", min_length=1)
+    """Privacy requests' receipts (store/receipts.py)."""
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
     segment_endpoints: EndpointPolicy = Field(alias="SEGMENT_ENDPOINTS", default="public")
     """public: https to public addresses; private: also private/link-local (a proxy in a VPC); local:

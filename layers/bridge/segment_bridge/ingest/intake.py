@@ -188,6 +188,7 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
             request_id=request.request_id,
             received_at=iso(request.received_at),
             max_bytes=limits.queue_message_bytes,
+            source=delivery_source(request.headers),
         )
         sink.enqueue(bodies, workspace.workspace_id)
         outcome.messages = len(bodies)
@@ -205,6 +206,23 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
             details=[rejection.as_dict() for rejection in outcome.rejected],
         )
     return outcome
+
+
+FUNCTION_USER_AGENT = "segment-bridge-function"
+"""The User-Agent the Segment Destination Function shipped in segment/ sends (its version after a "/")."""
+
+
+def delivery_source(headers: Mapping[str, str]) -> str:
+    """Where a delivery came from, as a privacy request's receipt says it (privacy/receipts.py): Segment
+    itself (its webhook destinations' User-Agent: "Segment (Actions)", "Segment.io/1.0"), our Destination
+    Function, or anything else that holds the workspace's key (the product's backend: "api"). A label
+    only: what a delete may do does not depend on it."""
+    agent = headers.get("user-agent", "").strip().lower()
+    if agent.startswith(FUNCTION_USER_AGENT):
+        return "function"
+    if agent.startswith("segment"):
+        return "segment"
+    return "api"
 
 
 def prepare(

@@ -10,12 +10,13 @@ from typing import Any, Protocol
 
 from segment_bridge.mapping import Mapping
 from segment_bridge.privacy.deletion import DeletionWrites
+from segment_bridge.privacy.receipts import PurgeRelist, ReceiptBook
 from segment_bridge.profiles import Contribution, HistoryRecord, Link
 
 # --- what the use case needs from the store ----------------------------------------------------------
 
 
-class ProfileWrites(DeletionWrites, Protocol):
+class ProfileWrites(DeletionWrites, PurgeRelist, Protocol):
     """store.profiles: the processor's reads and single-purpose writes (besides a delete's, which it
     inherits: read_entities, put_profile, the tombstones and the erase)."""
 
@@ -48,6 +49,8 @@ class Repositories(Protocol):
     def profiles(self) -> ProfileWrites: ...
     @property
     def archive(self) -> ArchiveWrites: ...
+    @property
+    def receipts(self) -> ReceiptBook: ...
     def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
 
 

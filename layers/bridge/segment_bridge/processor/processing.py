@@ -71,6 +71,7 @@ from segment_bridge.privacy.deletion import (
     forget,
     never,
 )
+from segment_bridge.privacy.receipts import Receipts
 from segment_bridge.processor.ports import (
     Applied,
     MappingSource,
@@ -270,7 +271,10 @@ def receive_message(
     name = f"{envelope.requestId}-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
+    receipts = privacy_receipts(envelope, events, store)
+    receipts.received()
     applied = apply_batch(envelope.workspaceId, events, mapping, store, out_of_time)
+    receipts.erased()
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
     count_day(
@@ -282,6 +286,20 @@ def receive_message(
         unapplied=len(applied.unapplied),
     )
     return applied
+
+
+def privacy_receipts(envelope: Envelope, events: list[dict[str, Any]], store: Repositories) -> Receipts:
+    """The message's privacy requests and their receipts (privacy/receipts.py): received before it is
+    applied, erased once it is."""
+    return Receipts.of(
+        envelope.workspaceId,
+        events,
+        received_at=envelope.receivedAt,
+        source=envelope.source,
+        request_id=envelope.requestId,
+        book=store.receipts,
+        purge_list=store.profiles,
+    )
 
 
 def apply_batch(

@@ -9,6 +9,7 @@
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
+    receipts.py    DeletionsTable (privacy requests' receipts)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processing.py's, what is sent delivery.py's.
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
+    from segment_bridge.store.receipts import ReceiptRepository
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -99,6 +101,12 @@ class Store:
         from segment_bridge.store.outbox import Outbox
 
         return Outbox(self.settings, self.clients)
+
+    @cached_property
+    def receipts(self) -> ReceiptRepository:
+        from segment_bridge.store.receipts import ReceiptRepository
+
+        return ReceiptRepository(self.settings, self.clients)
 
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`

@@ -566,6 +566,21 @@ class ProfileRepository:
         ]
         batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
 
+    def relist_for_purge(self, workspace_id: str, key: str, deleted_at: str) -> None:
+        """List a deleted entity for the next purge again, as of `deleted_at`, unless it is listed as of a
+        later delete (never lowers what is listed): a receipt marked erased after a purge took the
+        entity off the list is then purged by the next one (privacy/receipts.py)."""
+        values = {
+            "pk": f"WS#{workspace_id}#PURGE",
+            "sk": key,
+            "deleted_at": deleted_at,
+            "by": key,
+            "mark": uuid.uuid4().hex,
+            "marked_at": now(),
+        }
+        condition = "attribute_not_exists(pk) OR deleted_at <= :at"
+        self._put_if(checked(values), condition, {":at": deleted_at}, WRITE_FAILURE)
+
     def pending_purges(self, workspace_id: str) -> list[PendingPurge]:
         found = query(
             self.clients.dynamodb,
