@@ -47,6 +47,8 @@ LOADED = {
         "segment_bridge.processor.ports",
         "segment_bridge.privacy",
         "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
+        "segment_bridge.privacy.receipts",  # a message's privacy requests, their receipts (two calls)
+        "segment_bridge.receipts",
         "segment_bridge.deleted_ids",
         "segment_bridge.profiles",
         "segment_bridge.mapping",
