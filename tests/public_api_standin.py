@@ -102,7 +102,9 @@ class PublicApiStandIn:
             self._consumed += 1
             headers = self._limit_headers(reset_in)
             if request.method != "GET" or request.path != "/regulations":
-                return _json(404, {"errors": [{"type": "not-found", "message": "Resource not found"}]}, headers)
+                return _json(
+                    404, {"errors": [{"type": "not-found", "message": "Resource not found"}]}, headers
+                )
             return self._page(request, headers)
 
     def _limit_headers(self, reset_in: float) -> dict[str, str]:
@@ -110,13 +112,17 @@ class PublicApiStandIn:
         return {
             "X-RateLimit-Consumed": str(self._consumed),
             "X-RateLimit-Remaining": str(max(0, self.limit - self._consumed)),
-            "X-RateLimit-Reset": format_datetime(reset.replace(microsecond=0) + timedelta(seconds=1), usegmt=True),
+            "X-RateLimit-Reset": format_datetime(
+                reset.replace(microsecond=0) + timedelta(seconds=1), usegmt=True
+            ),
         }
 
     def _page(self, request: Request, headers: dict[str, str]) -> Response:
         count_text = request.args.get("pagination.count")
         if count_text is None or not count_text.isdigit() or not 1 <= int(count_text) <= 200:
-            return _json(422, {"errors": [{"type": "validation", "message": "pagination.count: 1-200"}]}, headers)
+            return _json(
+                422, {"errors": [{"type": "validation", "message": "pagination.count: 1-200"}]}, headers
+            )
         cursor = request.args.get("pagination.cursor")
         try:
             offset = int(base64.b64decode(cursor, validate=True)) if cursor else 0

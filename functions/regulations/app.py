@@ -52,7 +52,8 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
     age = oldest_age_seconds(store.receipts.oldest_unfinished(), datetime.now(UTC))
     metrics.add_metric(name="OldestUnfinishedDeletionSeconds", unit=MetricUnit.Seconds, value=age)
     metrics.add_metric(name="RegulationDeletesQueued", unit=MetricUnit.Count, value=totals["deletes_queued"])
-    logger.info("regulations polled", extra=totals | {"oldest_unfinished_seconds": round(age)})
+    totals["oldest_unfinished_seconds"] = round(age)
+    logger.info("regulations polled", extra=totals)
     refused = [error for error in failed if isinstance(error, TokenRefused)]
     if refused:  # an operator must act (a transient failure only waits for the next run)
         raise refused[0]

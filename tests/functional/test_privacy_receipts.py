@@ -167,7 +167,11 @@ def test_a_purge_between_the_erase_and_its_receipt_still_leaves_the_receipt_purg
 def _table_items(aws, names: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     client = boto3.client("dynamodb")
     return {
-        name: [i for page in client.get_paginator("scan").paginate(TableName=aws.tables[name]) for i in page["Items"]]
+        name: [
+            i
+            for page in client.get_paginator("scan").paginate(TableName=aws.tables[name])
+            for i in page["Items"]
+        ]
         for name in names
     }
 
