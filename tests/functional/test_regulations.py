@@ -65,11 +65,14 @@ def test_each_deleting_regulation_is_queued_once_across_pages_and_runs(
         monkeypatch.setattr(with_pages, "PAGE_COUNT", 2)  # three pages of the stand-in's six
         first = function.invoke({})
         assert queued_subjects(queue) == EXPECTED
-        assert first["deletes_queued"] == 4 and first["listed"] == 6
-        assert len(api.requests) == 3 and all(r["pagination.count"] == "2" for r in api.requests)
+        assert first["deletes_queued"] == 4
+        assert first["listed"] == 6
+        assert len(api.requests) == 3
+        assert all(r["pagination.count"] == "2" for r in api.requests)
 
         again = function.invoke({})  # the same list again: nothing new
-        assert again["deletes_queued"] == 0 and queue.messages() == []
+        assert again["deletes_queued"] == 0
+        assert queue.messages() == []
         api.regulations.append(regulation("reg-7", ["user-7"], CREATED.format(7)))
         assert function.invoke({})["deletes_queued"] == 1
         assert queued_subjects(queue) == [("reg-7", "user-7")]
@@ -100,7 +103,8 @@ def test_a_429_is_waited_out_as_segment_says_and_every_page_is_read(
         opt_in(sb, sensitive, api, monkeypatch)
         monkeypatch.setattr("segment_bridge.privacy.regulations.PAGE_COUNT", 1)  # six pages
         done = sb("deletions", "poll", WS).json
-        assert done["listed"] == 6 and done["deletes_queued"] == 4
+        assert done["listed"] == 6
+        assert done["deletes_queued"] == 4
         assert api.ignored_limits == 0  # never asked again before the window it was told to wait for
 
 
@@ -118,7 +122,8 @@ def test_a_refused_token_is_an_operator_visible_error_and_the_token_is_never_sho
         with pytest.raises(Exception, match="refused the workspace's token"):
             function.invoke({})
         assert any(getattr(r, "workspace_id", None) == WS for r in caplog.records)
-        assert api.refused_unauthorized == 2 and queue.messages() == []
+        assert api.refused_unauthorized == 2
+        assert queue.messages() == []
 
 
 def test_unset_stops_the_polling_and_deletes_the_token(local_endpoints, sb, sensitive, monkeypatch):

@@ -121,7 +121,7 @@ def histories(draw: Any) -> tuple[list[Regulation], list[list[int]]]:
 def test_every_deleting_regulation_is_queued_once_however_often_it_is_listed(history):
     regulations, runs = history
     fakes = Fakes()
-    for run in runs + [list(range(len(regulations)))]:  # a last listing of everything
+    for run in [*runs, list(range(len(regulations)))]:  # a last listing of everything
         listed = iter([regulations[n] for n in run])
         poll(
             "ws",
