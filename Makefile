@@ -47,8 +47,8 @@ scanners: $(SCAN)/.installed         ## create the security scanners venv (.venv
 dev: setup                           ## run the pipeline locally (embedded AWS + API on 127.0.0.1:3000)
 	$(PY) -m bridge_dev.local $(ARGS)
 
-test: setup                          ## run every test
-	$(PY) -m pytest
+test: setup                          ## run every test (pytest options in ARGS, e.g. ARGS="-x -k privacy")
+	$(PY) -m pytest --durations=10 $(ARGS)
 
 fuzz: setup                          ## hostile-input and every-event-accounted properties, 20x the examples (opt-in)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py tests/functional/test_every_event_accounted.py --hypothesis-show-statistics

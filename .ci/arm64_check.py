@@ -103,7 +103,7 @@ def main() -> None:
 
     started = time.perf_counter()
     from segment_bridge.mapping import Mapping
-    from segment_bridge.profiles import plan
+    from segment_bridge.planning import plan
 
     mapping = Mapping.model_validate({"event_prefix": "segment : ", "channels": {"email": "email"}})
     result = plan(unpacked, mapping)

@@ -26,7 +26,7 @@ def measure(mix: str) -> dict[str, float]:
 
     from bridge_dev.template import create_resources, load_template
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
     from segment_bridge.settings import get_settings
     from segment_bridge.store import get_store
 

@@ -32,8 +32,8 @@ temporary directory; each design runs in a subprocess of this script whose sys.p
 layer, with its own handler and template. The other column is this working tree.
 
 Sizes: --io-threads 4,8,16,32 measures the working tree once per entity pool size
-(segment_bridge.processor.processing.IO_THREADS, set in its worker before the pool is made);
---write-attempts N sets its WRITE_ATTEMPTS;
+(segment_bridge.processor.entities.IO_THREADS, set in its worker before the pool is made);
+--write-attempts N sets its WRITE_ATTEMPTS (segment_bridge.retry);
 --hot-invocations N runs the hot-key section with N invocations at once instead
 of MaximumConcurrency. A message that exhausts its write attempts fails (it is received again): the
 hot-key table counts those failures ("exhausted") and the messages that reached the DLQ.
@@ -78,6 +78,8 @@ from common import (
 )
 
 BASELINE_REV = "1b62102"
+SIZE_MODULES = ("processor.entities", "processor.processing", "processing", "retry")
+"""Where a design keeps IO_THREADS (the first found) and WRITE_ATTEMPTS (retry, if it has one)."""
 """The merge-base with main this benchmark was written against: today's serial processor."""
 LATENCIES_MS = (5.0, 10.0)
 SHAPES = ("4,000 distinct users", "one hot user", "track-heavy mix", "track-heavy, 2,000 users")
@@ -447,18 +449,21 @@ def worker(root: Path, out: Path, args: argparse.Namespace) -> None:
     import segment_bridge
 
     # Sizes under test, set before the pool is made (on first use); a design without them keeps its own.
-    processing: Any = None
-    if (root / "layers" / "bridge" / "segment_bridge" / "processing.py").exists():
-        processing = importlib.import_module("segment_bridge.processor.processing")
+    # The modules holding IO_THREADS and WRITE_ATTEMPTS: this tree's layout first, then older ones'.
+    layer = root / "layers" / "bridge" / "segment_bridge"
+    found = [m for m in SIZE_MODULES if (layer / f"{m.replace('.', '/')}.py").exists()]
+    processing: Any = importlib.import_module(f"segment_bridge.{found[0]}") if found else None
+    attempts: Any = importlib.import_module("segment_bridge.retry") if "retry" in found else processing
+    if processing is not None:
         if args.io_threads and hasattr(processing, "IO_THREADS"):
             processing.IO_THREADS = args.io_threads[0]
         if args.write_attempts:
-            processing.WRITE_ATTEMPTS = args.write_attempts
+            attempts.WRITE_ATTEMPTS = args.write_attempts
     latencies, messages = args.latencies, args.messages
     design = Design(root)
     figures: dict[str, Any] = {
         "io_threads": getattr(processing, "IO_THREADS", 1),
-        "write_attempts": getattr(processing, "WRITE_ATTEMPTS", 0),
+        "write_attempts": getattr(attempts if processing is not None else None, "WRITE_ATTEMPTS", 0),
         "layer": str(Path(segment_bridge.__file__).parent),
         "batch_size": design.batch_size,
         "max_concurrency": design.max_concurrency,

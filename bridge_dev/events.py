@@ -321,7 +321,7 @@ OUTBOX_ITEM = {
     "timestamp": "2026-01-01T10:00:00Z",
     "context": {},
 }
-"""The outbox item README's "Send your product's events to Segment" writes."""
+"""The outbox item docs/outbound.md's "The outbox" writes."""
 
 APP_TABLE = "FlowStates"
 FLOW_COMPLETED_RULE = ChangeRule(
@@ -333,7 +333,8 @@ FLOW_COMPLETED_RULE = ChangeRule(
     user_id="new.userId",
     properties={"flowId": "new.flowId"},
 )
-"""README's change rule: emitter_change_rule_modify.json is a change of its table that it fires on."""
+"""The change rule of docs/outbound.md (examples/flow-completed.yaml): emitter_change_rule_modify.json is
+a change of its table that it fires on."""
 
 CHANGED_AT = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 _serializer = TypeSerializer()

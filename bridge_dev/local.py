@@ -43,7 +43,7 @@ from bridge_dev.events import (
 from bridge_dev.pollers import Poller, SqsPoller, StreamPoller
 from bridge_dev.runtime import REGION, LocalFunction, lambda_environment, load_function
 from bridge_dev.segment_api import FakeSegment
-from bridge_dev.target import FAKE_CREDENTIAL
+from bridge_dev.target import FAKE_CREDENTIAL, LOCAL_ENDPOINT
 from bridge_dev.template import LOCAL_AWS_PORT, LocalResources, create_resources
 from segment_bridge.errors import Conflict
 from segment_bridge.store import Store, get_store
@@ -353,9 +353,24 @@ def banner(stack: LocalStack) -> str:
             f"  Segment stand-in {stack.segment.url if stack.segment else '(not started)'}  "
             f"(write key {DEMO_WRITE_KEY}: what the emitter sends lands there)",
             "",
+            "The operator CLI, in another terminal:",
+            *cli_lines(stack.aws_endpoint),
+            "",
             "Requests are logged below with the IngestQueue's depth. Ctrl-C stops.",
         ]
     )
+
+
+def cli_lines(aws_endpoint: str) -> list[str]:
+    """How to aim `segment-bridge` at this stack: nothing to add on the default port, else the endpoint
+    (an option or the variable the CLI reads)."""
+    if aws_endpoint == LOCAL_ENDPOINT:
+        return [f"  .venv/bin/segment-bridge users show {DEMO_WORKSPACE_ID} user-42"]
+    return [
+        f"  export SEGMENT_BRIDGE_ENDPOINT={aws_endpoint}",
+        f"  .venv/bin/segment-bridge users show {DEMO_WORKSPACE_ID} user-42"
+        f"    (or: segment-bridge --endpoint {aws_endpoint} ...)",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

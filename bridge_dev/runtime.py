@@ -8,6 +8,11 @@ The local stack, the CLI's `invoke` and the tests all run functions through this
 - `lambda_sqs_event` and `lambda_stream_record`: what boto3 reads from SQS and DynamoDB streams, in the
   shape Lambda's event sources hand a function.
 
+Lambda runs each function in a process of its own; here they share one, and with it Powertools' one
+formatter per service name (`Logger()` in every handler): `load_function` keeps that formatter's keys per
+thread (`keys_per_thread`), so a line carries the function_name and request id of the invocation that
+logged it, not of whichever function was invoked last.
+
 It imports no emulator (moto, werkzeug): the CLI uses it against a deployed stack too.
 """
 
@@ -37,6 +42,34 @@ ACCOUNT_ID = "123456789012"
 """moto's default account: the local stack's, and what a local context's ARN names."""
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def keys_per_thread(module: ModuleType) -> None:
+    """Each Powertools Logger of a handler module: its formatter's keys (`log_format`: what every line
+    carries, which `inject_lambda_context` appends to or, with clear_state, replaces) kept per thread,
+    each thread starting from the keys the formatter had here: what one Lambda process has to itself.
+    Done once per formatter (the functions' Loggers share one), by a subclass made for it whose
+    `log_format` is a property over a thread-local."""
+    from aws_lambda_powertools import Logger
+
+    for value in vars(module).values():
+        formatter: Any = value.registered_formatter if isinstance(value, Logger) else None
+        if formatter is None or getattr(formatter, "keys_per_thread", False):
+            continue
+        base, local = dict(formatter.log_format), threading.local()
+
+        def keys(_: object, base: dict[str, Any] = base, local: threading.local = local) -> dict[str, Any]:
+            if not hasattr(local, "keys"):
+                local.keys = dict(base)
+            return local.keys  # type: ignore[no-any-return]
+
+        def replace(_: object, value: dict[str, Any], local: threading.local = local) -> None:
+            local.keys = value
+
+        kind = type(formatter)
+        members = {"log_format": property(keys, replace), "keys_per_thread": True}
+        vars(formatter).pop("log_format", None)
+        formatter.__class__ = type(f"PerThread{kind.__name__}", (kind,), members)
 
 
 # ---------------------------------------------------------------------------------------------- functions
@@ -120,6 +153,7 @@ def load_function(
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    keys_per_thread(module)
     return LocalFunction(
         logical_id=logical_id,
         handler=getattr(module, attribute),

@@ -150,7 +150,8 @@ class Tail:
         """Poll every `interval` seconds (until the monotonic time `until`, if given)."""
         import time
 
-        self.start()
+        if not self._days:  # not started by the caller
+            self.start()
         while until is None or time.monotonic() < until:
             sleep(interval)
             yield from self.poll()

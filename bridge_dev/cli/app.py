@@ -4,6 +4,7 @@ mapped to {"code", "message"} in one place)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -39,11 +40,34 @@ def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(command)
 
 
+CONTROLS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+"""What a terminal may interpret rather than show: C0 (ESC starts CSI and OSC sequences, CR rewrites a
+line), DEL, C1 (CSI and OSC in one byte), the line and paragraph separators, the bidi overrides and
+isolates (which reorder what is shown), and lone surrogates (which no terminal encoding can print)."""
+LINE_CONTROLS = re.compile(CONTROLS.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-\x1f"))
+"""The same, but for the newline that separates the lines of a command's own text."""
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_text(text: str) -> str:
+    """A value from outside (an event name, an id, a reason) as it may be printed to a terminal: every
+    control character escaped visibly (ESC as `\\x1b`, U+202E as `\\u202e`), newlines included."""
+    return CONTROLS.sub(_escape, text)
+
+
 def show(as_json: bool, data: Any, text: str | Callable[[], str]) -> None:
+    """The result: JSON as it is (JSON escapes what it must), or the command's text with every control
+    character but its newlines escaped, whatever the text quotes."""
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
-        click.echo(text() if callable(text) else text)
+        click.echo(LINE_CONTROLS.sub(_escape, text() if callable(text) else text))
 
 
 def target_of(ctx: click.Context) -> Target:
@@ -59,9 +83,11 @@ def fields_text(rows: list[tuple[str, Any]]) -> str:
 
 
 def value_text(value: Any) -> str:
+    """One value in a table cell or a field: "-" for nothing, JSON for maps and lists, control characters
+    escaped (terminal_text)."""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=str) if value else "-"
-    return "-" if value is None or value == "" else str(value)
+        return terminal_text(json.dumps(value, ensure_ascii=False, default=str)) if value else "-"
+    return "-" if value is None or value == "" else terminal_text(str(value))
 
 
 def table_text(rows: list[dict[str, Any]], columns: Sequence[str], empty: str) -> str:
@@ -162,10 +188,12 @@ def _report(error: Exception, *, as_json: bool) -> int:
     status = 2 if isinstance(error, click.UsageError) else 1
     if as_json:
         click.echo(json.dumps(body), err=True)  # ASCII: one line whatever the message quotes
-    elif isinstance(error, click.ClickException):
-        error.show()
-    else:
-        click.echo(f"error: {body['message']}", err=True)
+        return status
+    line = f"error: {terminal_text(body['message'])}"
+    context = getattr(error, "ctx", None) if isinstance(error, click.UsageError) else None
+    if context is not None:
+        line += f" (see {context.command_path} --help)"
+    click.echo(line, err=True)  # one line, whatever the error quotes
     return status
 
 

@@ -31,12 +31,13 @@ from segment_bridge.errors import BridgeError, NotFound
     "-e",
     "--event",
     "event_file",
+    required=True,
     type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
-    help="The event (JSON file, - for standard input), e.g. events/ingest_webhook_batch.json.",
+    help="The event (JSON file, - for standard input), e.g. events/ingest_webhook_batch.json. Required.",
 )
 @json_option
 @click.pass_context
-def invoke_command(ctx: click.Context, function: str, event_file: Path | None, as_json: bool) -> None:
+def invoke_command(ctx: click.Context, function: str, event_file: Path, as_json: bool) -> None:
     """Run a function of template.yaml (e.g. IngestFunction) on an event, as `sam local invoke` does,
     without Docker: its handler and environment, against the stack. Its logs go to stderr."""
     result = invoke(target_of(ctx), function, read_event(event_file), sys.stderr)

@@ -21,6 +21,7 @@ from bridge_dev.cli.profiles import (
 )
 from bridge_dev.target import Target
 from segment_bridge.ingest.intake import prepare
+from segment_bridge.mapping import Mapping
 from segment_bridge.processor.replay import ProfileChange, preview
 
 
@@ -37,8 +38,23 @@ def mapping_show(ctx: click.Context, workspace_id: str, as_json: bool) -> None:
     """The workspace's current mapping (version 0: the defaults)."""
     store = target_of(ctx).store
     store.get_workspace(workspace_id)
-    data = store.get_mapping(workspace_id).model_dump(mode="json")
+    data = mapping_data(store.get_mapping(workspace_id))
     show(as_json, data, lambda: yaml_text(data))
+
+
+EVENT_TYPE_ORDER = ("identify", "track", "page", "screen", "group", "alias", "delete")
+"""The Spec's order of the types: a mapping's `event_types` print in it, the same on every call."""
+
+
+def mapping_data(mapping: Mapping, **dump: Any) -> dict[str, Any]:
+    """A mapping as printed: its sets (event types, event names) as lists in a stable order, which the
+    model's frozensets do not have (their order changes with each process's string hashing)."""
+    data = mapping.model_dump(mode="json", **dump)
+    data["event_types"] = sorted(data["event_types"], key=EVENT_TYPE_ORDER.index)
+    for names in ("include_events", "exclude_events"):
+        if data.get(names) is not None:
+            data[names] = sorted(data[names])
+    return data
 
 
 def yaml_text(data: Any) -> str:
@@ -52,7 +68,7 @@ def yaml_text(data: Any) -> str:
 @json_option
 def mapping_validate(file: Path, as_json: bool) -> None:
     """Check a mapping file (YAML or JSON) without storing it; prints it with every default filled in."""
-    data = read_mapping(file).model_dump(mode="json", exclude={"version"})
+    data = mapping_data(read_mapping(file), exclude={"version"})
     show(as_json, {"valid": True, "mapping": data}, lambda: f"{file} is a valid mapping:\n{yaml_text(data)}")
 
 

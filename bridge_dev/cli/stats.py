@@ -15,6 +15,7 @@ from bridge_dev.cli.app import (
     show,
     table_text,
     target_of,
+    terminal_text,
 )
 from segment_bridge.stats import COUNTERS
 
@@ -55,6 +56,7 @@ def tail_command(
     unapplied (with the reason); track calls sent and parked. Reads what the pipeline writes anyway (the
     archive, the daily counts): nothing is turned on, nothing is kept."""
     following = watch.Tail(target_of(ctx), workspace_id)
+    following.start()  # an unknown workspace is said before anything else
     until = time.monotonic() + seconds if seconds else None
     if not as_json:
         click.echo(f"Watching {workspace_id} (Ctrl-C to stop).", err=True)
@@ -66,11 +68,16 @@ def tail_command(
 
 
 def _tail_text(line: dict[str, Any]) -> str:
-    at = str(line.get("at", ""))[11:19]
+    """One line of `tail`: every value in it came from a Segment client, so each is escaped
+    (terminal_text): a name or id cannot move the cursor, rewrite the line or write the clipboard."""
+    text = {key: terminal_text(str(value)) for key, value in line.items() if value is not None}
+    at = text.get("at", "")[11:19]
     if "count" in line:
-        return f"{at}  {line['kind']:<9}  {line['count']}"
-    who = line.get("userId") or line.get("anonymousId") or "-"
+        return f"{at}  {text['kind']:<9}  {text['count']}"
+    who = text.get("userId") or text.get("anonymousId") or "-"
     name = f" {line['name']!r}" if line.get("name") else ""
-    reason = f"  ({line['reason']})" if line.get("reason") else ""
-    message_id = line.get("messageId") or ""
-    return f"{at}  {line['kind']:<9}  {line.get('type') or '?'}{name} {who} {message_id}{reason}"
+    reason = f"  ({text['reason']})" if text.get("reason") else ""
+    message_id = text.get("messageId") or ""
+    return (
+        f"{at}  {text['kind']:<9}  {text.get('type') or '?'}{terminal_text(name)} {who} {message_id}{reason}"
+    )

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.cache import TtlCache
 from segment_bridge.mapping import Mapping
-from segment_bridge.processor.processing import Deferred, TimeBudget, TimeShares, receive_or_defer
+from segment_bridge.processor.message import Deferred, Invocation, TimeBudget, TimeShares
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -54,19 +54,8 @@ def freeze_warm_heap() -> None:
     gc.freeze()
 
 
-def handle(record: SQSRecord, lambda_context: LambdaContext, shares: TimeShares) -> None:
-    store = get_store()
-    first = shares.first
-    result = receive_or_defer(
-        budget,
-        lambda_context.get_remaining_time_in_millis(),
-        record.body,
-        store,
-        store.queues,
-        mappings(),
-        shares.next(),
-        first=first,
-    )
+def handle(record: SQSRecord, invocation: Invocation) -> None:
+    result = invocation.receive_or_defer(record.body)
     if isinstance(result, Deferred):
         logger.info("message deferred", extra={"reason": result.reason})
         metrics.add_metric(name="MessagesDeferred", unit=MetricUnit.Count, value=1)
@@ -85,11 +74,16 @@ def handle(record: SQSRecord, lambda_context: LambdaContext, shares: TimeShares)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> PartialItemFailureResponse:
     records = event.get("Records")
+    store = get_store()
     shares = TimeShares(
         context.get_remaining_time_in_millis, len(records) if isinstance(records, list) else 1
     )
+    invocation = Invocation(store, store.queues, mappings(), budget, shares)
     answer = process_partial_response(
-        event=event, record_handler=partial(handle, shares=shares), processor=processor, context=context
+        event=event,
+        record_handler=partial(handle, invocation=invocation),
+        processor=processor,
+        context=context,
     )
     freeze_warm_heap()
     return answer

@@ -3,7 +3,7 @@
 Every run first sweeps both dead-letter queues into the bucket's parked/ (dead_letters.py), so nothing
 waits on a queue that drops messages after 14 days. The daily run (`{"task": "purge"}`, the default) then
 makes one pass over each workspace's raw/, rejected/, unapplied/ and parked/ for all the workspace's
-deletions listed since the last run (README "Privacy deletes"); workspaces without any are not read.
+deletions listed since the last run (docs/privacy.md); workspaces without any are not read.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
@@ -378,3 +379,53 @@ def test_the_command_prints_where_to_send_and_stops_cleanly_on_sigint():
     assert process.returncode == 0, err
     assert logged.startswith("POST /v1/unknown 404")
     assert "Stopping" in out
+
+
+def test_the_banner_says_how_to_aim_the_cli_at_a_stack_on_another_port():
+    """`make dev ARGS="--aws-port N"`: the CLI's default (5000) is not where the stack is; the banner's
+    line, used as printed, is."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge_dev.local", "--port", "0", "--aws-port", "0", "--segment-port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(TIMEOUT, process.kill)
+    watchdog.start()
+    try:
+        printed = []
+        for line in process.stdout or []:
+            printed.append(line)
+            if "Ctrl-C" in line:
+                break
+        banner = "".join(printed)
+        endpoint = re.search(r"export SEGMENT_BRIDGE_ENDPOINT=(\S+)", banner)
+        assert endpoint, banner
+        assert f"--endpoint {endpoint[1]}" in banner
+        listed = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from bridge_dev.cli import main; sys.exit(main())",
+                "workspaces",
+                "list",
+                "--json",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "SEGMENT_BRIDGE_ENDPOINT": endpoint[1]},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=TIMEOUT)
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert listed.returncode == 0, listed.stderr
+    assert DEMO_WORKSPACE_ID in {workspace["workspace_id"] for workspace in json.loads(listed.stdout)}

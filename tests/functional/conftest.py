@@ -134,7 +134,7 @@ def queue(aws):
 
 
 DOCUMENTED = {200, 400, 401, 413, 415}
-"""README "Answers" for a healthy AWS: 503 is for AWS faults, 500 for bugs."""
+"""docs/ingest.md, "Answers" for a healthy AWS: 503 is for AWS faults, 500 for bugs."""
 REFUSAL_FIELDS = {"code", "message", "details"}
 
 

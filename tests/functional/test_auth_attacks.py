@@ -1,6 +1,6 @@
 """Authentication under attack (issue #7): who can put events into a workspace, and what a refusal tells.
 
-On moto with the real `lambda_handler`. The rules demonstrated here (README, "Authentication"):
+On moto with the real `lambda_handler`. The rules demonstrated here (docs/ingest.md, "Authentication"):
 - One credential decides, the first present of: Authorization (Bearer or Basic), ?writeKey=, the body's
   writeKey. The others are never looked up: a wrong or malformed first credential is a 401 even when a
   later one is right, and a right one is never redirected to another workspace by a later one.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,23 @@ EVENTS = ROOT / "events"
 FUNCTIONS = ("IngestFunction", "ProcessorFunction", "EmitterFunction")
 
 
+FILES: list[Path] = []
+"""The module's scratch folder (one, removed with everything in it once the module's tests are done)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scratch() -> Iterator[None]:
+    with tempfile.TemporaryDirectory(prefix="cli-never-traces-") as folder:
+        FILES.append(Path(folder))
+        yield
+        FILES.pop()
+
+
 def write(document: Any, suffix: str = ".json") -> Path:
-    handle = tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False, encoding="utf-8")  # noqa: SIM115
-    with handle:
-        handle.write(document if isinstance(document, str) else json.dumps(document))
-    return Path(handle.name)
+    """A file holding `document` (text as is, anything else as JSON) in the module's scratch folder."""
+    path = FILES[-1] / f"{uuid.uuid4().hex}{suffix}"
+    path.write_text(document if isinstance(document, str) else json.dumps(document), encoding="utf-8")
+    return path
 
 
 NOT_FOUND = [
@@ -195,7 +209,7 @@ MAPPING_FIELDS = st.sampled_from(
 
 @FEW
 @given(mapping=st.dictionaries(MAPPING_FIELDS, JSON, max_size=4) | JSON)
-def test_mapping_files_of_any_json_are_valid_or_refused_naming_the_field(sb, mapping):
+def test_mapping_files_of_any_json_are_valid_or_refused_with_a_documented_error(sb, mapping):
     path = write(mapping)
     _answered(sb("mapping", "validate", str(path)))
     _answered(sb("mapping", "set", DEMO_WORKSPACE_ID, str(path)))

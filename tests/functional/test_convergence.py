@@ -3,24 +3,22 @@ to the same state as applying them once in order (property-based, on moto).
 
 Drawn: identify, track, page, group, alias and delete, at three times, over two users and two anonymous
 ids, with self-links (anonymousId == userId, previousId == userId) and ids shared between users (an
-anonymous id linked to both, both deleted). `deletion_times` is the README's model of which ids a delete
+anonymous id linked to both, both deleted). `deletion_times` is docs/privacy.md's model of which ids a delete
 reaches as of which time, a function of the set of events; the deliveries respect exactly the one order
-the README excludes ("Privacy deletes": an event of an id stamped after T applied in an earlier message
+docs/privacy.md excludes ("Order": an event of an id stamped after T applied in an earlier message
 than the one that raises that id's deletion time to T), and nothing wider."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
-import boto3
-from boto3.dynamodb.conditions import Attr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segment_bridge.mapping import Mapping
-from segment_bridge.processor.processing import apply_batch
+from segment_bridge.processor.unit import apply_batch
+from tests.functional.helpers import state
 
 TIMES = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]
 USERS = ["u1", "u2"]
@@ -89,7 +87,7 @@ def connections(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def deletion_times(events: list[dict[str, Any]]) -> dict[str, str]:
-    """The model (README "Privacy deletes"), a function of the SET of events: entity key -> the time it
+    """The model (docs/privacy.md), a function of the SET of events: entity key -> the time it
     is deleted as of. A delete deletes its id; a user deleted as of T (by its own delete or as a connected
     id) deletes, as A# and U#, every id connected to it by an event stamped at or before T (transitive)."""
     deleted: dict[str, str] = {}
@@ -115,7 +113,7 @@ def owner(event: dict[str, Any]) -> str:
 
 
 def respecting_the_exclusion(messages: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    """The messages with every event the README's one excluded order would apply early moved later: an
+    """The messages with every event docs/privacy.md's one excluded order would apply early moved later: an
     event of an id, stamped after T, in an earlier message than the one that raises the id's deletion
     time to T (by the delete, or by the event connecting the id to a deleted user) goes into that
     message. Moves only go later, and can only push raises later, so this ends."""
@@ -149,41 +147,6 @@ def respecting_the_exclusion(messages: list[list[dict[str, Any]]]) -> list[list[
             return messages
         j, n, i = move
         messages[i].append(messages[j].pop(n))
-
-
-BOOKKEEPING = ("version", "updated_at", "workspace_id", "pending", "by")
-"""What records how the state was written, not what it is: write count, time, the write-ahead list, and
-which deleted user's erase reached a linked id first (`by` on a tombstone: when two deleted users share
-an id and are deleted as of the same time, either may reach it first; either one's purge removes that
-id's events). Tombstones (deleted_at, status) and the ids a deleted user took (IDGONE#) are compared."""
-
-
-def state(workspace_id: str, tables: list[str]) -> list[str]:
-    """Every item of the workspace (maps in key order), less what only counts writes (version, updated_at).
-
-    The scan's filter keeps the other examples' workspaces out of moto's answer: serialising them all
-    again on every example made the property quadratic in its examples."""
-    dynamodb = boto3.resource("dynamodb")
-    prefix = f"WS#{workspace_id}#"
-    items = []
-    for table in tables:
-        found: list[dict[str, Any]] = []
-        page: dict[str, Any] = {"FilterExpression": Attr("pk").begins_with(prefix)}
-        while True:  # a scan answers at most 1 MB of the table: the examples' workspaces add up past it
-            answer = dynamodb.Table(table).scan(**page)
-            found += answer["Items"]
-            if "LastEvaluatedKey" not in answer:
-                break
-            page["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        for item in found:
-            if not str(item["pk"]).startswith(prefix) or str(item["pk"]).endswith(("#PURGE", "#DELETED_IDS")):
-                # PURGE items are the archive purge's work list, consumed by it: not state; the deleted
-                # ids' index may hold more keys in one order than in another (a key indexed whose
-                # tombstone a later deletion refused): an extra key only costs a read
-                continue
-            kept = {k: v for k, v in item.items() if k not in BOOKKEEPING}
-            items.append(json.dumps(kept, sort_keys=True, default=str).replace(prefix, "WS#_#"))
-    return sorted(items)
 
 
 @settings(

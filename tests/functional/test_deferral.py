@@ -17,25 +17,22 @@ from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from bridge_dev.runtime import LambdaContext, LocalFunction, lambda_sqs_event
 from segment_bridge.envelope import pack
 from segment_bridge.ingest.intake import serialise
+from segment_bridge.privacy.deletion import LINKS_PER_CHUNK
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import event, seed_links
-from tests.functional.test_faults import aws_error, before_call, exactly_once
-from tests.functional.test_time_budget import RunningOut, archived, messages_of_three_users
+from tests.functional.helpers import (
+    RunningOut,
+    archived,
+    aws_error,
+    before_call,
+    exactly_once,
+    links_past_the_receive_count,
+    messages_of_three_users,
+    refusing_history_item,
+    take,
+)
 
 T1, T2 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z"
-
-
-def take(aws: Any) -> list[dict[str, Any]]:
-    """Every message visible on the IngestQueue, received (as Lambda's poller receives them)."""
-    sqs = boto3.client("sqs")
-    messages: list[dict[str, Any]] = []
-    while got := sqs.receive_message(
-        QueueUrl=aws.queue_urls["IngestQueue"],
-        MaxNumberOfMessages=10,
-        MessageSystemAttributeNames=["All"],
-    ).get("Messages", []):
-        messages += got
-    return messages
 
 
 def done(aws: Any, messages: list[dict[str, Any]], answer: dict[str, Any]) -> None:
@@ -164,17 +161,19 @@ def run_queue(aws: Any, function: LocalFunction, context: type[LambdaContext] | 
     return invocations
 
 
-def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_never_reaches_the_dlq(
+def test_a_delete_needing_more_receives_than_the_dlq_allows_completes_through_deferrals(
     aws, workspaces, monkeypatch
 ):
     """Each receive erases one chunk of 25 linked ids (the invocation's share of time is spent at once)
-    and defers the message; 120 receives, more than 24 x maxReceiveCount, and no message fails."""
-    seed_links(aws, "user-1", 3000, at=T1)
+    and defers the message; maxReceiveCount + 2 receives, and no message fails. (A user with 3,000 links
+    takes 121 receives the same way: that the receives outnumber maxReceiveCount is what is proved.)"""
+    links = links_past_the_receive_count()
+    seed_links(aws, "user-1", links, at=T1)
     body = pack(
         [
             serialise(e)
             for e in (
-                event("track", "ta", T1, user=None, anonymousId="anon-2999", event="Browsed"),
+                event("track", "ta", T1, user=None, anonymousId=f"anon-{links - 1:04d}", event="Browsed"),
                 event("delete", "d", T2),
                 event("track", "n", T2, user="user-2", event="Neighbour"),
             )
@@ -190,10 +189,10 @@ def test_a_delete_of_a_user_with_3000_links_completes_through_deferrals_and_neve
 
     invocations = run_queue(aws, function)
 
-    assert invocations == 3000 // 25 + 1  # one chunk each, then the rest of the message
+    assert invocations == links // LINKS_PER_CHUNK + 1  # one chunk each, then the rest of the message
     assert dead_letters(aws) == 0
     assert workspaces.linked_ids(WS, "user-1") == []
-    assert workspaces.read_history(WS, "A", "anon-2999") == []
+    assert workspaces.read_history(WS, "A", f"anon-{links - 1:04d}") == []
     exactly_once(workspaces, "user-2", {"Neighbour": 1})
     assert len(archived(aws)) == 1  # each receive archives the same message under the same name
 
@@ -203,7 +202,7 @@ def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_a
 ):
     """Writers of one hot profile outnumber WRITE_ATTEMPTS: contention, not a failure of AWS or of the
     message. The message is deferred with a delay (its writers spread out), never failed."""
-    import segment_bridge.processor.processing as processing
+    import segment_bridge.retry as processing
 
     monkeypatch.setattr(processing, "CONFLICT_PAUSE_SECONDS", 0.0)
     events = [event("track", f"h{n}", T1, event="Hot") for n in range(3)]
@@ -224,4 +223,69 @@ def test_a_profile_that_keeps_changing_defers_its_message_after_a_pause_and_it_a
 
     assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
     exactly_once(workspaces, "user-1", {"Hot": 3})
+    assert dead_letters(aws) == 0
+
+
+def delayed(aws: Any) -> str:
+    return boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_urls["IngestQueue"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+
+
+def test_a_profile_that_keeps_changing_under_its_erase_defers_the_delete_and_it_applies_once(
+    processor, aws, workspaces, monkeypatch
+):
+    """A delete's erase loses every conditional write of the profile (other invocations keep writing the
+    user): deferred after a pause like any hot profile, never failed (no receive spent, no DLQ)."""
+    import segment_bridge.retry as retry
+
+    monkeypatch.setattr(retry, "CONFLICT_PAUSE_SECONDS", 0.0)
+    processor([event("track", "t1", T1, event="Old")], message_id="old")
+
+    def someone_else_wrote_first(operation: str, body: dict[str, Any]) -> Any:
+        if body.get("Key", {}).get("sk", {}).get("S") == "PROFILE":
+            return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(workspaces, ("DeleteItem",), someone_else_wrote_first):
+        assert processor([event("delete", "d", T2)], message_id="del") == {"batchItemFailures": []}
+    assert delayed(aws) == "1"  # back after a pause, not failed
+    assert workspaces.read_profile(WS, "U", "user-1") is not None  # the erase did not finish
+
+    assert processor([event("delete", "d", T2)], message_id="del-again") == {"batchItemFailures": []}
+    assert workspaces.read_profile(WS, "U", "user-1") is None
+    assert workspaces.read_history(WS, "U", "user-1") == []
+    assert dead_letters(aws) == 0
+
+
+def test_a_profile_that_keeps_changing_while_a_refused_count_is_taken_back_defers_its_message(
+    processor, aws, workspaces, monkeypatch
+):
+    """DynamoDB refuses one history item; taking its count back loses every conditional write of the
+    profile (other invocations keep writing the user): deferred after a pause, never failed; the message
+    applies once when it comes back."""
+    import segment_bridge.retry as retry
+
+    monkeypatch.setattr(retry, "CONFLICT_PAUSE_SECONDS", 0.0)
+    events = [event("track", "t1", T1, event="Hot"), event("track", "t2", T1, event="Hot")]
+    profile_writes: list[str] = []
+
+    def refuse_t2_then_lose_every_later_profile_write(operation: str, body: dict[str, Any]) -> Any:
+        if operation == "BatchWriteItem":
+            return refusing_history_item("t2")(operation, body)
+        if body.get("Item", {}).get("sk", {}).get("S") == "PROFILE":
+            profile_writes.append(operation)
+            if len(profile_writes) > 1:  # the first is step 4's, which counted both
+                return aws_error("ConditionalCheckFailedException")
+        return None
+
+    with before_call(
+        workspaces, ("PutItem", "BatchWriteItem"), refuse_t2_then_lose_every_later_profile_write
+    ):
+        assert processor(events, message_id="hot") == {"batchItemFailures": []}
+    assert delayed(aws) == "1"  # back after a pause, not failed
+    assert len(profile_writes) > 2  # the take-back was tried again, not given up at once
+
+    assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
+    exactly_once(workspaces, "user-1", {"Hot": 2})
     assert dead_letters(aws) == 0

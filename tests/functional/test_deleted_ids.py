@@ -1,4 +1,4 @@
-"""The workspace's index of deleted ids (deleted_ids.py; README "Privacy deletes"): the processor reads the
+"""The workspace's index of deleted ids (deleted_ids.py; docs/privacy.md): the processor reads the
 tombstones of the keys the index may hold only, and no order of a delete and a processor lets an event
 the delete covers stay, whichever side of the index read the delete's writes fall on."""
 
@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from tests.functional.conftest import event
-from tests.functional.test_faults import aws_error, before_call
+from tests.functional.helpers import aws_error, before_call
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z", "2026-01-03T10:00:00.000Z"
 
@@ -60,7 +60,7 @@ def test_a_delete_indexed_before_a_writers_read_and_tombstoned_after_it_leaves_n
     the processor read the entities: step 6 reads the tombstones of what the index held, and erases."""
     from segment_bridge.mapping import Mapping
     from segment_bridge.privacy.deletion import index_before_tombstones
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     steps: list[str] = []
 

@@ -14,7 +14,7 @@ from bridge_dev.events import http_event
 from bridge_dev.segment_api import Scripted
 from tests.conftest import SECONDS_LEFT
 from tests.functional.conftest import WRITE_KEY, stream_lambda_event
-from tests.functional.test_processor_and_emitter import receive_all
+from tests.functional.helpers import receive_all
 
 LITTLE_TIME_LEFT = 6
 """An invocation with little time left: 1 s once the emitter's reserve is kept."""

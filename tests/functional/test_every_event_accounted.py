@@ -14,26 +14,21 @@ Example counts are small; `make fuzz` (HYPOTHESIS_PROFILE=long) runs 20x as many
 
 from __future__ import annotations
 
-import gzip
 import json
 from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
 
-from bridge_dev.events import DEMO_API_KEY, http_event
+from bridge_dev.events import DEMO_API_KEY
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
-from bridge_dev.runtime import lambda_sqs_event
 from segment_bridge.limits import MAX_ID_BYTES
 from segment_bridge.mapping import Mapping
-from tests.conftest import lambda_function
 from tests.functional.conftest import event
-from tests.functional.test_convergence import state
-from tests.functional.test_faults import aws_error, before_call, refusing_history_item
+from tests.functional.helpers import Pipeline, aws_error, before_call, refusing_history_item, state
 
 SCALE = settings.default.max_examples / 100
 AUTH = {"authorization": f"Bearer {DEMO_API_KEY}"}
@@ -128,57 +123,6 @@ MAPPINGS = st.sampled_from(
 
 
 # --- driving the pipeline ----------------------------------------------------------------------------
-
-
-class Pipeline:
-    def __init__(self, aws: Any, store: Any) -> None:
-        self.aws, self.store = aws, store
-        self.processor = lambda_function("ProcessorFunction")
-        self.ingest = lambda_function("IngestFunction")
-        self.sqs, self.s3 = boto3.client("sqs"), boto3.client("s3")
-        self.bucket = aws.buckets["ArchiveBucket"]
-
-    def send(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Ingest one batch; the queue messages it produced (taken off the queue)."""
-        answer = self.ingest.invoke(http_event("/v1/batch", json.dumps({"batch": batch}), headers=AUTH))
-        assert answer["statusCode"] in (200, 400), answer
-        url = self.aws.queue_urls["IngestQueue"]
-        messages = []
-        while got := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            for message in got:
-                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-                messages.append({**message, "MD5OfBody": "x"})
-        return messages
-
-    def process(self, messages: list[dict[str, Any]]) -> list[str]:
-        """The ids of the messages the processor failed."""
-        self.processor.module.mappings.cache_clear()
-        try:
-            answer = self.processor.invoke(lambda_sqs_event(self.aws.queue_arns["IngestQueue"], messages))
-        except BatchProcessingError:  # every record failed
-            return [m["MessageId"] for m in messages]
-        return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
-
-    def forget_everything(self) -> None:
-        """Empty the tables and the bucket of what earlier examples left (hypothesis reruns a failing
-        example on its own, which it can only reproduce if no example sees another's items)."""
-        dynamodb = boto3.resource("dynamodb")
-        for name in (self.store.settings.profiles_table, self.store.settings.events_table):
-            table = dynamodb.Table(name)
-            with table.batch_writer() as batch:
-                for item in table.scan(ProjectionExpression="pk, sk")["Items"]:
-                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
-        for obj in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
-            self.s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
-        self.store.profiles.start_deleted_ids(WS)  # as a new workspace has it: deletes go through it
-
-    def unapplied(self) -> list[dict[str, Any]]:
-        records = []
-        for obj in self.s3.list_objects_v2(Bucket=self.bucket, Prefix="unapplied/").get("Contents", []):
-            data = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
-            records += [json.loads(line) for line in gzip.decompress(data).splitlines()]
-            self.s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
-        return records
 
 
 def queued(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -7,8 +7,7 @@ writer at the exact moment the first is about to write.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,62 +18,10 @@ from botocore.awsrequest import AWSResponse
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from segment_bridge.store import Store
 from tests.functional.conftest import event
+from tests.functional.helpers import aws_error, before_call, exactly_once
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-01T11:00:00.000Z", "2026-01-01T12:00:00.000Z"
 WRITES = ("PutItem", "BatchWriteItem", "UpdateItem", "TransactWriteItems")
-
-
-def aws_error(code: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
-    """What botocore makes of an AWS error answer (a before-call hook's return short-circuits the call)."""
-    parsed = {
-        "Error": {"Code": code, "Message": f"injected {code}"},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", status, {}, None), parsed
-
-
-@contextmanager
-def before_call(
-    store: Store, operations: tuple[str, ...], hook: Callable[[str, dict[str, Any]], Any]
-) -> Iterator[None]:
-    """Run `hook(operation, request)` before each of the store's DynamoDB calls of `operations` (`request`
-    is the call's JSON body); what it returns (if anything) is AWS's answer instead of the real one."""
-    client = store.clients.dynamodb  # the client the processor's store uses
-
-    def handler(model: Any, params: dict[str, Any], **_: Any) -> Any:
-        if model.name in operations:
-            return hook(model.name, json.loads(params["body"]))
-        return None
-
-    client.meta.events.register("before-call.dynamodb", handler, unique_id="fault")
-    try:
-        yield
-    finally:
-        client.meta.events.unregister("before-call.dynamodb", unique_id="fault")
-
-
-def refusing_history_item(message_id: str) -> Callable[[str, dict[str, Any]], Any]:
-    """A before_call hook: DynamoDB refuses (ValidationException) every batch write holding the history
-    item of `message_id`."""
-
-    def refuse(operation: str, body: dict[str, Any]) -> Any:
-        items = [r for table in body["RequestItems"].values() for r in table]
-        if any(
-            r.get("PutRequest", {}).get("Item", {}).get("sk", {}).get("S") == f"MSG#{message_id}"
-            for r in items
-        ):
-            return aws_error("ValidationException")
-        return None
-
-    return refuse
-
-
-def exactly_once(store: Store, user: str, names: dict[str, int]) -> None:
-    """The user's counts are `names` and each counted event has exactly one history item."""
-    assert store.read_profile(WS, "U", user).counts == names  # type: ignore[union-attr]
-    history = store.read_history(WS, "U", user)
-    assert len(history) == sum(names.values())
-    assert len({item["sk"] for item in history}) == len(history)
 
 
 def test_sustained_throttling_fails_the_message_and_the_redelivery_applies_it_once(processor, workspaces):
@@ -113,7 +60,7 @@ def another_invocation_first(store: Store, events: list[dict[str, Any]]) -> Iter
     """Just before the store's first profile write, a second container (its own Store and clients)
     applies `events`: the two invocations interleave at the worst moment. Yields what it intercepted."""
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     intercepted: list[str] = []
 

@@ -5,7 +5,7 @@ Property-based (hypothesis) on moto with the real `lambda_handler`. Example coun
 file runs in seconds in CI; `make fuzz` (HYPOTHESIS_PROFILE=long) multiplies them by 20.
 
 What every answer must satisfy (`assert_well_behaved`, in conftest.py, applied by the `deliver` fixture):
-- the status is one README's "Answers" documents for a healthy AWS: 200, 400, 401, 413, 415 (503 is
+- the status is one docs/ingest.md's "Answers" documents for a healthy AWS: 200, 400, 401, 413, 415 (503 is
   for AWS faults, none here; 500 is a bug);
 - the body is JSON; a refusal is `{"code", "message"}` (and `details` for `invalid_events`);
 - a 200 queued exactly `accepted` events, kept exactly the `rejected` ones under S3 rejected/, and
@@ -586,7 +586,7 @@ def test_a_number_the_store_cannot_hold_no_longer_takes_its_neighbours_to_the_de
     every receive until the IngestDLQ."""
     from bridge_dev.runtime import lambda_sqs_event
     from tests.conftest import lambda_function
-    from tests.functional.test_processor_and_emitter import receive_all
+    from tests.functional.helpers import receive_all
 
     body = json.dumps([hostile(properties=properties), GOOD])
     assert ingest(http_event("/v1/segment", body, headers=AUTH)).status == 200

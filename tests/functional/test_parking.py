@@ -19,7 +19,7 @@ from bridge_dev.segment_api import FakeSegment
 from bridge_dev.target import Target
 from tests.conftest import SECONDS_LEFT
 from tests.functional.conftest import WRITE_KEY, stream_lambda_event
-from tests.functional.test_processor_and_emitter import receive_all
+from tests.functional.helpers import receive_all
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from typing import Any
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from segment_bridge.profiles import MAX_PENDING_BYTES, PENDING_ROUND_BYTES, pending_entry_bytes
 from tests.functional.conftest import event
-from tests.functional.test_every_event_accounted import Pipeline
-from tests.functional.test_faults import before_call, refusing_history_item
+from tests.functional.helpers import Pipeline, before_call, refusing_history_item
 
 T1 = "2026-01-01T10:00:00.000Z"
 

@@ -1,4 +1,4 @@
-"""Privacy deletes are exact, idempotent and complete (issue 12; README "Privacy deletes"): one regression
+"""Privacy deletes are exact, idempotent and complete (issue 12; docs/privacy.md): one regression
 test per class found, named for the behaviour, on moto with the template's resources."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
+from segment_bridge.privacy.deletion import LINKS_PER_CHUNK
 from tests.functional.conftest import event, seed_links
-from tests.functional.test_deferral import take
-from tests.functional.test_faults import before_call
+from tests.functional.helpers import before_call, links_past_the_receive_count, take
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z", "2026-01-03T10:00:00.000Z"
 
@@ -83,13 +83,15 @@ def test_a_delete_arriving_after_newer_events_removes_only_what_is_as_old_as_its
     assert [h["name"] for h in workspaces.read_history(WS, "U", "user-1")] == ["New"]
 
 
-def test_a_user_with_3000_links_is_deleted_in_bounded_chunks_resumed_on_each_receive(
+def test_a_user_with_many_links_is_deleted_in_bounded_chunks_resumed_on_each_receive(
     processor, workspaces, aws, monkeypatch
 ):
     """(c) Each invocation erases at least one chunk and records how far it got; the message is deferred
     and its next receive resumes there; the message's other events apply exactly once."""
-    seed_links(aws, "user-1", 3000, at=T1)
-    processor([event("track", "ta", T1, user=None, anonymousId="anon-2999", event="Browsed")], message_id="a")
+    links = links_past_the_receive_count()  # more receives than maxReceiveCount: never failed, resumed
+    seed_links(aws, "user-1", links, at=T1)
+    last = f"anon-{links - 1:04d}"
+    processor([event("track", "ta", T1, user=None, anonymousId=last, event="Browsed")], message_id="a")
     from bridge_dev.runtime import LambdaContext
 
     monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda self: 5_000)  # no share
@@ -105,11 +107,11 @@ def test_a_user_with_3000_links_is_deleted_in_bounded_chunks_resumed_on_each_rec
         invocations += 1
         assert invocations < 200
         done = len(workspaces.linked_ids(WS, "user-1"))
-        assert done == 3000 - 25 * invocations  # one chunk each, never redone
-    assert invocations == 3000 // 25  # then one more finds nothing left and applies the message
+        assert done == links - LINKS_PER_CHUNK * invocations  # one chunk each, never redone
+    assert invocations == links // LINKS_PER_CHUNK  # then one more finds nothing left and applies it
     assert workspaces.linked_ids(WS, "user-1") == []
-    assert tombstone(workspaces, "A#anon-1234") == T2
-    assert workspaces.read_history(WS, "A", "anon-2999") == []
+    assert tombstone(workspaces, f"A#anon-{links // 2:04d}") == T2
+    assert workspaces.read_history(WS, "A", last) == []
     assert workspaces.read_profile(WS, "U", "user-2").counts == {"Neighbour": 1}
 
 
@@ -203,7 +205,7 @@ def test_a_delete_between_a_writers_read_and_its_writes_leaves_nothing_it_covers
     """The read-before-tombstone race (issue 12): a processor reads user-1 (no tombstone yet); a delete
     is applied before its writes; whatever the writer then writes at or before the delete is erased."""
     from segment_bridge.mapping import Mapping
-    from segment_bridge.processor.processing import apply_batch
+    from segment_bridge.processor.unit import apply_batch
 
     if prior:
         processor([event("identify", "i0", T1, traits={"plan": "free"})], message_id="before")

@@ -14,7 +14,7 @@ from bridge_dev.runtime import lambda_sqs_event
 from segment_bridge.mapping import Mapping
 from tests.conftest import lambda_function
 from tests.functional.conftest import event, sample
-from tests.functional.test_processor_and_emitter import receive_all
+from tests.functional.helpers import receive_all
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z", "2026-01-03T10:00:00.000Z"
 

@@ -11,14 +11,7 @@ from bridge_dev.events import DEMO_WORKSPACE_ID
 from bridge_dev.runtime import lambda_sqs_event
 from tests.conftest import lambda_function
 from tests.functional.conftest import sample
-
-
-def receive_all(queue_url: str) -> list[dict]:
-    sqs = boto3.client("sqs")
-    messages = []
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        messages.extend(batch)
-    return messages
+from tests.functional.helpers import receive_all
 
 
 def test_queued_events_are_archived_and_a_malformed_message_alone_fails(ingest, aws, workspaces):

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
 from bridge_dev.events import DEMO_WORKSPACE_ID, FLOW_COMPLETED_RULE
-from bridge_dev.runtime import lambda_sqs_event
 from bridge_dev.target import Target
 from bridge_dev.watch import Tail
 from tests.conftest import ROOT, lambda_function
-from tests.functional.conftest import sample, stream_lambda_event
+from tests.functional.conftest import stream_lambda_event
+from tests.functional.helpers import now_delivery, process_the_queue
 
 RECORD = str(ROOT / "events" / "emitter_change_rule_modify.json")
 
@@ -73,25 +71,6 @@ def test_rule_test_says_why_a_record_sends_nothing(sb, rule_file, tmp_path):
     numeric.write_text(json.dumps({"eventName": "MODIFY", "old": {}, "new": {"status": 3}}))
     (parked,) = sb("rules", "test", str(typed), "--record", str(numeric)).json
     assert parked["why"].startswith("parked: change rule flow-completed: `when` cannot be evaluated")
-
-
-def now_delivery(name: str) -> dict[str, Any]:
-    """A committed ingest event, received now (tail and stats look at today)."""
-    event = sample(name)
-    event["requestContext"]["timeEpoch"] = int(time.time() * 1000)
-    event["requestContext"]["requestId"] = f"{name}-{time.time_ns()}"
-    return event
-
-
-def process_the_queue(aws) -> None:
-    sqs = boto3.client("sqs")
-    url = aws.queue_urls["IngestQueue"]
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        lambda_function("ProcessorFunction").invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)],
-        )
 
 
 def test_stats_count_a_days_deliveries_per_workspace(sb, ingest, aws):

@@ -1,5 +1,5 @@
-"""Each committed event in events/ through its function's lambda_handler on moto, with the outcome README's
-events table documents for it."""
+"""Each committed event in events/ through its function's lambda_handler on moto, with the outcome
+docs/testing.md's events table documents for it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from bridge_dev.events import DEMO_WORKSPACE_ID, FLOW_COMPLETED_RULE, build_all
 from tests.conftest import SECONDS_LEFT, lambda_function
 from tests.functional.conftest import sample
-from tests.functional.test_processor_and_emitter import receive_all
+from tests.functional.helpers import receive_all
 
 INGEST_EVENTS = sorted(path.name for path in build_all() if path.name.startswith("ingest_"))
 INGEST_OUTCOMES = {

@@ -4,7 +4,7 @@ import pytest
 
 from segment_bridge.errors import InvalidSignature, Unauthorized
 from segment_bridge.ingest.auth import CachedKeyDirectory, credential_from_request, sign, verify_signature
-from segment_bridge.keys import WorkspaceAuth, hash_key, new_api_key
+from segment_bridge.keys import KEY_BYTES, KEY_PREFIX, WorkspaceAuth, hash_key, new_api_key
 
 KEY = "sbk_test_key_1234567890"
 
@@ -53,7 +53,10 @@ def test_malformed_authorization_is_refused(authorization):
 def test_new_keys_are_long_and_distinct():
     keys = {new_api_key() for _ in range(100)}
     assert len(keys) == 100
-    assert all(key.startswith("sbk_") and len(key) >= 40 for key in keys)
+    # 32 random bytes in unpadded URL-safe base64: 43 characters after the prefix, 47 in all
+    assert all(
+        key.startswith("sbk_") and len(key) == len(KEY_PREFIX) + -(-KEY_BYTES * 4 // 3) for key in keys
+    )
 
 
 def test_signature_is_lowercase_hex_hmac_sha1():

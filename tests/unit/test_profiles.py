@@ -1,7 +1,8 @@
 import itertools
 
 from segment_bridge.mapping import Mapping
-from segment_bridge.profiles import Profile, merge, plan
+from segment_bridge.planning import plan
+from segment_bridge.profiles import Profile, merge
 
 
 def identify(mid, ts, user="u1", **traits):

@@ -1,4 +1,4 @@
-"""Dead letters swept into the bucket: what is parked is kept until someone acts (README "Dead letters").
+"""Dead letters swept into the bucket: what is parked is kept until someone acts (docs/operate.md).
 
 Both dead-letter queues keep a message 14 days. The sweep (PurgeFunction, every hour, and `segment-bridge
 dlq redrive`) moves each message into the archive bucket's parked/<queue>/, where `dlq list` and

@@ -5,15 +5,15 @@ are not applied). Most entities were never deleted, and reading a missing tombst
 read unit, as many as the profiles themselves. So each workspace keeps one index item: a short
 fingerprint of every entity key a delete has tombstoned, and an epoch that every change of the index
 raises. The processor reads it before its entity reads and asks for the tombstones of the keys whose
-fingerprint it holds only (README "Privacy deletes").
+fingerprint it holds only (docs/privacy.md).
 
-Why this is exact (processing.py steps 2 and 6): a delete adds its keys to the index *before* it writes
-their tombstones, and erases only after both. A processor reads the index before its entity reads, and
-again after its writes (step 6): a key it held, it re-reads the tombstone of, as before; a key it did not
-hold was added after its first read, so either the epoch it reads again has risen (then it re-reads
-every tombstone it skipped) or the delete has not reached its erase yet, which then sees this
-processor's writes. A fingerprint without a tombstone (a delete that stopped between the two writes, or
-two keys sharing a fingerprint) only costs a read.
+Why this is exact (processor/unit.py steps 2 and 6; docs/processing.md): a delete adds its keys to the
+index *before* it writes their tombstones, and erases only after both. A processor reads the index
+before its entity reads, and again after its writes (step 6): a key it held, it re-reads the tombstone
+of, as before; a key it did not hold was added after its first read, so either the epoch it reads again
+has risen (then it re-reads every tombstone it skipped) or the delete has not reached its erase yet,
+which then sees this processor's writes. A fingerprint without a tombstone (a delete that stopped
+between the two writes, or two keys sharing a fingerprint) only costs a read.
 
 An index that would outgrow its item, or a workspace created before the index existed, is `unknown`:
 every tombstone is read, as it was without it.

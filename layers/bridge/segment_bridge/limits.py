@@ -8,7 +8,7 @@ keys `MEMBER#U#<userId>` / `MEMBER#A#<anonymousId>`, `GROUP#<groupId>`, `LINK#<p
 the longest workspace id.
 
 Items: at most 400 KB, measured as `item_size` does (AWS's documented rules). A profile is kept under
-PROFILE_BUDGET_BYTES (profiles.py bounds each grow-only map; see README "Bounded profiles").
+PROFILE_BUDGET_BYTES (profiles.py bounds each grow-only map; see docs/data-model.md, "Bounded profiles").
 """
 
 from __future__ import annotations

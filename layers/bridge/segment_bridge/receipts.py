@@ -89,7 +89,7 @@ def requested_in(
     events: list[dict[str, Any]], *, received_at: str, source: str | None, request_id: str
 ) -> list[Requested]:
     """The privacy requests among a queue message's events (intake's output): each `delete` whose
-    subject and time the processor can apply (profiles.plan's rules: its userId, else its anonymousId,
+    subject and time the processor can apply (planning.plan's rules: its userId, else its anonymousId,
     at its timestamp, receivedAt if it is more than 23 h ahead). Once per (key, time)."""
     found: dict[tuple[str, str], Requested] = {}
     for event in events:

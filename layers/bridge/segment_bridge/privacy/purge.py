@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from segment_bridge.envelope import pack, unpack
-from segment_bridge.privacy.receipts import ReceiptBook, mark_purged
-from segment_bridge.profiles import (
+from segment_bridge.privacy.ports import ReceiptBook
+from segment_bridge.privacy.receipts import mark_purged
+from segment_bridge.timestamps import InvalidTimestamp, event_time
+from segment_bridge.tombstones import (
     PendingPurge,
 )
-from segment_bridge.timestamps import InvalidTimestamp, event_time
 
 
 class ArchiveCopies(Protocol):

@@ -9,24 +9,11 @@ mark_purged   the purge's one call, where it clears a workspace's purge list
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from segment_bridge.profiles import PendingPurge
+from segment_bridge.privacy.ports import PurgeRelist, ReceiptBook
 from segment_bridge.receipts import Requested, requested_in
-
-
-class ReceiptBook(Protocol):
-    """store.receipts: each state written once, forward only."""
-
-    def received(self, workspace_id: str, requests: list[Requested]) -> None: ...
-    def erased(self, workspace_id: str, requests: list[Requested]) -> None: ...
-    def purged(self, workspace_id: str, through: dict[str, str]) -> int: ...
-
-
-class PurgeRelist(Protocol):
-    """store.profiles: the purge's work list, listed again without lowering a later delete's time."""
-
-    def relist_for_purge(self, workspace_id: str, key: str, deleted_at: str) -> None: ...
+from segment_bridge.tombstones import PendingPurge
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Replay and preview: archived events through a mapping again, and what events would change under a
 mapping without writing anything (`segment-bridge replay`, `segment-bridge mapping preview`). Both use
-the processor's own planning and applying (processing.py)."""
+the processor's own planning and applying (unit.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from segment_bridge.mapping import Mapping
-from segment_bridge.processor.ports import Applied, Repositories
-from segment_bridge.processor.processing import apply_batch
-from segment_bridge.profiles import EntityKind, HistoryRecord, Plan, Profile, merge, plan
+from segment_bridge.planning import HistoryRecord, Plan, plan
+from segment_bridge.processor.ports import Repositories
+from segment_bridge.processor.results import Applied
+from segment_bridge.processor.unit import apply_batch
+from segment_bridge.profiles import EntityKind, Profile, merge
 
 
 def replay(

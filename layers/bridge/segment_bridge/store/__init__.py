@@ -2,9 +2,12 @@
 
     aws.py         lazy clients, (de)serialisation, batch and query calls, AWS errors -> ours
     workspaces.py  WorkspacesTable (workspaces, key hashes, shared secret, mapping versions, change rules)
-                   and Secrets Manager (each workspace's Segment write key)
-    profiles.py    ProfilesTable (profiles, tombstones, identity links, group memberships) and EventsTable
-                   (per-entity event history)
+                   and Secrets Manager (each workspace's Segment write key, its opt-in Public API token)
+    profiles.py    ProfilesTable's profiles, and ProfileRepository over the four below (Store.profiles)
+    history.py     EventsTable (per-entity event history) and ProfilesTable's group memberships
+    links.py       ProfilesTable's identity links and the ids a user's deletion took
+    tombstones.py  ProfilesTable's tombstones, index of deleted ids and archive purge work list
+    items.py       what those share: the tables, the conditional put, gsi1 listings, item checks
     archive.py     ArchiveBucket: raw/, rejected/, unapplied/
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
@@ -12,7 +15,7 @@
     receipts.py    DeletionsTable (privacy requests' receipts)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
-a message changes (and exactly-once counting) is processing.py's, what is sent delivery.py's.
+a message changes (and exactly-once counting) is processor/'s, what is sent outbound/delivery.py's.
 `Store` holds one of each over shared clients; `get_store()` is the functions' (one per container).
 """
 

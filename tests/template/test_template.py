@@ -242,7 +242,7 @@ def test_env_json_gives_every_function_the_template_variables_of_the_local_stack
 
     assert set(env_json) == set(_of_type(template, "AWS::Serverless::Function"))
     for function, variables in env_json.items():
-        # plus the endpoint `sam local invoke` needs (tests/unit/test_sam_local.py)
+        # plus the endpoint `sam local invoke` needs (tests/template/test_sam_local.py)
         assert set(variables) == {*expected, "AWS_ENDPOINT_URL"}, function
         for name, value in variables.items():
             if name == "AWS_ENDPOINT_URL":

@@ -43,14 +43,22 @@ LOADED = {
     "ProcessorFunction": SHARED
     | {
         "segment_bridge.processor",
-        "segment_bridge.processor.processing",
+        "segment_bridge.processor.entities",
+        "segment_bridge.processor.message",
         "segment_bridge.processor.ports",
+        "segment_bridge.processor.results",
+        "segment_bridge.processor.unit",
         "segment_bridge.privacy",
         "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
-        "segment_bridge.privacy.receipts",  # a message's privacy requests, their receipts (two calls)
+        "segment_bridge.privacy.hooks",
+        "segment_bridge.privacy.ports",
+        "segment_bridge.privacy.receipts",  # a message's privacy requests and their receipts (two hooks)
         "segment_bridge.receipts",
         "segment_bridge.deleted_ids",
+        "segment_bridge.planning",
         "segment_bridge.profiles",
+        "segment_bridge.retry",
+        "segment_bridge.tombstones",
         "segment_bridge.mapping",
         "segment_bridge.envelope",
         "segment_bridge.timestamps",
@@ -69,7 +77,7 @@ LOADED = {
 """No function loads another's use case, the profiles' repository (built on first use), or dev tooling."""
 USE_CASE = {
     "IngestFunction": "segment_bridge.ingest.intake",
-    "ProcessorFunction": "segment_bridge.processor.processing",
+    "ProcessorFunction": "segment_bridge.processor.unit",
     "EmitterFunction": "segment_bridge.outbound.delivery",
 }
 

@@ -1,0 +1,127 @@
+"""Event history (EventsTable) and group memberships (ProfilesTable): what the processor records after
+its profile writes (step 5) and a delete erases.
+
+EventsTable
+    pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at,
+                                        mapping_version, expires_at (TTL)
+ProfilesTable
+    pk=WS#<ws>#G#<gid>    sk=MEMBER#<entity>   gsi1pk=WS#<ws>#<entity>  gsi1sk=GROUP#<gid>  mapping_version
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment_bridge.planning import HistoryRecord
+from segment_bridge.store.aws import batch_get, batch_write, item, query
+from segment_bridge.store.items import READ_FAILURE, WRITE_FAILURE, Tables, checked, entity_key, entity_pk
+from segment_bridge.values import to_dynamo, to_json
+
+
+def history_key(workspace_id: str, key: str, message_id: str) -> dict[str, str]:
+    return {"pk": entity_pk(workspace_id, key), "sk": f"MSG#{message_id}"}
+
+
+def history_item(workspace_id: str, key: str, record: HistoryRecord, mapping_version: int) -> dict[str, Any]:
+    return history_key(workspace_id, key, record.message_id) | {
+        "name": record.name,
+        "type": record.type,
+        "properties": record.properties,
+        "timestamp": record.timestamp,
+        "received_at": record.received_at,
+        "mapping_version": mapping_version,
+        "expires_at": record.expires_at,
+    }
+
+
+def membership_key(workspace_id: str, group_id: str, key: str) -> dict[str, str]:
+    return {"pk": entity_pk(workspace_id, f"G#{group_id}"), "sk": f"MEMBER#{key}"}
+
+
+def membership_item(workspace_id: str, group_id: str, key: str, mapping_version: int) -> dict[str, Any]:
+    return membership_key(workspace_id, group_id, key) | {
+        "gsi1pk": entity_pk(workspace_id, key),
+        "gsi1sk": f"GROUP#{group_id}",
+        "mapping_version": mapping_version,
+    }
+
+
+class HistoryRepository(Tables):
+    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
+        """For each entity key, which of the given messageIds already have a history item."""
+        keys = [history_key(workspace_id, key, mid) for key, mids in wanted.items() for mid in mids]
+        found: dict[str, set[str]] = {}
+        for history in batch_get(
+            self.clients.dynamodb,
+            self.events_table,
+            keys,
+            self.sleep,
+            projection="pk, sk",
+            failure=READ_FAILURE,
+        ):
+            found.setdefault(entity_key(history["pk"]), set()).add(history["sk"].removeprefix("MSG#"))
+        return found
+
+    def read_history(self, workspace_id: str, kind: str, entity_id: str) -> list[dict[str, Any]]:
+        """The entity's event history, oldest first (by timestamp, then messageId)."""
+        found = self._history(workspace_id, f"{kind}#{entity_id}")
+        return sorted((to_json(history) for history in found), key=lambda h: (h["timestamp"], h["sk"]))
+
+    def history_index(self, workspace_id: str, key: str) -> list[tuple[str, str, str]]:
+        """(messageId, name, timestamp) of each of the entity's history items."""
+        found = self._history(workspace_id, key)
+        return [(h["sk"].removeprefix("MSG#"), str(h["name"]), str(h["timestamp"])) for h in found]
+
+    def _history(self, workspace_id: str, key: str) -> list[dict[str, Any]]:
+        return query(
+            self.clients.dynamodb,
+            self.events_table,
+            "pk = :pk",
+            {":pk": entity_pk(workspace_id, key)},
+            failure=READ_FAILURE,
+        )
+
+    def group_members(self, workspace_id: str, group_id: str) -> list[str]:
+        found = query(
+            self.clients.dynamodb,
+            self.profiles_table,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            {":pk": entity_pk(workspace_id, f"G#{group_id}"), ":prefix": "MEMBER#"},
+            failure=READ_FAILURE,
+        )
+        return sorted(member["sk"].removeprefix("MEMBER#") for member in found)
+
+    def memberships(self, workspace_id: str, key: str) -> list[str]:
+        """The groups the entity is a member of (its MEMBER# items)."""
+        return self._index(workspace_id, key, "GROUP#")
+
+    def record(
+        self,
+        workspace_id: str,
+        history: dict[str, list[HistoryRecord]],
+        memberships: dict[str, list[str]],
+        mapping_version: int,
+    ) -> None:
+        """Write history items (entity key -> records) and group memberships (entity key -> group ids),
+        as few BatchWriteItem calls as fit. Idempotent: the same records write the same items."""
+        puts = [
+            (self.events_table, history_item(workspace_id, key, record, mapping_version))
+            for key, records in history.items()
+            for record in records
+        ]
+        puts += [
+            (self.profiles_table, membership_item(workspace_id, group_id, key, mapping_version))
+            for key, groups in memberships.items()
+            for group_id in groups
+        ]
+        requests = [
+            (table, {"PutRequest": {"Item": item(to_dynamo(checked(values)))}}) for table, values in puts
+        ]
+        batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
+
+    def remove(self, workspace_id: str, key: str, history: list[str], groups: list[str]) -> None:
+        """Delete history items (messageIds) and memberships (group ids) of an entity."""
+        doomed = [(self.events_table, history_key(workspace_id, key, mid)) for mid in history]
+        doomed += [(self.profiles_table, membership_key(workspace_id, group_id, key)) for group_id in groups]
+        requests = [(table, {"DeleteRequest": {"Key": item(values)}}) for table, values in doomed]
+        batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
