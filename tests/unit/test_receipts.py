@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from segment_bridge.envelope import unpack
 from segment_bridge.ingest.intake import delivery_source
 from segment_bridge.mapping import Mapping
-from segment_bridge.privacy.regulations import Answer, Regulation, poll, wait_seconds
 from segment_bridge.planning import plan
+from segment_bridge.privacy.regulations import Answer, Regulation, poll, wait_seconds
 from segment_bridge.receipts import Receipt, Requested, requested_in
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
