@@ -11,7 +11,17 @@ from typing import Any
 
 import click
 
-from bridge_dev.cli.app import cli, fields_text, json_option, masked, show, table_text, target_of, utc_day
+from bridge_dev.cli.app import (
+    cli,
+    fields_text,
+    json_option,
+    masked,
+    show,
+    table_text,
+    target_of,
+    terminal_text,
+    utc_day,
+)
 from bridge_dev.cli.profiles import users
 from bridge_dev.target import Target
 from segment_bridge.envelope import pack
@@ -22,11 +32,6 @@ from segment_bridge.receipts import PURGED, Receipt, delete_event, request_finge
 from segment_bridge.timestamps import iso
 
 COLUMNS = ("kind", "id", "state", "source", "received_at", "erased_at", "purged_at")
-
-
-def shown(text: str) -> str:
-    """An id as it may be printed to a terminal: control characters escaped (it is outside data)."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def queue_deletes(
@@ -82,12 +87,12 @@ def users_delete(
         "deleted_at": queued[0]["timestamp"],
         "state": "received",
     }
+    user = terminal_text(user_id)  # outside data: escaped for the terminal, newlines included
     show(
         as_json,
         data,
-        f"Delete of {shown(user_id)} queued ({len(queued)} delete{'s' if len(queued) > 1 else ''}, as of "
-        f"{data['deleted_at']}); follow it with:\n  segment-bridge deletions show {workspace_id} "
-        f"{shown(user_id)}",
+        f"Delete of {user} queued ({len(queued)} delete{'s' if len(queued) > 1 else ''}, as of "
+        f"{data['deleted_at']}); follow it with:\n  segment-bridge deletions show {workspace_id} {user}",
     )
 
 
@@ -101,7 +106,7 @@ def _row(receipt: Receipt) -> dict[str, Any]:
 
 
 def _rows_text(rows: list[dict[str, Any]], empty: str) -> str:
-    return table_text([row | {"id": shown(row["id"])} for row in rows], COLUMNS, empty)
+    return table_text(rows, COLUMNS, empty)  # each cell terminal-safe (app.value_text)
 
 
 @deletions.command("list")
@@ -137,9 +142,7 @@ def deletions_show(
     show(
         as_json,
         rows,
-        lambda: "\n\n".join(
-            fields_text([(k, shown(v) if k == "id" else v) for k, v in row.items()]) for row in rows
-        ),
+        lambda: "\n\n".join(fields_text(list(row.items())) for row in rows),
     )
 
 

@@ -225,3 +225,22 @@ def test_deletions_of_an_unknown_workspace_or_subject_are_not_found(sb):
     assert sb("deletions", "list", "ws_nope").error["code"] == "not_found"
     assert sb("deletions", "show", WS, "nobody").error["code"] == "not_found"
     assert sb("users", "delete", "ws_nope", "user-1").error["code"] == "not_found"
+
+
+HOSTILE_ID = "user-\x1b[2J\r\u202eevil\nline"
+"""An id a terminal would act on (ESC's CSI, CR, a bidi override, a newline) if it were printed raw."""
+
+
+def test_an_id_is_shown_escaped_by_users_delete_and_deletions_and_tables_keep_their_shape(
+    drain, sb, workspaces
+):
+    queued = sb("users", "delete", WS, HOSTILE_ID, json_flag=False)
+    drain()
+    listed = sb("deletions", "list", WS, json_flag=False)
+    shown = sb("deletions", "show", WS, HOSTILE_ID, json_flag=False)
+    for run in (queued, listed, shown):
+        assert run.status == 0
+        assert not any(char in run.out for char in "\x1b\r\u202e"), run.out
+        assert "user-\\x1b[2J\\x0d\\u202eevil\\x0aline" in run.out
+    assert len(listed.out.rstrip("\n").split("\n")) == 2  # the header and the one receipt's line
+    assert sb("deletions", "show", WS, HOSTILE_ID).json[0]["id"] == HOSTILE_ID  # JSON keeps it as it is
