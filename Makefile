@@ -50,8 +50,8 @@ dev: setup                           ## run the pipeline locally (embedded AWS +
 test: setup                          ## run every test (pytest options in ARGS, e.g. ARGS="-x -k privacy")
 	$(PY) -m pytest --durations=10 $(ARGS)
 
-fuzz: setup                          ## hostile-input and every-event-accounted properties, 20x the examples (opt-in)
-	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py tests/functional/test_every_event_accounted.py --hypothesis-show-statistics
+fuzz: setup                          ## hostile-input, every-event-accounted and lenient-field properties, 20x the examples (opt-in)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/functional/test_hostile_input.py tests/functional/test_every_event_accounted.py tests/unit/test_lenient_ingest.py --hypothesis-show-statistics
 
 lint: setup                          ## ruff lint + format check, mypy, import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .

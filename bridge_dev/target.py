@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 LOCAL_ENDPOINT = f"http://127.0.0.1:{LOCAL_AWS_PORT}"
 LOCAL_REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"  # what the embedded AWS (moto) takes as any access key, secret or token
-LOCAL_PROBE_CONFIG = Config(connect_timeout=1, read_timeout=10, retries={"total_max_attempts": 1})
-"""How the CLI looks for the local stack: a stack that is not running is said at once, not after
-botocore's retries (about 27 s for DynamoDB's ten)."""
+LOCAL_PROBE_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 1})
+"""How the CLI looks for the local stack: a stack that is not running is said at once (a refused
+connection fails at once), not after botocore's retries (about 27 s for DynamoDB's ten); a stack busy
+starting, slow to accept, is given five seconds (one second was too short on a loaded machine)."""
 # Resource types whose physical id is what Ref gives in the functions' environment.
 _REF_TYPES = {
     "AWS::DynamoDB::Table": "tables",

@@ -25,12 +25,22 @@ def workspaces() -> None:
 @workspaces.command("create")
 @click.argument("name")
 @click.option("--id", "workspace_id", help="Choose the workspace id (default: ws_ and 20 random hex digits).")
+@click.option(
+    "--allow-duplicate-name",
+    is_flag=True,
+    help="Create it even if a workspace of that name exists (case and spacing aside).",
+)
 @json_option
 @click.pass_context
-def workspaces_create(ctx: click.Context, name: str, workspace_id: str | None, as_json: bool) -> None:
-    """Create a workspace and its first API key (shown only this once)."""
+def workspaces_create(
+    ctx: click.Context, name: str, workspace_id: str | None, allow_duplicate_name: bool, as_json: bool
+) -> None:
+    """Create a workspace and its first API key (shown only this once). A name already in use is refused
+    (409 conflict: most often the same create run twice) unless --allow-duplicate-name."""
     store = target_of(ctx).store
-    workspace = store.create_workspace(name, workspace_id=workspace_id)
+    workspace = store.create_workspace(
+        name, workspace_id=workspace_id, allow_duplicate_name=allow_duplicate_name
+    )
     key = store.issue_key(workspace.workspace_id, new_api_key())
     data = {
         "workspace_id": workspace.workspace_id,

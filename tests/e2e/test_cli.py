@@ -111,7 +111,7 @@ def test_rotating_gives_a_second_key_a_third_is_refused_and_revoking_removes_the
 
 
 def test_a_generated_shared_secret_makes_the_api_check_signatures(stack, cli):
-    workspace = cli.json("workspaces", "create", "Signed")
+    workspace = cli.json("workspaces", "create", "Signing")
     secret = cli.json("workspaces", "secret", workspace["workspace_id"], "--generate")["shared_secret"]
     body = json.dumps(identify("signed-user"))
 

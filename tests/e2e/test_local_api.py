@@ -388,7 +388,7 @@ def test_the_banner_says_how_to_aim_the_cli_at_a_stack_on_another_port():
         [sys.executable, "-m", "bridge_dev.local", "--port", "0", "--aws-port", "0", "--segment-port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # never read: a full pipe would stall the stack's logging threads
         text=True,
     )
     watchdog = threading.Timer(TIMEOUT, process.kill)

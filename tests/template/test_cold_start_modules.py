@@ -35,7 +35,10 @@ LOADED = {
     | {
         "segment_bridge.ingest",
         "segment_bridge.ingest.auth",
+        "segment_bridge.ingest.body",
+        "segment_bridge.ingest.delivery",
         "segment_bridge.ingest.intake",
+        "segment_bridge.ingest.judging",
         "segment_bridge.envelope",
         "segment_bridge.ingest.spec",
         "segment_bridge.timestamps",

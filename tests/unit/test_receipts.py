@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from segment_bridge.mapping import Mapping
 from segment_bridge.planning import plan
 from segment_bridge.privacy.regulations import Answer, Regulation, poll, wait_seconds
 from segment_bridge.receipts import Receipt, Requested, requested_in
+from tests.conftest import ROOT
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
@@ -24,13 +26,19 @@ NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
     [
         ("Segment (Actions)", "segment"),
         ("Segment.io/1.0", "segment"),
-        ("segment-bridge-function/1.0", "function"),
+        ("Segment (Function) segment-bridge", "function"),
         ("python-requests/2.32.3", "api"),
         ("", "api"),
     ],
 )
 def test_a_delivery_says_where_it_came_from_by_its_user_agent(agent, source):
     assert delivery_source({"user-agent": agent} if agent else {}) == source
+
+
+def test_the_destination_functions_own_user_agent_is_labelled_function():
+    script = (ROOT / "segment" / "bridge-function.js").read_text(encoding="utf-8")
+    [agent] = re.findall(r"'User-Agent': '([^']+)'", script)
+    assert delivery_source({"user-agent": agent}) == "function"
 
 
 ids = st.text(min_size=1, max_size=8)

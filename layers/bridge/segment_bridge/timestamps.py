@@ -2,8 +2,9 @@
 the processor, replay), and the one rule for timestamps from the future.
 
 `Timestamp` is the type the Spec models declare: whatever pydantic accepts as a datetime (ISO 8601 with
-`T`, `t` or a space, `Z`/`z` or an offset, epoch seconds or milliseconds as numbers or numeric strings)
-that also exists in UTC (year 1 with a positive offset, or 9999 with a negative one, does not).
+`T`, `t` or a space, `Z`/`z` or an offset, epoch seconds or milliseconds as numbers or numeric strings),
+and Go's `time.Time.String()` text (Segment's deletes carry it), that also exists in UTC (year 1 with a
+positive offset, or 9999 with a negative one, does not).
 `parse` and `normalised` use the same type, so a form the models accept is a form the processor reads.
 
 The future rule (PostHog's): a timestamp more than FUTURE_TOLERANCE after the event's receivedAt is
@@ -13,10 +14,11 @@ itself keeps what was sent (raw/ holds it as received). Applied in one place: `e
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, TypeAdapter, ValidationError
 
 FUTURE_TOLERANCE = timedelta(hours=23)
 
@@ -33,7 +35,26 @@ def _in_utc(moment: datetime) -> datetime:
         raise ValueError("the timestamp falls outside years 1-9999 once in UTC") from None
 
 
-Timestamp = Annotated[datetime, AfterValidator(_in_utc)]
+_GO_TIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))? ([+-]\d{2})(\d{2})"
+    r" (?:[A-Za-z]{1,6}|[+-]\d{2,4})(?: m=[+-]\d+(?:\.\d+)?)?"
+)
+"""Go's `time.Time.String()`: `2020-05-09 23:54:49.209808489 +0000 UTC m=+70366.298768264` (nanoseconds,
+a numeric offset, the zone's abbreviation or `+03`-style name, and the monotonic clock reading, which says
+nothing about the instant). Segment's privacy pipeline writes a delete's originalTimestamp so."""
+
+
+def _from_go_text(value: object) -> object:
+    """Go's text form as ISO 8601 (nanoseconds cut to the microseconds a datetime holds); anything else
+    as it came."""
+    if isinstance(value, str) and (found := _GO_TIME.fullmatch(value.strip())):
+        day, clock, fraction, hours, minutes = found.groups()
+        micro = f".{fraction[:6]}" if fraction else ""
+        return f"{day}T{clock}{micro}{hours}:{minutes}"
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_from_go_text), AfterValidator(_in_utc)]
 """A datetime as the Spec accepts it, always aware and in UTC."""
 
 _adapter: TypeAdapter[datetime] = TypeAdapter(Timestamp)

@@ -2,19 +2,33 @@
 
 The models validate; they do not rewrite. Intake keeps the event as the client sent it (extra fields
 included) and only adds its enrichment, so nothing a customer sends is lost in translation.
+
+Strict where meaning is at stake, lenient where it is not (docs/privacy-requests.md):
+- a field we do not need to apply the event (`originalTimestamp`, `sentAt`, `context`, `integrations`,
+  and every field the models do not name: `channel`, `projectId`, `version`, ...) never refuses it: a
+  value the model cannot read counts as absent, and the event keeps it as sent;
+- in every optional field, `null` and `[]` count as absent (PHP encodes an empty object as `[]`);
+- a `delete` needs only its subject (`userId`, or `anonymousId`): an unreadable timestamp, receivedAt or
+  messageId counts as absent too, and intake falls back (receivedAt: the delivery's; timestamp: the
+  skew rule; messageId: a derived one).
 """
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
@@ -35,8 +49,81 @@ def _fits_keys(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_fits_keys)]
-"""Segment's API takes numeric ids as strings; so do we (`coerce_numbers_to_str`)."""
+def number_as_id(value: object) -> object:
+    """A JSON number sent as an id, as the string Segment's JavaScript libraries make of it.
+
+    analytics.js and analytics-node take ids as `String(id)` and JSON gives a number one value however it is
+    spelt, so `1`, `1.0` and `1e0` are the user "1", and `-0.0` and `0` the user "0" (ECMAScript's
+    Number::toString: shortest round-trip digits, exponent form from 1e21 and below 1e-6). One deviation:
+    an integer spelt without a fraction or exponent keeps every digit (`12345678901234567891`), as
+    analytics-python's and analytics-go's `str`/`strconv` keep it, where a double would round it into a
+    stranger's id. Strings are never touched ("1.0" stays "1.0"); booleans are not ids."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return _ecmascript_number(value)
+
+
+def _ecmascript_number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k, n = len(digits), int(exponent) + len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        mantissa = digits[0] + (f".{digits[1:]}" if k > 1 else "")
+        text = f"{mantissa}e{'+' if n - 1 > 0 else '-'}{abs(n - 1)}"
+    return sign + text
+
+
+def _absent_if_empty(value: object) -> object:
+    """`null` and `[]` in an optional field count as absent."""
+    return None if isinstance(value, list) and not value else value
+
+
+def _absent_if_unreadable(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """For a field we do not need: what the model cannot read counts as absent (the event keeps it)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+Identifier = Annotated[
+    str,
+    BeforeValidator(number_as_id),
+    Field(min_length=1, max_length=MAX_ID_LENGTH),
+    AfterValidator(_fits_keys),
+]
+"""Segment's API takes numeric ids as strings; so do we (`number_as_id`)."""
+MessageId = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)]
+
+Optional = BeforeValidator(_absent_if_empty)
+Lenient = WrapValidator(_absent_if_unreadable)
+OptionalIdentifier = Annotated[Identifier | None, Optional]
+OptionalMessageId = Annotated[MessageId | None, Optional]
+OptionalTimestamp = Annotated[Timestamp | None, Optional]
+LenientTimestamp = Annotated[Timestamp | None, Lenient]
+LenientObject = Annotated[dict[str, Any] | None, Lenient]
+LenientMessageId = Annotated[MessageId | None, Lenient]
+OptionalObject = Annotated[dict[str, Any] | None, Optional]
+OptionalText = Annotated[str | None, Optional]
+
+LENIENT_FIELDS = ("originalTimestamp", "sentAt", "context", "integrations")
+"""The common fields the models name but do not need to apply an event (with every field they do not
+name): never a reason to refuse one."""
 
 
 class _Call(BaseModel):
@@ -44,15 +131,15 @@ class _Call(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
 
-    userId: Identifier | None = None
-    anonymousId: Identifier | None = None
-    messageId: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)] | None = None
-    timestamp: Timestamp | None = None
-    originalTimestamp: Timestamp | None = None
-    sentAt: Timestamp | None = None
-    receivedAt: Timestamp | None = None
-    context: dict[str, Any] | None = None
-    integrations: dict[str, Any] | None = None
+    userId: OptionalIdentifier = None
+    anonymousId: OptionalIdentifier = None
+    messageId: OptionalMessageId = None
+    timestamp: OptionalTimestamp = None
+    originalTimestamp: LenientTimestamp = None
+    sentAt: LenientTimestamp = None
+    receivedAt: OptionalTimestamp = None
+    context: LenientObject = None
+    integrations: LenientObject = None
 
     @model_validator(mode="after")
     def _identity_present(self) -> _Call:
@@ -63,33 +150,33 @@ class _Call(BaseModel):
 
 class Identify(_Call):
     type: Literal["identify"]
-    traits: dict[str, Any] | None = None
+    traits: OptionalObject = None
 
 
 class Track(_Call):
     type: Literal["track"]
     event: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_NAME_LENGTH)]
-    properties: dict[str, Any] | None = None
+    properties: OptionalObject = None
 
 
 class Page(_Call):
     type: Literal["page"]
-    name: str | None = None
-    category: str | None = None
-    properties: dict[str, Any] | None = None
+    name: OptionalText = None
+    category: OptionalText = None
+    properties: OptionalObject = None
 
 
 class Screen(_Call):
     type: Literal["screen"]
-    name: str | None = None
-    category: str | None = None
-    properties: dict[str, Any] | None = None
+    name: OptionalText = None
+    category: OptionalText = None
+    properties: OptionalObject = None
 
 
 class Group(_Call):
     type: Literal["group"]
     groupId: Identifier
-    traits: dict[str, Any] | None = None
+    traits: OptionalObject = None
 
 
 class Alias(_Call):
@@ -104,9 +191,14 @@ class Alias(_Call):
 
 
 class Delete(_Call):
-    """A user-deletion (privacy) request: the user's data must be removed downstream."""
+    """A user-deletion (privacy) request: the user's data must be removed downstream. It needs only its
+    subject: Segment's own delete payloads carry `context: null` or `[]`, no messageId, and times in
+    Go's text form, and a refused delete (400) is one Segment never sends again."""
 
     type: Literal["delete"]
+    messageId: LenientMessageId = None
+    timestamp: LenientTimestamp = None
+    receivedAt: LenientTimestamp = None
 
 
 Event = Annotated[Identify | Track | Page | Screen | Group | Alias | Delete, Field(discriminator="type")]

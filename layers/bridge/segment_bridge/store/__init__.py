@@ -119,9 +119,14 @@ class Store:
     def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
         return self.workspaces.workspace_for_key_hash(key_hash)
 
-    def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
-        """A new workspace, with its empty index of deleted ids (it has no tombstones yet)."""
-        workspace = self.workspaces.create_workspace(name, workspace_id=workspace_id)
+    def create_workspace(
+        self, name: str, *, workspace_id: str | None = None, allow_duplicate_name: bool = False
+    ) -> Workspace:
+        """A new workspace, with its empty index of deleted ids (it has no tombstones yet). Conflict for
+        an id that exists, or a name that does (WorkspacesRepository.create_workspace)."""
+        workspace = self.workspaces.create_workspace(
+            name, workspace_id=workspace_id, allow_duplicate_name=allow_duplicate_name
+        )
         self.profiles.start_deleted_ids(workspace.workspace_id)
         return workspace
 

@@ -19,6 +19,7 @@ Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key, <SECRETS_PREFIX>/<wo
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +58,15 @@ class IssuedKey:
     key_id: str
     api_key: str
     """Shown once, never stored."""
+
+
+def same_name(one: str, other: str) -> bool:
+    """Whether two workspace names read as one: Unicode-compatible forms, case and spacing aside."""
+    return _name_key(one) == _name_key(other)
+
+
+def _name_key(name: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
 def _workspace_key(workspace_id: str) -> dict[str, Any]:
@@ -118,13 +128,27 @@ class WorkspaceRepository:
             workspace_id=record["workspace_id"], shared_secret=workspace.get("shared_secret")
         )
 
-    def create_workspace(self, name: str, *, workspace_id: str | None = None) -> Workspace:
+    def create_workspace(
+        self, name: str, *, workspace_id: str | None = None, allow_duplicate_name: bool = False
+    ) -> Workspace:
+        """A new workspace. Conflict if its id exists, or (unless `allow_duplicate_name`) if a workspace
+        of the same name does (`same_name`: case, width and spacing aside): a second "Acme" is most often
+        a create run twice, which would leave a tenant nobody uses holding a live key. The name check
+        reads the workspaces first (a scan: operators create workspaces, not traffic), so two creates of
+        one name at the same moment can both pass it; ids stay unique whatever happens."""
         workspace_id = workspace_id or f"ws_{uuid.uuid4().hex[:20]}"
         if not valid_workspace_id(workspace_id):
             raise InvalidWorkspaceId(
                 f"A workspace id is 1-{MAX_WORKSPACE_ID_BYTES} letters, digits, '_' or '-' "
                 f"({WORKSPACE_ID_PATTERN}): '#' and other characters would break its keys."
             )
+        if not allow_duplicate_name:
+            taken = sorted(w.workspace_id for w in self.list_workspaces() if same_name(w.name, name))
+            if taken:
+                raise Conflict(
+                    f"A workspace of that name exists already ({', '.join(taken)}); use it, or create "
+                    "another with --allow-duplicate-name."
+                )
         created_at = now()
         values = {"workspace_id": workspace_id, "name": name, "created_at": created_at, "keys": {}}
         refused = {"ConditionalCheckFailedException": Conflict(f"Workspace {workspace_id} already exists.")}
