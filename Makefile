@@ -90,6 +90,7 @@ bench: setup                         ## benchmarks, each against a baseline meas
 	$(PY) benchmarks/bench_processor.py
 	$(PY) benchmarks/bench_throughput.py
 	$(PY) benchmarks/bench_emitter.py
+	$(PY) benchmarks/bench_outage.py
 	$(PY) benchmarks/bench_cost.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_load.py

@@ -257,10 +257,12 @@ def _run_pipeline(stack: LocalStack, segment_port: int, log: Callable[[str], Non
 
 
 def _start_pollers(stack: LocalStack) -> list[Poller]:
-    """The template's two event source mappings; the stream's resumes from the stack's checkpoints."""
+    """The template's event source mappings (the ingest queue, the outbox stream, the outbound retry
+    queue); the stream's resumes from the stack's checkpoints."""
     template, resources, functions = stack.resources.template, stack.resources, stack.functions
     sqs = template["Resources"]["ProcessorFunction"]["Properties"]["Events"]["Ingest"]["Properties"]
-    stream = template["Resources"]["EmitterFunction"]["Properties"]["Events"]["Outbox"]["Properties"]
+    emitter_events = template["Resources"]["EmitterFunction"]["Properties"]["Events"]
+    stream, retries = emitter_events["Outbox"]["Properties"], emitter_events["Retries"]["Properties"]
     on_failure = stream.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
     return [
         SqsPoller(
@@ -277,6 +279,13 @@ def _start_pollers(stack: LocalStack) -> list[Poller]:
             resources.queue_urls[_queue_of(resources, on_failure)] if on_failure else None,
             stack.aws_endpoint,
             stack._stream_checkpoints,
+        ).start(),
+        SqsPoller(  # what Segment has not taken yet, each message once its DelaySeconds are over
+            functions["EmitterFunction"].invoke,
+            resources.queue_urls["OutboundRetryQueue"],
+            resources.queue_arns["OutboundRetryQueue"],
+            int(retries.get("BatchSize", 10)),
+            stack.aws_endpoint,
         ).start(),
     ]
 

@@ -158,7 +158,7 @@ class SqsPoller(Poller):
             response = self._invoke(event, str(uuid.uuid4()))
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         except Exception:  # the whole invocation failed: every message stays on the queue
-            LOGGER.exception("ProcessorFunction failed")
+            LOGGER.exception("the function the queue feeds failed")
             failed = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:

@@ -2,7 +2,9 @@
 
 It enforces what Segment documents — Basic auth with a known write key, at most 500 KB and 2,500 events
 per request, 32 KB per event — dedupes on messageId as Segment does, and can be told to answer the next
-requests with 429 (and Retry-After), 500, 400, or to not answer in time.
+requests with 429 (and Retry-After), 500, 400, or to not answer in time; to answer one write key's
+requests in a standing way (a workspace's outage: `answer_for`); or to refuse with a 400 every batch
+holding a poisoned event (`refuse_events`), as Segment refuses a whole batch for one bad event.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Received:
     body_bytes: int
     events: int
     status: int
+    body_write_key: str | None = None
 
 
 class FakeSegment:
@@ -52,6 +55,8 @@ class FakeSegment:
         self.received_at: dict[str, float] = {}  # messageId -> time.monotonic() it was first taken
         self.requests: list[Received] = []
         self.script: deque[Scripted] = deque()
+        self.standing: dict[str, Scripted] = {}  # write key -> the answer to all its requests
+        self.refuse_events: set[str] = set()  # messageIds whose batches are answered 400
         self._lock = threading.Lock()
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -82,6 +87,14 @@ class FakeSegment:
         with self._lock:
             self.script.extend(answers)
 
+    def answer_for(self, write_key: str, answer: Scripted | None) -> None:
+        """Answer every request with this write key so (None: as usual again)."""
+        with self._lock:
+            if answer is None:
+                self.standing.pop(write_key, None)
+            else:
+                self.standing[write_key] = answer
+
     # --- the API ---------------------------------------------------------------------------------
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -92,13 +105,13 @@ class FakeSegment:
     def _handle(self, request: Request) -> Response:
         raw = request.get_data()
         arrived = time.monotonic()  # the whole request is in
+        write_key = _basic_user(request.headers.get("Authorization"))
         with self._lock:
-            scripted = self.script.popleft() if self.script else None
+            scripted = self.script.popleft() if self.script else self.standing.get(write_key or "")
         if scripted is not None and scripted.delay:
             time.sleep(scripted.delay)
         if request.method != "POST" or request.path != "/v1/batch":
             return self._reply(request, raw, 0, 0, 404, {"code": "not_found", "message": "Not Found"})
-        write_key = _basic_user(request.headers.get("Authorization"))
         if write_key not in self.write_keys:
             return self._reply(
                 request, raw, 0, 0, 401, {"code": "unauthorized", "message": "Invalid write key"}
@@ -119,6 +132,16 @@ class FakeSegment:
             return self._reply(
                 request, raw, len(body), len(batch), 400, {"code": "too_large", "message": "event"}
             )
+        if self.refuse_events and any(event.get("messageId") in self.refuse_events for event in batch):
+            return self._reply(
+                request,
+                raw,
+                len(body),
+                len(batch),
+                400,
+                {"code": "invalid_event", "message": "an event of the batch is invalid"},
+                body_write_key=document.get("writeKey"),
+            )
         if scripted is not None and scripted.status != 200:
             return self._reply(
                 request,
@@ -128,6 +151,7 @@ class FakeSegment:
                 scripted.status,
                 {"code": "scripted", "message": "scripted answer"},
                 scripted.headers,
+                body_write_key=document.get("writeKey"),
             )
         with self._lock:
             for event in batch:
@@ -137,7 +161,8 @@ class FakeSegment:
         if self.log is not None:
             names = ", ".join(f"{e.get('type')} {e.get('event', '')!r}" for e in batch[:3])
             self.log(f"Segment stand-in <- {len(batch)} event(s): {names}{' ...' if len(batch) > 3 else ''}")
-        return self._reply(request, raw, len(body), len(batch), 200, {"success": True})
+        key = document.get("writeKey")
+        return self._reply(request, raw, len(body), len(batch), 200, {"success": True}, body_write_key=key)
 
     def _reply(
         self,
@@ -148,6 +173,8 @@ class FakeSegment:
         status: int,
         payload: dict[str, Any],
         headers: dict[str, str] | None = None,
+        *,
+        body_write_key: Any = None,
     ) -> Response:
         with self._lock:
             self.requests.append(
@@ -158,6 +185,7 @@ class FakeSegment:
                     body_bytes,
                     events,
                     status,
+                    body_write_key if isinstance(body_write_key, str) else None,
                 )
             )
         return Response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from segment_bridge.outbound.delivery import (
     stream_changes,
 )
 from segment_bridge.outbound.egress import HttpSender
+from segment_bridge.outbound.retries import is_retry
+from segment_bridge.settings import integration_name
 from segment_bridge.store import DeadLetter
 
 if TYPE_CHECKING:
@@ -116,6 +119,11 @@ REDRIVE_CHUNK = 100
 """Parked items re-driven together (one Segment request per workspace)."""
 
 
+LEASE_SECONDS = 300.0
+"""How long an emitter re-drive holds its lease without renewing it (it renews before every chunk, and a
+chunk takes at most REDRIVE_SECONDS): a re-drive that died frees it after this long."""
+
+
 SWEEP_LIMIT = 10_000
 """The most dead letters one listing or re-drive moves from a queue into parked/."""
 
@@ -155,6 +163,14 @@ def describe_dead_letter(queue: Queue, letter: DeadLetter) -> dict[str, Any]:
             "records": info.get("batchSize"),
             "first_sequence_number": info.get("startSequenceNumber"),
             "last_sequence_number": info.get("endSequenceNumber"),
+        }
+    if is_retry(document):  # a retry message the function failed on 5 times (AWS, not Segment)
+        events = document.get("events") if isinstance(document.get("events"), list) else []
+        return described | {
+            "kind": "retry message",
+            "reason": document.get("reason", ""),
+            "workspace_id": document.get("workspace_id"),
+            "events": len(events),
         }
     record = document.get("record") if isinstance(document.get("record"), dict) else {}
     return described | {
@@ -239,23 +255,34 @@ def redrive(
     again (same messageIds) and re-deliver stream batches Lambda gave up on. A parked item is removed
     only once it is sent, parked again (with the new reason) or back on its queue; what cannot go yet
     stays parked, listed in `left` with the reason."""
-    keep_dead_letters(target, queue, take=True)
     store = target.store
-    result = Redrive(queue)
-    items = store.parked.list_parked(queue, limit)
-    for start in range(0, len(items), REDRIVE_CHUNK):
-        chunk = items[start : start + REDRIVE_CHUNK]
-        if queue == "ingest":
-            done, left = _redrive_ingest(target, chunk)
-        else:
-            done, left = _redrive_emitter(target, chunk)
-        for parked in done:
-            store.parked.remove(parked.key)
-        result.redriven += len(done)
-        result.left += [describe_parked(queue, parked) | {"still": why} for parked, why in left]
-        if progress is not None:
-            progress(len(chunk))
-    return result
+    lease = None
+    if queue == "emitter":  # one emitter re-drive at a time: two would send the same parked events
+        lease = store.parked.take_lease("redrive-emitter", secrets.token_hex(8), time.time(), LEASE_SECONDS)
+    try:
+        keep_dead_letters(target, queue, take=True)
+        result = Redrive(queue)
+        items = store.parked.list_parked(queue, limit)
+        for start in range(0, len(items), REDRIVE_CHUNK):
+            chunk = items[start : start + REDRIVE_CHUNK]
+            if lease is not None:
+                lease = store.parked.renew_lease(lease, time.time(), LEASE_SECONDS)
+            reparked: set[str] = set()  # parked again under the same name (content): kept
+            if queue == "ingest":
+                done, left = _redrive_ingest(target, chunk)
+            else:
+                done, left = _redrive_emitter(target, chunk, reparked)
+            for parked in done:
+                if parked.key not in reparked:
+                    store.parked.remove(parked.key)
+            result.redriven += len(done)
+            result.left += [describe_parked(queue, parked) | {"still": why} for parked, why in left]
+            if progress is not None:
+                progress(len(chunk))
+        return result
+    finally:
+        if lease is not None:
+            store.parked.release_lease(lease)
 
 
 def _redrive_ingest(
@@ -279,7 +306,7 @@ def _redrive_ingest(
 
 
 def _redrive_emitter(
-    target: Target, items: list[ParkedItem]
+    target: Target, items: list[ParkedItem], reparked: set[str]
 ) -> tuple[list[ParkedItem], list[tuple[ParkedItem, str]]]:
     store, settings = target.store, target.settings
     destination = functools.cache(store.segment_destination)  # one lookup per workspace, None included
@@ -290,6 +317,7 @@ def _redrive_emitter(
         deadline=time.time() + REDRIVE_SECONDS,
         clock=time.time,
         sleep=time.sleep,
+        integration=integration_name(),
     )
     done: list[ParkedItem] = []
     left: list[tuple[ParkedItem, str]] = []
@@ -323,21 +351,35 @@ def _redrive_emitter(
                 rules=store.change_rules(),
                 sending=sending,
             )
-            if report.failed:
-                left.append((parked, f"Segment did not take {len(report.failed)} of its events yet"))
+            if report.failed or report.pending:
+                still = len(report.failed) + len(report.pending)
+                left.append((parked, f"Segment did not take {still} of its events yet"))
             else:
                 done.append(parked)
+        elif is_retry(document):  # a retry message the function failed on: its events, as parked ones
+            for event in document.get("events") or []:
+                payload = event.get("payload") if isinstance(event, dict) else None
+                if isinstance(payload, dict) and payload.get("messageId"):
+                    events.append((parked, str(document.get("workspace_id", "")), payload))
         elif isinstance(record, dict) and record.get("messageId") and document.get("workspace_id"):
             events.append((parked, str(document["workspace_id"]), record))
         else:
             left.append((parked, "an invalid outbox item: write a corrected one instead"))
     if events:
         report = redeliver([(workspace_id, record) for _, workspace_id, record in events], sending)
-        failed = set(report.failed)
+        failed = set(report.failed) | {event.record_id for event in report.pending}
+        reparked |= set(report.parked_keys)
+        verdicts: dict[str, str | None] = {}
         for parked, workspace_id, record in events:
             if record["messageId"] in failed:
                 reason = "no Segment write key" if destination(workspace_id) is None else "Segment"
-                left.append((parked, f"not sent: {reason}"))
+                verdicts[parked.key] = verdicts.get(parked.key) or f"not sent: {reason}"
             else:
-                done.append(parked)  # sent, or parked again with Segment's new answer
+                verdicts.setdefault(parked.key, None)  # sent, or parked again with the new answer
+        for parked, _, _ in {parked.key: (parked, 0, 0) for parked, _, _ in events}.values():
+            why = verdicts[parked.key]
+            if why is None:
+                done.append(parked)
+            else:
+                left.append((parked, why))
     return done, left

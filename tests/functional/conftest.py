@@ -334,3 +334,58 @@ def segment(workspaces):
     with FakeSegment({WRITE_KEY}).start() as fake:
         workspaces.set_segment_destination(DEMO_WORKSPACE_ID, WRITE_KEY, fake.url)
         yield fake
+
+
+@pytest.fixture
+def retry_queue(aws, monkeypatch):
+    """The OutboundRetryQueue as the emitter leaves it: its messages (each delay kept, and each visible at
+    once: moto would hold a delayed one for real seconds), read and taken off."""
+    from moto.sqs.models import Message
+
+    monkeypatch.setattr(Message, "delayed", property(lambda self: False))
+    sqs = boto3.client("sqs")
+    url = aws.queue_urls["OutboundRetryQueue"]
+
+    class RetryQueue:
+        def __init__(self) -> None:
+            self.taken: list[dict[str, Any]] = []
+            self.delay_of: dict[str, int] = {}
+
+        def receive(self) -> list[dict[str, Any]]:
+            from moto.sqs.models import sqs_backends
+
+            kept = sqs_backends["123456789012"]["us-east-1"].queues[url.rsplit("/", 1)[-1]]
+            self.delay_of |= {
+                m.id: int((m.delayed_until - m.sent_timestamp) // 1000) if m.delayed_until else 0
+                for m in kept._messages
+            }
+            got: list[dict[str, Any]] = []
+            while batch := sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
+            ).get("Messages", []):
+                for message in batch:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                got += batch
+            return got
+
+        def messages(self) -> list[dict[str, Any]]:
+            self.taken = self.receive()
+            return [json.loads(m["Body"]) for m in self.taken]
+
+        def delays(self) -> list[int]:
+            """DelaySeconds of the messages last read."""
+            return [self.delay_of.get(m["MessageId"], -1) for m in self.taken]
+
+        def lambda_event(self) -> dict[str, Any]:
+            """The queue's messages as Lambda hands them once their pause is over (time passed: each
+            message's `not_before` is now)."""
+            import time
+
+            received = self.receive()
+            for message in received:
+                body = json.loads(message["Body"])
+                body["not_before"] = min(body.get("not_before", 0), time.time())
+                message["Body"] = json.dumps(body)
+            return lambda_sqs_event(aws.queue_arns["OutboundRetryQueue"], received)
+
+    return RetryQueue()

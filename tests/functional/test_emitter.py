@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -115,26 +116,76 @@ def test_400_is_permanent_and_parked_with_the_answer(emitter, aws, segment):
     assert item["record"]["messageId"].startswith("sbo-")
 
 
-def test_out_of_time_records_go_back_to_the_stream_in_order(emitter, aws, segment):
+def test_out_of_time_records_are_set_aside_for_retry_and_the_shard_moves_on(
+    emitter, aws, segment, retry_queue
+):
     segment.answer_next(*[Scripted(500)] * 20)
     for n in range(3):
         publish(aws, f"EVT#{n}")
     event = stream_lambda_event(aws.tables["OutboxTable"])
     response = emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT)
-    sequence = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
-    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == sequence
+    assert response == {"batchItemFailures": []}  # nothing handed back: later records are not held
     assert parked(aws) == []
     assert segment.events == {}
+    (message,) = retry_queue.messages()
+    assert message["kind"] == "outbound retry"
+    assert (message["workspace_id"], message["attempt"]) == (WS, 1)
+    assert "500" in message["reason"]
+    assert sorted(e["payload"]["properties"]["step"] for e in message["events"]) == [3, 3, 3]
+    assert 15 <= retry_queue.delays()[0] <= 30  # the first pause: 30 s, jittered over its upper half
 
 
-def test_records_older_than_the_park_limit_are_parked_not_retried_forever(emitter, aws, segment):
-    segment.answer_next(*[Scripted(503)] * 20)
+def after_the_pause(emitter, retry_queue) -> dict[str, Any]:
+    """The retry queue's messages as Lambda hands them once their delay is over; by then the
+    container's hold on the workspace (its retry pause) is over too."""
+    emitter.module.pacer.cache_clear()
+    return retry_queue.lambda_event()
+
+
+def test_a_retry_message_is_sent_once_due_and_counted_once(emitter, aws, segment, retry_queue, workspaces):
+    segment.answer_for(WRITE_KEY, Scripted(503))
     publish(aws, "EVT#1")
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=LITTLE_TIME_LEFT)
+    assert segment.events == {}
+    segment.answer_for(WRITE_KEY, None)  # Segment is back
+    assert emitter.invoke(after_the_pause(emitter, retry_queue), seconds_left=SECONDS_LEFT) == {
+        "batchItemFailures": []
+    }
+    assert list(segment.deliveries.values()) == [1]
+    assert retry_queue.messages() == []
+    assert parked(aws) == []
+    day = datetime.now(UTC).date()
+    assert workspaces.daily_counts(WS, day, day)[day.isoformat()]["sent"] == 1
+
+
+def test_a_retry_still_refused_is_set_aside_again_with_a_longer_pause(emitter, aws, segment, retry_queue):
+    segment.answer_next(*[Scripted(503)] * 30)
+    publish(aws, "EVT#1")
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=LITTLE_TIME_LEFT)
+    event = after_the_pause(emitter, retry_queue)
+    assert emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT) == {"batchItemFailures": []}
+    (message,) = retry_queue.messages()
+    assert message["attempt"] == 2
+    assert 30 <= retry_queue.delays()[0] <= 60
+    assert segment.events == {}
+    assert parked(aws) == []
+
+
+def test_records_segment_has_not_taken_by_the_retry_horizon_are_parked_for_an_operator(
+    emitter, aws, segment, retry_queue
+):
+    segment.answer_next(*[Scripted(503)] * 20)
+    publish(aws, "EVT#old")
+    publish(aws, "EVT#recent")
     event = stream_lambda_event(aws.tables["OutboxTable"])
-    event["Records"][0]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 3600
+    event["Records"][0]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 73 * 3600
+    event["Records"][1]["dynamodb"]["ApproximateCreationDateTime"] = int(time.time()) - 6 * 3600
     assert emitter.invoke(event, seconds_left=LITTLE_TIME_LEFT) == {"batchItemFailures": []}
     (item,) = parked(aws)
     assert "503" in item["reason"]
+    assert "72 h" in item["reason"]
+    (message,) = retry_queue.messages()  # six hours old: still retried
+    assert len(message["events"]) == 1
 
 
 def test_oversized_invalid_and_keyless_items_are_parked_the_rest_sent(emitter, aws, segment, workspaces):
@@ -188,7 +239,7 @@ def test_a_stream_batch_is_packed_within_segments_500_kb_limit(emitter, aws, seg
     assert run(emitter, aws) == {"batchItemFailures": []}
     assert len(segment.events) == batch_size
     assert len(segment.requests) == 2  # 100 events of ~6 KB: more than one request may carry
-    assert all(r.status == 200 and r.body_bytes <= 500 * 1024 for r in segment.requests)
+    assert all(r.status == 200 and r.body_bytes <= 475_000 for r in segment.requests)
 
 
 FLOW_RULE = {
@@ -292,3 +343,54 @@ def test_changes_in_tables_the_processor_writes_are_never_sent(emitter, aws, seg
     echo["dynamodb"]["SequenceNumber"] = "9" + record["dynamodb"]["SequenceNumber"]
     assert emitter.invoke({"Records": [echo]}, seconds_left=SECONDS_LEFT) == {"batchItemFailures": []}
     assert segment.requests == []
+
+
+def test_the_deployments_integration_name_is_sent_and_recognised_as_an_echo(
+    emitter, aws, segment, ingest, monkeypatch
+):
+    monkeypatch.setenv("INTEGRATION_NAME", "acme-onboarding")
+    publish(aws, "EVT#1")
+    run(emitter, aws)
+    (sent,) = segment.events.values()
+    assert sent["context"]["integration"]["name"] == "acme-onboarding"
+    headers = {"authorization": f"Bearer {_demo_key()}"}
+    answer = ingest(http_event("/v1/segment", json.dumps([sent]), headers=headers))
+    assert (answer.status, answer.body["accepted"], answer.body["echoes"]) == (200, 0, 1)
+    # another deployment's (or the default) name is not ours: that event is ingested
+    other = sent | {"messageId": "other-1", "context": {"integration": {"name": "segment-bridge"}}}
+    answer = ingest(http_event("/v1/segment", json.dumps([other]), headers=headers))
+    assert (answer.status, answer.body["accepted"], answer.body["echoes"]) == (200, 1, 0)
+
+
+def test_an_outbox_user_id_stored_as_a_number_is_sent_as_text(emitter, aws, segment):
+    from decimal import Decimal
+
+    publish(aws, "EVT#1", userId=Decimal(12345))
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    (sent,) = segment.events.values()
+    assert sent["userId"] == "12345"
+    assert parked(aws) == []
+
+
+def test_each_request_carries_the_write_key_in_the_body_and_as_basic_auth(emitter, aws, segment):
+    publish(aws, "EVT#1")
+    run(emitter, aws)
+    assert [(r.write_key, r.body_write_key) for r in segment.requests] == [(WRITE_KEY, WRITE_KEY)]
+
+
+def test_a_poisoned_event_is_parked_alone_with_segments_answer_and_its_neighbours_delivered(
+    emitter, aws, segment
+):
+    from segment_bridge.outbound.track import outbound_message_id
+
+    for n in range(100):
+        publish(aws, f"EVT#{n:03d}")
+    poisoned = outbound_message_id(aws.tables["OutboxTable"], {"pk": f"WS#{WS}", "sk": "EVT#042"})
+    segment.refuse_events.add(poisoned)
+    assert run(emitter, aws) == {"batchItemFailures": []}
+    assert len(segment.events) == 99
+    assert poisoned not in segment.events
+    (item,) = parked(aws)
+    assert item["record"]["messageId"] == poisoned
+    assert item["response"]["status"] == 400
+    assert "invalid_event" in item["response"]["body"]

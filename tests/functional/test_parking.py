@@ -384,3 +384,83 @@ def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyon
     lambda_function("ProcessorFunction").invoke(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages))
     assert workspaces.read_profile(WS, "U", "user-2").counts == {"Kept": 1}
     assert workspaces.read_profile(WS, "U", "user-1") is None
+
+
+def test_two_emitter_redrives_at_once_send_each_parked_event_once(emitter, aws, target, monkeypatch):
+    # Given three events parked because their workspace had no destination yet, then a destination
+    for n in range(3):
+        publish(aws, f"EVT#{n}")
+    emitter.invoke(stream_lambda_event(aws.tables["OutboxTable"]), seconds_left=SECONDS_LEFT)
+    assert len(parked_objects(aws, "emitter")) == 3
+    with FakeSegment({WRITE_KEY}).start() as segment:
+        target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
+
+        # When a second re-drive starts while the first is sending (a hook at the step boundary)
+        from segment_bridge.errors import Conflict
+
+        second: list[BaseException | dead_letters.Redrive] = []
+        sending = dead_letters._redrive_emitter
+
+        def first_chunk(*args: Any, **kwargs: Any) -> Any:
+            try:
+                second.append(dead_letters.redrive(target, "emitter", 100))
+            except Conflict as error:
+                second.append(error)
+            return sending(*args, **kwargs)
+
+        monkeypatch.setattr(dead_letters, "_redrive_emitter", first_chunk)
+        result = dead_letters.redrive(target, "emitter", 100)
+
+        # Then the second is refused (the lease is held) and each parked event is sent once
+        (refused,) = second
+        assert isinstance(refused, Conflict)
+        assert "lease" in str(refused)
+        assert result.redriven == 3
+        assert sorted(segment.deliveries.values()) == [1, 1, 1]
+    assert parked_objects(aws, "emitter") == []
+    monkeypatch.setattr(dead_letters, "_redrive_emitter", sending)
+    assert dead_letters.redrive(target, "emitter", 100).redriven == 0  # released: the next one may run
+
+
+def test_a_redrive_lease_left_by_a_redrive_that_died_is_taken_over_once_expired(aws, target):
+    import time
+
+    from segment_bridge.errors import Conflict
+
+    parked = target.store.parked
+    held = parked.take_lease("redrive-emitter", "died", time.time() - 1000, 300)  # expired long ago
+    taken = parked.take_lease("redrive-emitter", "alive", time.time(), 300)
+    assert taken.holder == "alive"
+    with pytest.raises(Conflict):
+        parked.take_lease("redrive-emitter", "third", time.time(), 300)
+    with pytest.raises(Conflict):
+        parked.renew_lease(held, time.time(), 300)  # the dead one cannot come back and renew it
+
+
+def test_a_retry_message_the_function_kept_failing_on_is_listed_and_redriven_from_the_bucket(aws, target):
+    from segment_bridge.outbound.retries import retry_messages
+    from segment_bridge.outbound.track import track_call
+
+    # Given a retry message that reached the EmitterDLQ (the retry queue's redrive policy: AWS failing)
+    item = {"pk": f"WS#{WS}", "sk": "EVT#1", "event": "Flow Completed", "userId": "user-42"}
+    event = track_call(
+        item, table="OutboxTable", keys={"pk": item["pk"], "sk": "EVT#1"}, record_id="1", created_at=0
+    )
+    (body,) = retry_messages(
+        [event],
+        attempt=3,
+        not_before=0,
+        reason="Segment kept answering 503",
+        response=None,
+        max_bytes=262_144,
+    )
+    boto3.client("sqs").send_message(QueueUrl=aws.queue_urls["EmitterDLQ"], MessageBody=body)
+
+    # Then it is listed as what it is, and a re-drive sends its events once and removes it
+    (listed,) = dead_letters.list_dead_letters(target, "emitter", 100)
+    assert (listed["kind"], listed["workspace_id"], listed["events"]) == ("retry message", WS, 1)
+    with FakeSegment({WRITE_KEY}).start() as segment:
+        target.store.set_segment_destination(WS, WRITE_KEY, segment.url)
+        assert dead_letters.redrive(target, "emitter", 100).redriven == 1
+        assert segment.deliveries == {event.payload["messageId"]: 1}
+    assert parked_objects(aws, "emitter") == []

@@ -70,8 +70,12 @@ LOADED = {
     | {
         "segment_bridge.destinations",
         "segment_bridge.outbound",
+        "segment_bridge.outbound.changes",
         "segment_bridge.outbound.delivery",
         "segment_bridge.outbound.egress",
+        "segment_bridge.outbound.pacing",
+        "segment_bridge.outbound.retries",
+        "segment_bridge.outbound.sending",
         "segment_bridge.outbound.track",
         "segment_bridge.mapping",
         "segment_bridge.values",

@@ -48,10 +48,12 @@ class RecordingParking:
         record: dict[str, Any],
         response: dict[str, Any] | None = None,
         workspace_id: str | None = None,
-    ) -> None:
+        written_at: float | None = None,
+    ) -> str:
         json.dumps(as_json(record), allow_nan=False)  # what the bucket keeps must be JSON
         assert reason
         self.parked.append((reason, record, workspace_id))
+        return f"parked/{len(self.parked)}"
 
 
 def sending(sender: RecordingSender, parking: RecordingParking) -> Sending:

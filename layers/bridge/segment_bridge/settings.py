@@ -6,7 +6,9 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from segment_bridge import PRODUCT_NAME
 
 EndpointPolicy = Literal["public", "private", "local"]
 """Where outbound events may go (template parameter SegmentEndpoints); see outbound.endpoint_url."""
@@ -31,6 +33,11 @@ class Settings(BaseModel):
     deletions_table: str = Field(alias="DELETIONS_TABLE", min_length=1)
     """Privacy requests' receipts (store/receipts.py)."""
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
+    outbound_retry_queue_url: str = Field(alias="OUTBOUND_RETRY_QUEUE_URL", min_length=1)
+    outbound_retry_hours: float = Field(alias="OUTBOUND_RETRY_HOURS", default=72, gt=0, le=336)
+    """How long after it was written an event Segment has not taken is retried (SQS keeps 14 days)."""
+    segment_requests_per_second: float = Field(alias="SEGMENT_REQUESTS_PER_SECOND", default=50, gt=0)
+    segment_events_per_second: float = Field(alias="SEGMENT_EVENTS_PER_SECOND", default=1000, gt=0)
     segment_endpoints: EndpointPolicy = Field(alias="SEGMENT_ENDPOINTS", default="public")
     """public: https to public addresses; private: also private/link-local (a proxy in a VPC); local:
     also plain http to loopback (a Segment stand-in: tests and the local stack)."""
@@ -40,3 +47,27 @@ class Settings(BaseModel):
 def get_settings() -> Settings:
     """The validated settings; tests call `get_settings.cache_clear()` after changing the environment."""
     return Settings.model_validate(dict(os.environ))
+
+
+INTEGRATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class _Integration(BaseModel):
+    name: str = Field(alias="INTEGRATION_NAME", pattern=INTEGRATION_PATTERN)
+
+
+def integration_name() -> str:
+    """The name outbound events carry in `context.integration.name` and ingest recognises as an echo
+    (template parameter IntegrationName; PRODUCT_NAME when unset). Read on its own, so ingest's pure
+    logic needs no other setting."""
+    return _integration(os.environ.get("INTEGRATION_NAME", ""))
+
+
+@lru_cache(maxsize=4)
+def _integration(raw: str) -> str:
+    if not raw:
+        return PRODUCT_NAME
+    try:
+        return _Integration.model_validate({"INTEGRATION_NAME": raw}).name
+    except ValidationError:
+        raise ValueError("INTEGRATION_NAME must be 1-100 letters, digits, '.', '_' or '-'") from None

@@ -11,12 +11,12 @@ from typing import Any
 
 import orjson
 
-from segment_bridge import PRODUCT_NAME
 from segment_bridge.errors import UnreadableBody
 from segment_bridge.ingest.body import Payload
 from segment_bridge.ingest.delivery import Limits, Outcome, Rejection
 from segment_bridge.ingest.spec import InvalidEvent, validate_event
 from segment_bridge.limits import UNSTORABLE_NUMBER, storable_number
+from segment_bridge.settings import integration_name
 from segment_bridge.timestamps import FUTURE_TOLERANCE
 from segment_bridge.timestamps import iso as _iso
 
@@ -134,7 +134,7 @@ def _merge_batch_fields(event: dict[str, Any], payload: Payload, call_type: str 
 def _is_echo(event: dict[str, Any]) -> bool:
     context = event.get("context")
     integration = context.get("integration") if isinstance(context, dict) else None
-    return isinstance(integration, dict) and integration.get("name") == PRODUCT_NAME
+    return isinstance(integration, dict) and integration.get("name") == integration_name()
 
 
 def enrich(

@@ -1,127 +1,65 @@
-"""Delivery: outbox stream records -> Segment, retried within the invocation's time, never lost.
+"""Delivery: outbox stream records -> Segment, and what Segment has not taken yet -> the retry schedule.
 
-- 2xx: delivered. Segment dedupes on messageId (ours are deterministic), so re-sending is harmless.
-- 429 (its Retry-After honoured), 408, 5xx, connection errors: retried with jittered backoff while the
-  invocation has time; then the records go back to the stream (partial batch response, which keeps the
-  shard's order) — unless they are older than PARK_AFTER_SECONDS, in which case they are parked.
-- No answer in time: each attempt waits at most ATTEMPT_SECONDS and never past the deadline; a
-  destination that gave no answer STALLS_TOLERATED times is given up on for this invocation (its records
-  go back to the stream, or are parked when old). Workspaces are sent in parallel, so a stalled
-  destination delays no other.
-- Other answers (4xx, a redirect, which is never followed), an endpoint the policy refuses, an item that
-  cannot be sent as it is (invalid, oversized, a timestamp out of range, a change rule that cannot be
-  evaluated on the record, an unreadable stream record), a workspace without a write key: parked at
-  once, whole, with the reason and the (bounded, credential-free) answer. Parking keeps the item in the
-  archive bucket (parked/) and signals it on the EmitterDLQ; the CLI lists and re-drives it.
-Only a crash of the function itself leaves a batch to Lambda's on-failure pointer.
+Each stream batch (`deliver`) and each batch of the retry queue (`deliver_retries`) is sent workspace by
+workspace, at once for up to PARALLEL_WORKSPACES of them (sending.py: pacing, a 429 held for that
+workspace, a refused batch halved to the event at fault), and each event then ends in one place:
+- taken by Segment (2xx): counted `sent` once;
+- refused for good (track.ANSWERS: 400 alone, 401, a redirect...), or not sendable as it is (invalid,
+  over 32 KB, an unreadable record, a change rule that cannot be evaluated, a workspace without a write
+  key, an endpoint the policy refuses): parked whole for an operator with why and Segment's answer,
+  counted `parked` once;
+- not taken yet for a retryable reason (5xx, 408, 410, 429, 460, no answer, no time or pace left): set
+  aside on the OutboundRetryQueue (retries.py) with a growing, jittered pause, so the shard moves on
+  and no record of it is ever handed again for another workspace's trouble; parked only once it is
+  OutboundRetryHours (72 h) past when it was written.
+A stream record goes back to the stream (a partial batch response) only when AWS itself fails (the retry
+queue, the bucket or the workspace's configuration cannot be reached); a retry message goes back to its
+queue the same way. Only a crash of the function leaves a batch to Lambda's on-failure pointer.
 """
 
 from __future__ import annotations
 
-import gzip
+import dataclasses
 import json
-import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from segment_bridge.destinations import ChangeRule, Destination, EndpointRefused, InvalidRule, Unsendable
-from segment_bridge.outbound.egress import MAX_RESPONSE_KEPT, Answer, Unreachable, redacted
-from segment_bridge.outbound.track import (
-    Outbound,
-    request_body,
-    requests_for,
-    retry_after_seconds,
-    track_call,
-    verdict,
+from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
+from segment_bridge.outbound.changes import Change, Unsent, prepare, stream_changes
+from segment_bridge.outbound.retries import pause, read_retry, retry_messages
+from segment_bridge.outbound.sending import (
+    MAX_QUICK_WAIT,
+    Outcome,
+    Parking,
+    Pending,
+    Retries,
+    Sender,
+    Sending,
+    send_workspace,
 )
+from segment_bridge.outbound.track import Outbound
 
-PARK_AFTER_SECONDS = 600
-"""A record still not deliverable 10 minutes after it was written is parked, so one long Segment outage
-never blocks a shard for hours nor lets the stream's retries run out (its on-failure destination keeps
-only pointers that expire in 24 h). Each attempt spends up to its invocation's time waiting, so the
-template's 20 stream retries outlast this."""
-BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
-MIN_ATTEMPT_SECONDS = 0.5
-"""No attempt starts with less time than this left before the deadline."""
-STALLS_TOLERATED = 2
-"""A destination that gave no answer in time this many times is given up on for the invocation."""
+__all__ = [
+    "Change",
+    "Parking",
+    "Report",
+    "Retries",
+    "Sender",
+    "Sending",
+    "Unsent",
+    "deliver",
+    "deliver_retries",
+    "prepare",
+    "redeliver",
+    "stream_changes",
+]
+
 PARALLEL_WORKSPACES = 16
 """How many workspaces the emitter sends to at once."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """One stream record, as the emitter needs it. `unreadable` says why a record could not be read (it
-    is then parked as `raw`, the record as the stream gave it)."""
-
-    record_id: str
-    event_name: str
-    table: str
-    keys: dict[str, Any]
-    new_image: dict[str, Any] | None
-    created_at: float
-    old_image: dict[str, Any] | None = None
-    unreadable: str | None = None
-    raw: dict[str, Any] | None = None
-
-
-def stream_changes(event: dict[str, Any], now: Callable[[], float]) -> list[Change]:
-    """The changes of a DynamoDB stream event as Lambda delivers it (`{"Records": [...]}`); a record
-    that cannot be read becomes an `unreadable` change (parked whole), never an exception."""
-    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-
-    changes: list[Change] = []
-    for raw in event.get("Records") or []:
-        record = DynamoDBRecord(raw)
-        try:
-            if record.dynamodb is None:
-                continue
-            changes.append(
-                Change(
-                    record_id=record.dynamodb.sequence_number or "",
-                    event_name=str(record.event_name.name if record.event_name else ""),
-                    table=(record.event_source_arn or "").split(":table/")[-1].split("/")[0],
-                    keys=record.dynamodb.keys,
-                    new_image=record.dynamodb.new_image or None,
-                    old_image=record.dynamodb.old_image or None,
-                    created_at=float(record.dynamodb.approximate_creation_date_time or now()),
-                )
-            )
-        except Exception as error:  # a record of any shape: parked, never a crash of the batch
-            sequence = raw.get("dynamodb", {}).get("SequenceNumber") if isinstance(raw, dict) else None
-            changes.append(
-                Change(
-                    record_id=str(sequence or ""),
-                    event_name="",
-                    table="",
-                    keys={},
-                    new_image=None,
-                    created_at=now(),
-                    unreadable=f"the stream record cannot be read ({type(error).__name__})",
-                    raw=raw if isinstance(raw, dict) else {"record": repr(raw)},
-                )
-            )
-    return changes
-
-
-class Sender(Protocol):
-    def send(self, url: str, write_key: str, body: bytes, seconds_left: float) -> Answer:
-        """POST `body`; waits at most `seconds_left` in all. Raises Unreachable without an answer, and
-        EndpointRefused when the URL resolves to an address the endpoint policy does not send to."""
-        ...
-
-
-class Parking(Protocol):
-    def park_outbound(
-        self,
-        reason: str,
-        record: dict[str, Any],
-        response: dict[str, Any] | None = None,
-        workspace_id: str | None = None,
-    ) -> None: ...
+MAX_DELAY_SECONDS = 900
+"""SQS's longest DelaySeconds."""
 
 
 @dataclass
@@ -131,13 +69,21 @@ class Report:
     parked: int = 0
     echoes: int = 0
     requests: int = 0
+    deferred: int = 0
+    """Events set aside on the retry queue (to be sent again after a pause)."""
+    expired: int = 0
+    """Events parked because Segment had not taken them OutboundRetryHours after they were written."""
     invalid_rules: int = 0
     """Records parked because a stored change rule of their table no longer validates."""
     failed: list[str] = field(default_factory=list)
+    """Stream records (or retry messages) handed back: AWS failed to take what they hold."""
     given_up: list[str] = field(default_factory=list)
     """Workspaces whose destination stalled and was given up on for this invocation."""
+    parked_keys: list[str] = field(default_factory=list)
     by_workspace: dict[str, dict[str, int]] = field(default_factory=dict)
     """sent and parked per workspace (its daily counts, stats.py)."""
+    pending: list[Outbound] = field(default_factory=list)
+    """What is still not taken when there is no retry queue (the CLI's re-drive leaves it parked)."""
 
     def count(self, workspace_id: str | None, name: str, value: int = 1) -> None:
         if workspace_id:
@@ -149,51 +95,26 @@ class Report:
             "sent": self.sent,
             "retried": self.retried,
             "parked": self.parked,
+            "deferred": self.deferred,
+            "expired": self.expired,
             "echoes": self.echoes,
             "requests": self.requests,
             "parked_by_invalid_rules": self.invalid_rules,
-            "returned_to_stream": len(self.failed),
+            "returned": len(self.failed),
             "destinations_given_up": len(self.given_up),
         }
 
     def add(self, other: Report) -> None:
-        self.sent += other.sent
-        self.retried += other.retried
-        self.parked += other.parked
-        self.echoes += other.echoes
-        self.requests += other.requests
+        for name in ("sent", "retried", "parked", "echoes", "requests", "deferred", "expired"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.invalid_rules += other.invalid_rules
         self.failed += other.failed
         self.given_up += other.given_up
+        self.parked_keys += other.parked_keys
+        self.pending += other.pending
         for workspace_id, counts in other.by_workspace.items():
             for name, value in counts.items():
                 self.count(workspace_id, name, value)
-
-
-@dataclass(frozen=True)
-class Sending:
-    """How a batch is sent: each workspace's destination, the HTTP sender, where what cannot be sent is
-    parked, the time by which to stop (the invocation's), the clock and sleep to keep it with, and how
-    many workspaces are sent to at once (1: one after the other, as tests with a fake clock need)."""
-
-    destination: Callable[[str], Destination | None]
-    sender: Sender
-    parking: Parking
-    deadline: float
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
-    parallel: int = 1
-
-
-@dataclass(frozen=True)
-class Unsent:
-    """What cannot be sent as it is: parked whole with the reason."""
-
-    reason: str
-    record: dict[str, Any]
-    workspace_id: str | None
-    record_id: str
-    invalid_rule: bool = False
 
 
 def deliver(
@@ -205,8 +126,7 @@ def deliver(
     rules: Iterable[ChangeRule | InvalidRule] = (),
 ) -> Report:
     """Send every new outbox item, and every change that fires a rule, of the batch; returns what
-    happened and which records to retry. No single item can fail the batch: what cannot be sent is parked
-    whole with the reason (or, if parking itself fails, returned to the stream)."""
+    happened and which records to hand back. No single item can fail the batch."""
     report = Report()
     rules = list(rules)
     by_workspace: dict[str, list[Outbound]] = {}
@@ -214,101 +134,74 @@ def deliver(
         if change.table in own_tables:
             report.echoes += 1  # written by the processor from Segment data: never sent back
             continue
-        for prepared in prepare(change, outbox_table, rules):
+        for prepared in prepare(change, outbox_table, rules, sending.integration):
             if isinstance(prepared, Unsent):
                 report.invalid_rules += prepared.invalid_rule
-                _park_unsent(prepared, sending.parking, report)
+                _park(report, sending.parking, prepared.reason, prepared.record, None, prepared)
             else:
                 by_workspace.setdefault(prepared.workspace_id, []).append(prepared)
+    _send_all(by_workspace, {}, sending, report)
+    return report
 
-    _send_all(by_workspace, sending, report, park_homeless=True)
+
+def deliver_retries(messages: Iterable[tuple[str, str]], sending: Sending) -> Report:
+    """A batch of the retry queue, as (message id, body): each message's events sent again once it is
+    due (one not due yet is put back until then); what is still not taken is set aside again with the
+    next, longer pause, or parked once past the horizon."""
+    report = Report()
+    by_workspace: dict[str, list[Outbound]] = {}
+    attempts: dict[str, int] = {}
+    seen: set[str] = set()
+    now = sending.clock()
+    for message_id, body in messages:
+        message = read_retry(body, message_id)
+        if message is None:
+            unsent = Unsent("an unreadable retry message", {"body": body[:200_000]}, None, message_id)
+            _park(report, sending.parking, unsent.reason, unsent.record, None, unsent)
+            continue
+        if message.not_before > now + 1:  # a wait longer than SQS delays: back until it is due
+            delay = min(MAX_DELAY_SECONDS, int(message.not_before - now) + 1)
+            _defer(report, sending, [(body, delay)], [message_id])
+            continue
+        for event in message.events:
+            key = str(event.payload.get("messageId", "")) or f"{message_id}:{len(seen)}"
+            if key not in seen:  # the same event twice in one batch (SQS delivers at least once)
+                seen.add(key)
+                by_workspace.setdefault(message.workspace_id, []).append(event)
+        attempts[message.workspace_id] = max(attempts.get(message.workspace_id, 0), message.attempt)
+    _send_all(by_workspace, attempts, dataclasses.replace(sending, quick_retries=False), report)
     return report
 
 
 def redeliver(parked: list[tuple[str, dict[str, Any]]], sending: Sending) -> Report:
     """Send parked track calls again, as (workspace id, payload) pairs, under their own messageIds (so
-    Segment dedupes what it already has). What fails for good is parked again with the new reason; what
-    is still worth retrying after `deadline` is listed in `failed` by messageId."""
+    Segment dedupes what it already has). What is refused is parked again with the new reason; what is
+    still not taken is in `pending` (with `sending.retries`, set aside on the retry queue instead)."""
     report = Report()
     by_workspace: dict[str, list[Outbound]] = {}
     for workspace_id, payload in parked:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
         event = Outbound(str(payload.get("messageId", "")), workspace_id, payload, body, sending.clock())
         by_workspace.setdefault(workspace_id, []).append(event)
-    _send_all(by_workspace, sending, report, park_homeless=False)
+    _send_all(by_workspace, {}, sending, report, park_homeless=False)
     return report
 
 
-def prepare(
-    change: Change, outbox_table: str, rules: list[ChangeRule | InvalidRule]
-) -> Iterator[Outbound | Unsent]:
-    """What a change stands for: a new outbox item's track call, or what the change rules of its table
-    make of it (their messageIds also name the rule and the record); Unsent for what cannot be sent,
-    including the record whole for each stored rule of its table that no longer validates."""
-    if change.unreadable is not None:
-        yield Unsent(change.unreadable, change.raw or {}, None, change.record_id)
-        return
-    if change.table == outbox_table:
-        if change.event_name == "INSERT" and change.new_image is not None:
-            yield _track(change.new_image, change.keys, change)
-        return
-    document = {"eventName": change.event_name, "old": change.old_image or {}, "new": change.new_image or {}}
-    for rule in rules:
-        if isinstance(rule, InvalidRule):
-            if rule.table in (None, change.table):
-                record = {"rule": rule.name, "change": document}
-                yield Unsent(rule.reason, record, None, change.record_id, invalid_rule=True)
-            continue
-        if rule.table != change.table:
-            continue
-        try:
-            if not rule.fires(document):
-                continue
-            item = rule.outbox_item(document, change.record_id)
-        except Unsendable as error:
-            yield Unsent(str(error), {"rule": rule.name, "change": document}, None, change.record_id)
-            continue
-        except Exception as error:  # a rule of any shape over a record of any shape: parked, not a crash
-            reason = f"change rule {rule.name} failed on this record ({type(error).__name__})"
-            yield Unsent(reason, {"rule": rule.name, "change": document}, None, change.record_id)
-            continue
-        yield _track(item, {"rule": rule.name, "record": change.record_id, **change.keys}, change)
-
-
-def _track(item: dict[str, Any], keys: dict[str, Any], change: Change) -> Outbound | Unsent:
-    pk = item.get("pk")
-    workspace_id = pk.removeprefix("WS#") or None if isinstance(pk, str) and pk.startswith("WS#") else None
-    try:
-        return track_call(
-            item, table=change.table, keys=keys, record_id=change.record_id, created_at=change.created_at
-        )
-    except Unsendable as error:
-        return Unsent(str(error), item, workspace_id, change.record_id)
-    except Exception as error:  # values of any type and size: parked whole, never a crash of the batch
-        reason = f"the outbox item cannot be made a track call ({type(error).__name__})"
-        return Unsent(reason, item, workspace_id, change.record_id)
-
-
-def _park_unsent(unsent: Unsent, parking: Parking, report: Report) -> None:
-    try:
-        parking.park_outbound(unsent.reason, unsent.record, None, unsent.workspace_id)
-    except Exception:  # parking is down: the record goes back to the stream, to be parked next time
-        report.failed.append(unsent.record_id)
-    else:
-        report.parked += 1
-        report.count(unsent.workspace_id, "parked")
-
-
 def _send_all(
-    by_workspace: dict[str, list[Outbound]], sending: Sending, report: Report, *, park_homeless: bool
+    by_workspace: dict[str, list[Outbound]],
+    attempts: dict[str, int],
+    sending: Sending,
+    report: Report,
+    *,
+    park_homeless: bool = True,
 ) -> None:
     """Each workspace's events to its destination, `sending.parallel` workspaces at once. A workspace
-    without one: its events are parked (`park_homeless`) or listed in `failed` (left where they are)."""
+    without one: its events are parked (`park_homeless`) or pending (left where they are)."""
     work: list[tuple[list[Outbound], Destination]] = []
     for workspace_id, events in by_workspace.items():
         try:
             target = sending.destination(workspace_id)
-        except Exception:  # its configuration cannot be read now: retried with the stream
+        except Exception:  # its configuration cannot be read now: handed back, retried by AWS
             report.failed += [event.record_id for event in events]
             continue
         if target is not None:
@@ -316,131 +209,109 @@ def _send_all(
         elif park_homeless:
             reason = f"workspace {workspace_id} has no Segment write key"
             for event in events:
-                _park_unsent(
-                    Unsent(reason, event.payload, workspace_id, event.record_id), sending.parking, report
-                )
+                _park(report, sending.parking, reason, event.payload, None, event)
         else:
-            report.failed += [event.record_id for event in events]
+            report.pending += events
+
+    def one(job: tuple[list[Outbound], Destination]) -> Report:
+        events, target = job
+        each = Report()
+        try:
+            outcome = send_workspace(events, target, sending)
+        except Exception:  # never lose a workspace's records to a bug: handed back
+            each.failed += [event.record_id for event in events]
+            return each
+        _settle(outcome, attempts.get(outcome.workspace_id, 0), sending, each)
+        return each
+
     if sending.parallel <= 1 or len(work) <= 1:
-        for events, target in work:
-            _send_workspace(events, target, sending, report)
+        for job in work:
+            report.add(one(job))
         return
     with ThreadPoolExecutor(max_workers=min(sending.parallel, len(work))) as pool:
-        for each in pool.map(lambda job: _workspace_report(job, sending), work):
+        for each in pool.map(one, work):
             report.add(each)
 
 
-def _workspace_report(job: tuple[list[Outbound], Destination], sending: Sending) -> Report:
-    events, target = job
-    report = Report()
-    try:
-        _send_workspace(events, target, sending, report)
-    except Exception:  # never lose a workspace's records to a bug in another thread: back to the stream
-        report.failed += [event.record_id for event in events]
-    return report
+def _settle(outcome: Outcome, attempt: int, sending: Sending, report: Report) -> None:
+    """Each event of a workspace's outcome in its one place: sent, parked, or set aside (the module's
+    docstring)."""
+    report.requests += outcome.requests
+    report.retried += outcome.retried
+    if outcome.given_up:
+        report.given_up.append(outcome.workspace_id)
+    if outcome.delivered:
+        report.sent += len(outcome.delivered)
+        report.count(outcome.workspace_id, "sent", len(outcome.delivered))
+    for refused in outcome.refused:
+        for event in refused.events:
+            _park(report, sending.parking, refused.reason, event.payload, refused.response, event)
+    if outcome.pending is not None and outcome.pending.events:
+        _set_aside(outcome.pending, attempt, sending, report)
 
 
-def _send_workspace(events: list[Outbound], target: Destination, sending: Sending, report: Report) -> None:
-    """One workspace's events, request by request. Before every attempt (the first included) there must
-    be MIN_ATTEMPT_SECONDS left; each attempt waits at most what is left."""
-    clock, deadline = sending.clock, sending.deadline
-    batches = requests_for(events)
-    stalls = tried = 0
-    for index, batch in enumerate(batches):
-        attempt = 0
-        answer = Answer(0, {}, "")
-        while True:
-            left = deadline - clock()
-            if left < MIN_ATTEMPT_SECONDS:
-                reason = (
-                    f"Segment kept answering {answer.status or 'nothing'}"
-                    if tried
-                    else "the invocation had no time left to send"
-                )
-                _slow_down(batches[index:], reason, answer, sending, report)
-                return
-            body = gzip.compress(request_body(batch, datetime.now(UTC)), compresslevel=6, mtime=0)
-            report.requests += 1
-            tried += 1
-            try:
-                answer = sending.sender.send(target.url, target.write_key, body, left)
-                outcome = verdict(answer.status)
-            except Unreachable as error:
-                answer, outcome = Answer(0, {}, str(error)), "retry"
-                stalls += error.stalled
-            except EndpointRefused as error:
-                for rest in batches[index:]:
-                    _park(rest, f"the destination is refused: {error}", None, sending, report, target)
-                return
-            if outcome == "delivered":
-                report.sent += len(batch)
-                report.count(events[0].workspace_id, "sent", len(batch))
-                break
-            if outcome == "permanent":
-                kind = "a redirect, never followed" if 300 <= answer.status < 400 else "refused the request"
-                _park(batch, f"Segment answered {answer.status} ({kind})", answer, sending, report, target)
-                break
-            if stalls >= STALLS_TOLERATED:  # given up on for this invocation: the other workspaces go on
-                report.given_up.append(events[0].workspace_id)
-                reason = f"Segment gave no answer in time {stalls} times"
-                _slow_down(batches[index:], reason, answer, sending, report)
-                return
-            wait = retry_after_seconds(answer.headers.get("retry-after"), datetime.now(UTC))
-            if wait is None:
-                jitter = 0.5 + random.random()  # noqa: S311  # nosec B311  # retry jitter, not a secret
-                wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)] * jitter
-            if clock() + wait + MIN_ATTEMPT_SECONDS <= deadline:
-                sending.sleep(wait)
-                attempt += 1
-                report.retried += 1
-                continue
-            # Out of time: wait what is left (so retries are spaced even when Retry-After is long), then
-            # this workspace slows down: what is old enough is parked, the rest goes back to the stream.
-            sending.sleep(max(0.0, min(wait, deadline - clock())))
-            _slow_down(
-                batches[index:],
-                f"Segment kept answering {answer.status or 'nothing'}",
-                answer,
-                sending,
-                report,
-            )
-            return
-
-
-def _slow_down(
-    batches: list[list[Outbound]], reason: str, answer: Answer, sending: Sending, report: Report
-) -> None:
-    """What could not be sent yet: parked when older than PARK_AFTER_SECONDS, else back to the stream."""
+def _set_aside(pending: Pending, attempt: int, sending: Sending, report: Report) -> None:
     now = sending.clock()
-    for rest in batches:
-        old = [e for e in rest if now - e.created_at > PARK_AFTER_SECONDS]
-        _park(old, reason, answer, sending, report)
-        report.failed += [e.record_id for e in rest if e not in old]
+    hours = sending.horizon_seconds / 3600
+    live: list[Outbound] = []
+    for event in pending.events:
+        if now - event.created_at >= sending.horizon_seconds:
+            reason = f"{pending.reason} for {hours:g} h after it was written (OutboundRetryHours)"
+            if _park(report, sending.parking, reason, event.payload, pending.response, event):
+                report.expired += 1
+        else:
+            live.append(event)
+    if not live:
+        return
+    if sending.retries is None:
+        report.pending += live
+        return
+    if pending.response is None and pending.wait > 0:  # not sent: held, due with what already waits
+        wait = pending.wait
+    else:
+        wait = pause(attempt + 1, pending.wait if pending.wait > MAX_QUICK_WAIT else 0.0)
+    bodies = retry_messages(
+        live,
+        attempt=attempt + 1,
+        not_before=now + wait,
+        reason=pending.reason,
+        response=pending.response,
+        max_bytes=sending.message_bytes,
+    )
+    delay = min(MAX_DELAY_SECONDS, int(wait + 0.999))
+    if _defer(report, sending, [(body, delay) for body in bodies], [event.record_id for event in live]):
+        report.deferred += len(live)
+        if pending.response is not None:  # Segment answered a failure: what comes next waits with these
+            sending.paced().hold(live[0].workspace_id, now + wait, pending.reason)
+
+
+def _defer(report: Report, sending: Sending, messages: list[tuple[str, int]], record_ids: list[str]) -> bool:
+    try:
+        if sending.retries is None:
+            raise RuntimeError("no retry queue")
+        sending.retries.defer(messages)
+    except Exception:  # the retry queue is down: handed back to the stream (or the queue), in order
+        report.failed += [record_id for record_id in dict.fromkeys(record_ids)]
+        return False
+    return True
 
 
 def _park(
-    batch: list[Outbound],
-    reason: str,
-    answer: Answer | None,
-    sending: Sending,
     report: Report,
-    target: Destination | None = None,
-) -> None:
-    response = None
-    if answer is not None:
-        body = redacted(answer.body, target.write_key) if target is not None else answer.body
-        response = {"status": answer.status, "body": body[:MAX_RESPONSE_KEPT]}
-    for event in batch:
-        _park_event(event, reason, response, sending.parking, report)
-
-
-def _park_event(
-    event: Outbound, reason: str, response: dict[str, Any] | None, parking: Parking, report: Report
-) -> None:
+    parking: Parking,
+    reason: str,
+    record: dict[str, Any],
+    response: dict[str, Any] | None,
+    source: Outbound | Unsent,
+) -> bool:
+    workspace_id = source.workspace_id
+    written_at = source.created_at if isinstance(source, Outbound) else source.written_at
     try:
-        parking.park_outbound(reason, event.payload, response, event.workspace_id)
-    except Exception:  # parking is down: back to the stream (Segment dedupes a later re-send)
-        report.failed.append(event.record_id)
-    else:
-        report.parked += 1
-        report.count(event.workspace_id, "parked")
+        key = parking.park_outbound(reason, record, response, workspace_id, written_at)
+    except Exception:  # parking is down: handed back, to be parked next time (under the same name)
+        report.failed.append(source.record_id)
+        return False
+    report.parked += 1
+    report.parked_keys.append(str(key))
+    report.count(workspace_id, "parked")
+    return True

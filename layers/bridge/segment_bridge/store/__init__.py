@@ -13,6 +13,7 @@
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
     receipts.py    DeletionsTable (privacy requests' receipts)
+    retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
 a message changes (and exactly-once counting) is processor/'s, what is sent outbound/delivery.py's.
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.receipts import ReceiptRepository
+    from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -110,6 +112,12 @@ class Store:
         from segment_bridge.store.receipts import ReceiptRepository
 
         return ReceiptRepository(self.settings, self.clients)
+
+    @cached_property
+    def retries(self) -> RetryQueue:
+        from segment_bridge.store.retries import RetryQueue
+
+        return RetryQueue(self.settings, self.clients)
 
     def _sleep(self, seconds: float) -> None:
         self.sleep(seconds)  # looked up at each call: tests replace `store.sleep`

@@ -1,8 +1,12 @@
 """Parked: what was not sent or applied, kept whole in the archive bucket until someone acts on it.
 
-parked/emitter/<YYYY-MM-DD>/<HHMMSS>-<id>.json.gz     an outbound event the emitter did not send
+parked/emitter/<YYYY-MM-DD>/<name>.json.gz   an outbound event a person must act on (Segment refused it
+    for good, it cannot be sent as it is, or Segment had not taken it by the end of the retry horizon)
     {"queue": "emitter", "kind": "parked event", "parked_at", "reason", "record", "workspace_id"?,
-     "response"?: {"status", "body"}}   (`record`: the track call, or the item itself when it is invalid)
+     "written_at"?, "response"?: {"status", "body"}}   (`record`: the track call, or the item itself
+    when it is invalid). Named by what it holds: the day it was written and `evt-<hash of its
+    workspace and messageId>` (`item-<hash of them and the record>` without one), so parking the same
+    event again (a record handed again, a re-drive refused again) rewrites the one object.
 parked/<queue>/<YYYY-MM-DD>/sqs-<MessageId>.json.gz   a dead letter copied from its queue (IngestDLQ: a
     queue message the processor gave up on; EmitterDLQ: Lambda's on-failure record of a stream batch)
     {"queue", "kind": "dead letter", "message_id", "sent_at", "receive_count", "body"}
@@ -11,20 +15,24 @@ Each parked event is also signalled on the EmitterDLQ (its age alarms):
     {"parked": <key>, "reason", "workspace_id"?, "event"?, "messageId"?, "record"?}
 with the record itself only while the message stays under SIGNAL_BYTES (SQS takes 256 KB; an outbox
 item may be 400 KB). Objects under parked/ never expire unless the stack's ParkedRetentionDays says so.
+
+leases/<name>.json   who holds a re-drive (`dlq redrive emitter`) and until when, written with S3's
+    conditional writes (If-None-Match to take a free one, If-Match to take over an expired one or renew
+    it), so two re-drives at once never send the same parked events.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from segment_bridge.errors import NotFound
+from segment_bridge.errors import Conflict, NotFound
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import Clients, aws_errors
 from segment_bridge.store.queues import DeadLetter
@@ -32,6 +40,7 @@ from segment_bridge.values import to_json
 
 ParkedQueue = Literal["ingest", "emitter"]
 PREFIX = "parked/"
+LEASES = "leases/"
 SIGNAL_BYTES = 64 * 1024
 READ_FAILURE = "Parked items cannot be read right now."
 
@@ -45,6 +54,28 @@ class ParkedItem:
     def parked_id(self) -> str:
         """The key without its prefix and suffix: `<queue>/<day>/<name>` -> `<day>/<name>`."""
         return self.key.removeprefix(PREFIX).split("/", 1)[-1].removesuffix(".json.gz")
+
+
+@dataclass(frozen=True)
+class Lease:
+    key: str
+    holder: str
+    etag: str
+    expires_at: float
+
+
+def parked_name(record: Any, workspace_id: str | None = None) -> str:
+    """A parked event's name, from what it holds: its workspace and messageId (one per outbox item, rule
+    and record), else the record's whole content."""
+    message_id = record.get("messageId") if isinstance(record, dict) else None
+    if isinstance(message_id, str) and message_id:
+        named = f"{workspace_id or ''}\n{message_id}"
+        return "evt-" + hashlib.sha256(named.encode("utf-8")).hexdigest()[:32]
+    return "item-" + hashlib.sha256(_dumps_any([workspace_id, record]).encode("utf-8")).hexdigest()[:32]
+
+
+def _dumps_any(value: Any) -> str:
+    return json.dumps(as_json(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def as_json(value: Any) -> Any:
@@ -83,9 +114,11 @@ class Parked:
         record: dict[str, Any],
         response: dict[str, Any] | None = None,
         workspace_id: str | None = None,
-    ) -> None:
+        written_at: float | None = None,
+    ) -> str:
         """Keep an outbound event that was not sent, whole, with the reason, its workspace and Segment's
-        answer, under parked/emitter/ (first: the durable copy), then signal it on the EmitterDLQ."""
+        answer, under parked/emitter/ (first: the durable copy, named by what it holds), then signal it
+        on the EmitterDLQ; its key."""
         now = datetime.now(UTC)
         document: dict[str, Any] = {
             "queue": "emitter",
@@ -98,7 +131,14 @@ class Parked:
             document["workspace_id"] = workspace_id
         if response is not None:
             document["response"] = response
-        key = f"{PREFIX}emitter/{now:%Y-%m-%d}/{now:%H%M%S}-{secrets.token_hex(8)}.json.gz"
+        written = now
+        if written_at is not None:
+            try:
+                written = datetime.fromtimestamp(written_at, UTC)
+                document["written_at"] = written.isoformat(timespec="seconds").replace("+00:00", "Z")
+            except (OverflowError, OSError, ValueError):
+                written = now
+        key = f"{PREFIX}emitter/{written:%Y-%m-%d}/{parked_name(record, workspace_id)}.json.gz"
         text = self._put(key, document, "The outbound event could not be parked.")
         signal: dict[str, Any] = {"parked": key, "reason": reason[:1024]}
         if workspace_id is not None:
@@ -115,6 +155,61 @@ class Parked:
             body = json.dumps(signal, separators=(",", ":"), ensure_ascii=False)
         with aws_errors("The parked outbound event could not be signalled (it is kept in the bucket)."):
             self.clients.sqs.send_message(QueueUrl=self.emitter_dlq_url, MessageBody=body)
+        return key
+
+    # --- leases: one re-drive at a time ------------------------------------------------------------
+
+    def take_lease(self, name: str, holder: str, now: float, seconds: float) -> Lease:
+        """The lease `name` for `holder` until now + seconds; Conflict while another holder's is live."""
+        key = f"{LEASES}{name}.json"
+        taken = self._put_lease(key, holder, now, seconds, if_none_match="*")
+        if taken is not None:
+            return taken
+        with aws_errors(READ_FAILURE, refused={"NoSuchKey": NotFound(key)}):
+            found = self.clients.s3.get_object(Bucket=self.bucket, Key=key)
+            current = json.loads(found["Body"].read() or b"{}")
+        if float(current.get("expires_at", 0)) > now:
+            until = datetime.fromtimestamp(float(current["expires_at"]), UTC).isoformat(timespec="seconds")
+            raise Conflict(f"Another re-drive holds the {name} lease until {until.replace('+00:00', 'Z')}.")
+        taken = self._put_lease(key, holder, now, seconds, if_match=found["ETag"])
+        if taken is None:
+            raise Conflict(f"Another re-drive took the {name} lease just now.")
+        return taken
+
+    def renew_lease(self, lease: Lease, now: float, seconds: float) -> Lease:
+        """The same lease for longer; Conflict if it was taken over meanwhile (it had expired)."""
+        renewed = self._put_lease(lease.key, lease.holder, now, seconds, if_match=lease.etag)
+        if renewed is None:
+            raise Conflict("The re-drive lost its lease (it expired and another re-drive took it).")
+        return renewed
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lease back (marked expired, so the next taker need not wait); gone already: fine."""
+        self._put_lease(lease.key, lease.holder, 0.0, 0.0, if_match=lease.etag)
+
+    def _put_lease(
+        self,
+        key: str,
+        holder: str,
+        now: float,
+        seconds: float,
+        *,
+        if_match: str = "",
+        if_none_match: str = "",
+    ) -> Lease | None:
+        body = json.dumps({"holder": holder, "taken_at": now, "expires_at": now + seconds}).encode()
+        lost = Conflict("taken")
+        refused = {"PreconditionFailed": lost, "ConditionalRequestConflict": lost, "NoSuchKey": lost}
+        try:
+            with aws_errors("The re-drive lease could not be written.", refused=refused):
+                s3 = self.clients.s3
+                if if_match:
+                    answer = s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=if_match)
+                else:
+                    answer = s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch=if_none_match)
+        except Conflict:
+            return None
+        return Lease(key, holder, str(answer.get("ETag", "")), now + seconds)
 
     def keep_dead_letter(self, queue: ParkedQueue, letter: DeadLetter) -> str:
         """Copy a dead letter to parked/<queue>/ (the same letter always to the same key); its key."""
