@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import traceback
 import uuid
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wsgi import ClosingIterator
@@ -50,10 +51,34 @@ def http_routes(template: Mapping[str, Any]) -> dict[str, str]:
                 continue
             properties = event.get("Properties", {})
             path = properties.get("Path")
-            if not isinstance(path, str) or "{" in path:
-                raise TemplateError(f"{logical_id}: only fixed HttpApi paths are served locally ({path})")
+            if not isinstance(path, str) or "+" in path or not _TEMPLATE_SEGMENT.fullmatch(path):
+                raise TemplateError(
+                    f"{logical_id}: only fixed paths and whole-segment {{name}} variables are served "
+                    f"locally ({path})"
+                )
             routes[f"{str(properties.get('Method', 'ANY')).upper()} {path}"] = logical_id
     return routes
+
+
+_TEMPLATE_SEGMENT = re.compile(r"(/([^/{}]*|\{[A-Za-z0-9_]+\}))+")
+"""A path of fixed segments and whole-segment variables (API Gateway's {name}; {name+} is not served)."""
+
+
+def route_match(route_path: str, raw_path: str) -> dict[str, str] | None:
+    """The path parameters (percent-decoded, as API Gateway passes them) if `raw_path` (as sent) matches
+    the route's path, else None. A variable matches one whole, non-empty segment."""
+    wanted, given = route_path.split("/"), raw_path.split("/")
+    if len(wanted) != len(given):
+        return None
+    parameters: dict[str, str] = {}
+    for pattern, segment in zip(wanted, given, strict=True):
+        if pattern.startswith("{") and pattern.endswith("}"):
+            if not segment:
+                return None
+            parameters[pattern[1:-1]] = unquote(segment)
+        elif pattern != segment:
+            return None
+    return parameters
 
 
 def is_text(content_type: str | None) -> bool:
@@ -67,7 +92,13 @@ def is_text(content_type: str | None) -> bool:
 
 
 def api_gateway_event(
-    environ: WSGIEnvironment, body: bytes, route_key: str, *, request_id: str, received: datetime
+    environ: WSGIEnvironment,
+    body: bytes,
+    route_key: str,
+    *,
+    request_id: str,
+    received: datetime,
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The API Gateway HTTP API (payload format 2.0) event for a request."""
     headers: dict[str, str] = {}
@@ -123,6 +154,8 @@ def api_gateway_event(
         event["cookies"] = [cookie.strip() for cookie in cookies.split(";") if cookie.strip()]
     if query:
         event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
     if body:
         event["body"], event["isBase64Encoded"] = _event_body(body, headers)
     return event
@@ -210,10 +243,20 @@ class HttpApi:
             return _gateway_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, request_id)
         method, path = str(environ["REQUEST_METHOD"]).upper(), str(environ.get("PATH_INFO", ""))
         route_key = f"{method} {path}" if f"{method} {path}" in self.routes else f"ANY {path}"
+        parameters: dict[str, str] | None = None
+        if route_key not in self.routes:  # fixed routes first, then those with {variables}, as API Gateway
+            raw_path = urlsplit(str(environ.get("RAW_URI") or path)).path
+            for key in self.routes:
+                verb, _, route_path = key.partition(" ")
+                if verb in (method, "ANY") and (found := route_match(route_path, raw_path)) is not None:
+                    route_key, parameters = key, found
+                    break
         function = self.routes.get(route_key)
         if function is None:
             return _gateway_error(HTTPStatus.NOT_FOUND, request_id)
-        event = api_gateway_event(environ, body, route_key, request_id=request_id, received=received)
+        event = api_gateway_event(
+            environ, body, route_key, request_id=request_id, received=received, path_parameters=parameters
+        )
         try:
             # Lambda hands the function JSON and takes JSON back.
             result = json.loads(json.dumps(function.invoke(event, str(uuid.uuid4()))))

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 DEFAULT_PORT = 3000  # sam local start-api's
+LOCAL_JOB_WORKERS = 2
+"""JobsFunction pollers on the local stack (the template's MaximumConcurrency is for AWS; locally each
+worker is a thread of one process on the machine's cores)."""
 WEBHOOK_PATH = "/v1/segment"
 SAMPLE_EVENT = EVENTS_DIR / "ingest_webhook_batch.json"
 
@@ -250,17 +253,19 @@ def _run_pipeline(stack: LocalStack, segment_port: int, log: Callable[[str], Non
     stack.segment = FakeSegment({DEMO_WRITE_KEY}, log=log).start(segment_port)
     get_store().set_segment_destination(DEMO_WORKSPACE_ID, DEMO_WRITE_KEY, stack.segment.url)
     functions = dict(stack.functions)
-    for logical_id in ("ProcessorFunction", "EmitterFunction"):
+    for logical_id in ("ProcessorFunction", "EmitterFunction", "JobsFunction"):
         functions[logical_id] = load_function(stack.resources.template, logical_id)
     stack.functions = functions
     stack._pollers = _start_pollers(stack)
 
 
 def _start_pollers(stack: LocalStack) -> list[Poller]:
-    """The template's event source mappings (the ingest queue, the outbox stream, the outbound retry
-    queue); the stream's resumes from the stack's checkpoints."""
+    """The template's event source mappings (the ingest queue, the JobsQueue's with as many pollers as its
+    MaximumConcurrency allows locally, the outbox stream, the outbound retry queue); the stream's resumes
+    from the stack's checkpoints."""
     template, resources, functions = stack.resources.template, stack.resources, stack.functions
     sqs = template["Resources"]["ProcessorFunction"]["Properties"]["Events"]["Ingest"]["Properties"]
+    tasks = template["Resources"]["JobsFunction"]["Properties"]["Events"]["Tasks"]["Properties"]
     emitter_events = template["Resources"]["EmitterFunction"]["Properties"]["Events"]
     stream, retries = emitter_events["Outbox"]["Properties"], emitter_events["Retries"]["Properties"]
     on_failure = stream.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -272,6 +277,16 @@ def _start_pollers(stack: LocalStack) -> list[Poller]:
             int(sqs.get("BatchSize", 10)),
             stack.aws_endpoint,
         ).start(),
+        *(
+            SqsPoller(
+                functions["JobsFunction"].invoke,
+                resources.queue_urls["JobsQueue"],
+                resources.queue_arns["JobsQueue"],
+                int(tasks.get("BatchSize", 1)),
+                stack.aws_endpoint,
+            ).start()
+            for _ in range(LOCAL_JOB_WORKERS)
+        ),
         StreamPoller(
             functions["EmitterFunction"].invoke,
             resources.tables["OutboxTable"],

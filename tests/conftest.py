@@ -205,6 +205,7 @@ def no_secrets_in_logs(
 
     for method, argument in (
         ("issue_key", "api_key"),
+        ("issue_read_token", "token"),
         ("set_shared_secret", "secret"),
         ("set_segment_destination", "write_key"),
     ):

@@ -16,13 +16,11 @@ from bridge_dev.cli.app import (
     value_text,
 )
 from bridge_dev.cli.files import read_body, read_mapping
-from bridge_dev.cli.profiles import (
-    profile_view,
-)
 from bridge_dev.target import Target
 from segment_bridge.ingest.intake import prepare
 from segment_bridge.mapping import Mapping
 from segment_bridge.processor.replay import ProfileChange, preview
+from segment_bridge.read.model import profile_view
 
 
 @cli.group()

@@ -29,7 +29,8 @@ from segment_bridge.stats import COUNTERS
 @click.pass_context
 def stats_command(ctx: click.Context, workspace_id: str | None, days: int, as_json: bool) -> None:
     """Per day: events accepted, rejected, echoes (our own events Segment sent back), applied, duplicates,
-    unapplied; track calls sent to Segment and parked. One workspace, or every workspace."""
+    unapplied; ids merge protection blocked and links it refused; track calls sent to Segment and parked.
+    One workspace, or every workspace."""
     rows = watch.stats(target_of(ctx), workspace_id, days)
     columns = ["day", *COUNTERS] if workspace_id else ["workspace_id", "day", *COUNTERS]
     show(as_json, rows, lambda: table_text(rows, columns, "No workspaces."))

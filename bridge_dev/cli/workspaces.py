@@ -14,7 +14,8 @@ from bridge_dev.cli.app import (
     target_of,
 )
 from segment_bridge.destinations import endpoint_url
-from segment_bridge.keys import new_api_key
+from segment_bridge.jobs.offboard import plan_offboard, quiet_seconds
+from segment_bridge.keys import new_api_key, new_read_token
 
 
 @cli.group()
@@ -68,6 +69,7 @@ def workspaces_list(ctx: click.Context, as_json: bool) -> None:
             "created_at": w.created_at,
             "key_ids": list(w.key_ids),
             "shared_secret": w.has_shared_secret,
+            "read_token_ids": list(w.read_token_ids),
         }
         for w in sorted(target_of(ctx).store.list_workspaces(), key=lambda w: w.created_at)
     ]
@@ -115,6 +117,41 @@ def workspaces_revoke_key(ctx: click.Context, workspace_id: str, key_id: str, as
     show(as_json, data, f"Revoked {key_id}; running functions stop accepting it within {seconds:g} s.")
 
 
+@workspaces.command("delete")
+@click.argument("workspace_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait/--no-wait", default=True, help="Follow the job until it ends (default) or return.")
+@json_option
+@click.pass_context
+def workspaces_delete(ctx: click.Context, workspace_id: str, yes: bool, wait: bool, as_json: bool) -> None:
+    """Offboard a workspace: every item of it in every table, its archive and parked objects, keys,
+    secret, mapping, destination and counters, removed by a job on the fleet (docs/archive-jobs.md).
+    Its deliveries are refused from now on; the job ends with a receipt (`jobs show JOB`)."""
+    from bridge_dev.cli.archive import follow, job_data
+    from bridge_dev.cli.dead_letters import keep_dead_letters
+
+    target = target_of(ctx)
+    store = target.store
+    store.get_workspace(workspace_id)  # NotFound before any question
+    if not yes:
+        click.confirm(
+            f"Delete workspace {workspace_id} and everything it holds? This cannot be undone", abort=True
+        )
+    job = plan_offboard(workspace_id, store, quiet=quiet_seconds(target.settings.auth_cache_seconds))
+    for queue in ("ingest", "emitter"):  # its dead letters into parked/, where the job removes them
+        keep_dead_letters(target, queue, take=True)
+    record = follow(target, job.job_id) if wait else store.jobs.job(job.job_id)
+    data = job_data(record) | ({"receipt": record.receipt} if record.receipt else {})
+    show(
+        as_json,
+        data,
+        f"Offboarding {record.job_id} {record.state}: {record.counters['items_deleted']} items and "
+        f"{record.counters['objects_changed']} objects deleted, tasks {record.counters['tasks_done']}/"
+        f"{record.counters['tasks_total']}. Deliveries with its keys are refused"
+        + (" (see the receipt: jobs show)." if record.state == "done" else "; `jobs show` follows it."),
+    )
+
+
 @workspaces.command("secret")
 @click.argument("workspace_id")
 @click.option("--set", "value", help="The shared secret set in Segment's destination settings.")
@@ -142,6 +179,44 @@ def workspaces_secret(
         )
     )
     show(as_json, data, text)
+
+
+@workspaces.command("read-token")
+@click.argument("workspace_id")
+@click.option("--create", is_flag=True, help="Issue a read token for the read API (shown only this once).")
+@click.option(
+    "--revoke", "revoke", metavar="TOKEN_ID", help="Revoke a read token (its id, from `workspaces list`)."
+)
+@json_option
+@click.pass_context
+def workspaces_read_token(
+    ctx: click.Context, workspace_id: str, create: bool, revoke: str | None, as_json: bool
+) -> None:
+    """Issue or revoke a read token: what the read API (GET /v1/spaces/WS/...) takes, as HTTP Basic user
+    name. Read tokens never work for sending events, and API keys never work for reading."""
+    if create == (revoke is not None):
+        raise click.UsageError("Give exactly one of --create or --revoke TOKEN_ID.")
+    target = target_of(ctx)
+    if revoke is not None:
+        target.store.revoke_read_token(workspace_id, revoke)
+        seconds = target.settings.auth_cache_seconds
+        data: dict[str, object] = {
+            "workspace_id": workspace_id,
+            "revoked": revoke,
+            "effective_within_seconds": seconds,
+        }
+        show(
+            as_json, data, f"Revoked read token {revoke}; the read API stops taking it within {seconds:g} s."
+        )
+        return
+    token = target.store.issue_read_token(workspace_id, new_read_token())
+    data = {"workspace_id": workspace_id, "token_id": token.key_id, "read_token": token.api_key}
+    show(
+        as_json,
+        data,
+        fields_text(list(data.items()))
+        + "\n\nKeep the read token now: it is stored only as a hash. Use it as the HTTP Basic user name.",
+    )
 
 
 @cli.group()

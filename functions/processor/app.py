@@ -60,6 +60,10 @@ def handle(record: SQSRecord, invocation: Invocation) -> None:
         logger.info("message deferred", extra={"reason": result.reason})
         metrics.add_metric(name="MessagesDeferred", unit=MetricUnit.Count, value=1)
         return
+    if result.refused:
+        logger.info("message refused: its workspace is being deleted or is gone")
+        metrics.add_metric(name="MessagesRefused", unit=MetricUnit.Count, value=result.refused)
+        return
     logger.info("message applied", extra=result.figures())
     metrics.add_metric(name="HistoryWritten", unit=MetricUnit.Count, value=result.history_written)
     metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=result.duplicates)
@@ -68,6 +72,8 @@ def handle(record: SQSRecord, invocation: Invocation) -> None:
     metrics.add_metric(name="TimestampsClamped", unit=MetricUnit.Count, value=result.clamped_timestamps)
     metrics.add_metric(name="MappingPathsFailed", unit=MetricUnit.Count, value=result.failed_paths)
     metrics.add_metric(name="ProfileOverBudget", unit=MetricUnit.Count, value=result.over_budget)
+    metrics.add_metric(name="IdsBlocked", unit=MetricUnit.Count, value=result.blocked_ids)
+    metrics.add_metric(name="LinksRefused", unit=MetricUnit.Count, value=result.refused_links)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -2,8 +2,9 @@
 
 Every run first sweeps both dead-letter queues into the bucket's parked/ (dead_letters.py), so nothing
 waits on a queue that drops messages after 14 days. The daily run (`{"task": "purge"}`, the default) then
-makes one pass over each workspace's raw/, rejected/, unapplied/ and parked/ for all the workspace's
-deletions listed since the last run (docs/privacy.md); workspaces without any are not read.
+plans one purge job per workspace with deletions listed (jobs/purge.py): the JobsFunction's workers read
+and rewrite the workspace's raw/, rejected/, unapplied/ and parked/ in parallel (docs/archive-jobs.md,
+docs/privacy.md); workspaces without any are not read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_bridge.dead_letters import sweep_both
-from segment_bridge.privacy.purge import purge
+from segment_bridge.jobs.purge import plan_purge
 from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
@@ -43,30 +44,14 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
         name="ItemsParked", unit=MetricUnit.Count, value=total["ingest_parked"] + total["emitter_parked"]
     )
     if task == "purge":
-        figures = {
-            "workspaces": 0,
-            "entities": 0,
-            "objects_read": 0,
-            "objects_rewritten": 0,
-            "events_removed": 0,
-            "receipts_purged": 0,
-        }
+        figures = {"workspaces": 0, "purge_jobs": 0}
         for workspace in store.list_workspaces():
-            done = purge(
-                workspace.workspace_id,
-                store.archive,
-                store.profiles,
-                parked=store.parked,
-                receipts=store.receipts,
-            ).figures()
             figures["workspaces"] += 1
-            for name, value in done.items():
-                figures[name] += value
-        metrics.add_metric(
-            name="ArchivedEventsPurged", unit=MetricUnit.Count, value=figures["events_removed"]
-        )
+            if plan_purge(workspace.workspace_id, store) is not None:
+                figures["purge_jobs"] += 1
+        metrics.add_metric(name="PurgeJobsPlanned", unit=MetricUnit.Count, value=figures["purge_jobs"])
         total |= figures
     logger.info(
-        "dead letters swept" if task == "sweep" else "dead letters swept, archive purged", extra=total
+        "dead letters swept" if task == "sweep" else "dead letters swept, archive purges planned", extra=total
     )
     return total

@@ -212,14 +212,19 @@ def test_preview_shows_the_change_without_writing_and_set_then_replay_applies_it
     assert cli.json("mapping", "show", workspace["workspace_id"])["channels"] == {"email": "contact.mail"}
     today = time.strftime("%Y-%m-%d", time.gmtime())
     dry = cli.json("replay", workspace["workspace_id"], "--since", today, "--dry-run")
-    assert dry["batches"] == 1
+    assert (dry["batches"], dry["changed"]) == (1, 1)
     assert _user(cli, workspace["workspace_id"], "mapped-user")["channels"] == {}
 
-    replayed = cli.json("replay", workspace["workspace_id"], "--since", today)
-    assert replayed["entities"] == 1
+    replayed = cli.json("replay", workspace["workspace_id"], "--since", today)  # a job on the fleet, followed
+    assert (replayed["state"], replayed["profiles_changed"], replayed["messages_applied"]) == ("done", 1, 1)
+    assert cli.json("replay", "status", replayed["job_id"])["state"] == "done"
     user = _user(cli, workspace["workspace_id"], "mapped-user")
     assert user["channels"] == {"email": ["m@example.com"]}
     assert user["preferences"] == {"language": "de"}
+
+    again = cli.json("replay", workspace["workspace_id"], "--since", today)
+    assert (again["profiles_changed"], again["history_written"]) == (0, 0)  # nothing changes twice
+    assert cli.json("replay", workspace["workspace_id"], "--since", today, "--dry-run")["changed"] == 0
 
 
 def _user(cli: Cli, workspace: str, user: str) -> Any:

@@ -104,8 +104,9 @@ def test_a_documented_delete_shape_ends_with_a_purged_receipt(stack, capsys, sha
 
     eventually(erased)
     assert _item(stack, user, "PROFILE") is None
-    code, purged = sb("purge", DEMO_WORKSPACE_ID)
+    code, purged = sb("purge", DEMO_WORKSPACE_ID)  # plans the purge job and waits for the fleet's workers
     assert code == 0
+    assert purged["state"] == "done"
     assert purged["receipts_purged"] >= 1
     [receipt] = sb("deletions", "show", DEMO_WORKSPACE_ID, user)[1]
     assert (receipt["state"], receipt["source"], receipt["deleted_at"]) == (

@@ -337,6 +337,29 @@ def segment(workspaces):
 
 
 @pytest.fixture
+def run_jobs(aws):
+    """Drains the JobsQueue through the JobsFunction's handler, as its SQS mapping does (BatchSize 1,
+    the template's timeout); how many invocations it took."""
+    sqs = boto3.client("sqs")
+    url, arn = aws.queue_urls["JobsQueue"], aws.queue_arns["JobsQueue"]
+    function = lambda_function("JobsFunction")
+
+    def run(limit: int = 2_000) -> int:
+        for invocations in range(limit):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+            if not messages:
+                return invocations
+            answer = function.invoke(lambda_sqs_event(arn, messages), seconds_left=900)
+            assert answer == {"batchItemFailures": []}
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+        raise AssertionError("the JobsQueue did not empty")
+
+    return run
+
+
+@pytest.fixture
 def retry_queue(aws, monkeypatch):
     """The OutboundRetryQueue as the emitter leaves it: its messages (each delay kept, and each visible at
     once: moto would hold a delayed one for real seconds), read and taken off."""

@@ -16,13 +16,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from segment_bridge.identity import MergeProtection, screen
 from segment_bridge.mapping import Mapping
 from segment_bridge.processor.unit import apply_batch
 from tests.functional.helpers import state
 
 TIMES = ["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]
-USERS = ["u1", "u2"]
-ANONYMOUS = ["a1", "a2"]
+BLOCKED = ["null", "0", "{{userId}}"]
+"""Ids merge protection blocks (identity.py): drawn as userIds, anonymousIds and previousIds."""
+USERS = ["u1", "u2", *BLOCKED[:2]]
+ANONYMOUS = ["a1", "a2", "a3", BLOCKED[2]]
+PROTECTION = MergeProtection(max_anonymous_ids=2)
+"""Three anonymous ids and a limit of two: over-limit link sets are drawn."""
+MAPPING = Mapping(merge_protection=PROTECTION)
 GROUPS = ["g1", "g2"]
 KINDS = ["identify", "identify", "track", "track", "page", "group", "alias", "delete"]
 TRAIT_VALUES = st.sampled_from(
@@ -74,10 +80,17 @@ def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event | {"messageId": f"m{n}"} for n, event in enumerate(events)]
 
 
+def as_applied(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events as merge protection lets them be applied: blocked ids taken out, events left without
+    an id (or an alias, a group call of a blocked id) not applied. A function of each event alone."""
+    screened = [screen(event, PROTECTION) for event in events]
+    return [each.event for each in screened if each.reason is None]
+
+
 def connections(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(userId, connected id, timestamp): the anonymousId sent with a userId, an alias's previousId."""
     found = []
-    for event in events:
+    for event in as_applied(events):
         if event["type"] == "delete" or "userId" not in event:
             continue
         for name in ("anonymousId", "previousId"):
@@ -91,7 +104,7 @@ def deletion_times(events: list[dict[str, Any]]) -> dict[str, str]:
     is deleted as of. A delete deletes its id; a user deleted as of T (by its own delete or as a connected
     id) deletes, as A# and U#, every id connected to it by an event stamped at or before T (transitive)."""
     deleted: dict[str, str] = {}
-    for event in events:
+    for event in as_applied(events):
         if event["type"] == "delete":
             key = f"U#{event['userId']}" if "userId" in event else f"A#{event['anonymousId']}"
             deleted[key] = max(deleted.get(key, ""), event["timestamp"])
@@ -108,7 +121,11 @@ def deletion_times(events: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def owner(event: dict[str, Any]) -> str:
-    """The entity whose profile an event changes (besides a group's)."""
+    """The entity whose profile an event changes (besides a group's); none for one not applied."""
+    applied = as_applied([event])
+    if not applied:
+        return "-"
+    event = applied[0]
     return f"U#{event['userId']}" if "userId" in event else f"A#{event['anonymousId']}"
 
 
@@ -159,7 +176,7 @@ def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):
     from segment_bridge.store import get_store
 
     store = get_store()
-    mapping = Mapping()
+    mapping = MAPPING
     tables = [aws.tables["ProfilesTable"], aws.tables["EventsTable"]]
     events = numbered(events)
 
@@ -181,6 +198,34 @@ def test_any_order_with_duplicates_in_any_messages_converges(aws, events, data):
         apply_batch(candidate, [dict(e) for e in message], mapping, store)
 
     assert state(candidate, tables) == state(reference, tables)
+    assert read_model(candidate, events) == read_model(reference, events)
+    assert not any(blocked in item for item in state(reference, tables) for blocked in BLOCKED_KEYS)
+
+
+BLOCKED_KEYS = [f'#{kind}#{value}"' for kind in ("U", "A", "LINK") for value in BLOCKED]
+"""No profile, link or history item is ever keyed by a blocked id."""
+
+
+def read_model(workspace_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the read model answers for every id the events name (as user and anonymous id): linked ids,
+    refused links and counts with linked, or not found."""
+    from segment_bridge.errors import NotFound
+    from segment_bridge.read.model import Reader
+    from segment_bridge.store import get_store
+
+    reader = Reader(get_store().reading)
+    reader._protection[workspace_id] = PROTECTION  # the mapping the property applies (not stored)
+    ids = {e[name] for e in events for name in ("userId", "anonymousId", "previousId") if name in e}
+    answers: dict[str, Any] = {}
+    for value in sorted(ids):
+        for id_type in ("user_id", "anonymous_id"):
+            try:
+                user = reader.user(workspace_id, id_type, value)  # type: ignore[arg-type]
+            except NotFound:
+                answers[f"{id_type}:{value}"] = None
+                continue
+            answers[f"{id_type}:{value}"] = (user.key, user.linked, user.refused, user.counts_with_linked)
+    return answers
 
 
 def applied_in_messages(aws: Any, messages: list[list[dict[str, Any]]]) -> list[str]:

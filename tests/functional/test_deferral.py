@@ -6,6 +6,7 @@ event source feeds it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -289,3 +290,21 @@ def test_a_profile_that_keeps_changing_while_a_refused_count_is_taken_back_defer
     assert processor(events, message_id="hot-again") == {"batchItemFailures": []}
     exactly_once(workspaces, "user-1", {"Hot": 2})
     assert dead_letters(aws) == 0
+
+
+def test_a_deferred_replay_message_goes_back_into_its_replay_group(aws, workspaces):
+    """A replay job's messages the budget refuses are deferred into the workspace's replay group
+    (`<ws>/replay`), not its live group: the live traffic keeps its place in the fair queue."""
+    function = lambda_function("ProcessorFunction")
+    messages = messages_of_three_users()
+    for message in messages:
+        envelope = json.loads(message["Body"])
+        message["Body"] = json.dumps(envelope | {"job": "20260101T000000-replay-00000000"})
+
+    answer = function.handler(lambda_sqs_event(aws.queue_arns["IngestQueue"], messages), RunningOut())
+
+    assert answer["batchItemFailures"] == []
+    deferred = take(aws)
+    assert sorted(m["Body"] for m in deferred) == sorted(m["Body"] for m in messages[1:])
+    assert {m["Attributes"]["MessageGroupId"] for m in deferred} == {f"{WS}/replay"}
+    assert archived(aws) == []  # a replay's message is archived already: not again

@@ -148,7 +148,13 @@ def deleted(store: Any, event: dict[str, Any]) -> bool:
 
 def applied(store: Any, event: dict[str, Any]) -> bool:
     """What the event left in the tables (its history item, its profile, its group, its link), or the
-    delete that removed it."""
+    delete that removed it; as merge protection applies it (a blocked userId: under its anonymousId)."""
+    from segment_bridge.identity import MergeProtection, screen
+
+    screened = screen(event, MergeProtection())
+    if screened.reason is not None:  # nothing of it may be applied: it must be parked
+        return False
+    event = screened.event
     kind, user = event["type"], event.get("userId")
     entity = ("U", user) if user else ("A", event["anonymousId"])
     if deleted(store, event):

@@ -333,7 +333,7 @@ def test_a_sweep_does_bounded_work_and_stops_when_its_time_is_spent(aws, target)
 
 
 def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyone_elses(
-    processor, workspaces, aws, target
+    processor, workspaces, aws, target, run_jobs
 ):
     """Privacy deletes reach parked/: outbound events are removed, ingest dead letters rewritten."""
     from segment_bridge.envelope import pack, unpack
@@ -365,10 +365,12 @@ def test_the_daily_purge_removes_a_deleted_users_parked_events_and_keeps_everyon
         workspaces.park_outbound("Segment answered 400", track, workspace_id=workspace_id)
     processor([event("delete", "d", t2)], message_id="del")
 
-    answer = sweep("purge")  # the daily run: the sweep, then the purge
+    answer = sweep("purge")  # the daily run: the sweep, then the purge job planned
+    run_jobs()  # the JobsFunction's workers
 
     assert answer["ingest_dead_letters_kept"] == 2
-    assert answer["events_removed"] == 6  # raw/: i, d; parked/: lost, anon, lost-2, user-1's outbound
+    (job,) = workspaces.jobs.jobs(kind="purge")
+    assert job.counters["events_changed"] == 6  # raw/: i, d; parked/: lost, anon, lost-2, user-1's outbound
     outbound = sorted((d["workspace_id"], d["record"]["userId"]) for d in parked_objects(aws, "emitter"))
     assert outbound == [(WS, "user-2"), ("ws_signed", "user-1")]  # another workspace's user-1 is not ours
     (letter,) = parked_objects(aws, "ingest")

@@ -146,7 +146,9 @@ def _archived(aws: Any) -> dict[str, list[str]]:
     return found
 
 
-def test_purge_removes_a_deleted_users_events_from_raw_rejected_and_unapplied(processor, workspaces, aws):
+def test_purge_removes_a_deleted_users_events_from_raw_rejected_and_unapplied(
+    processor, workspaces, aws, run_jobs
+):
     """(e) The on-demand command and the daily PurgeFunction remove what the delete covers, no more."""
     from tests.conftest import SECONDS_LEFT, lambda_function
 
@@ -170,13 +172,17 @@ def test_purge_removes_a_deleted_users_events_from_raw_rejected_and_unapplied(pr
     assert "r" in before["rejected"]
 
     answer = lambda_function("PurgeFunction").invoke({}, seconds_left=SECONDS_LEFT)
-    assert answer["events_removed"] == 5  # i, d, late (raw), late (unapplied), r (rejected)
+    assert answer["purge_jobs"] == 1  # the daily run plans; the JobsFunction's workers purge
+    run_jobs()
+    (job,) = workspaces.jobs.jobs(kind="purge")
+    assert job.state == "done"
+    assert job.counters["events_changed"] == 5  # i, d, late (raw), late (unapplied), r (rejected)
     after = _archived(aws)
     assert sorted(after["raw"]) == ["k", "new"]
     assert "rejected" not in after
     assert "unapplied" not in after
     again = lambda_function("PurgeFunction").invoke({}, seconds_left=SECONDS_LEFT)
-    assert again["entities"] == 0  # nothing listed now
+    assert again["purge_jobs"] == 0  # nothing listed now
 
 
 def _is_write_of(operation: str, body: dict[str, Any], sk_prefix: str) -> bool:

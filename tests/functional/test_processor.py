@@ -232,35 +232,6 @@ def test_sdk_samples_land_as_profiles(ingest, aws, workspaces, name):
     assert json.dumps(profile.channels)
 
 
-def test_replay_runs_archived_events_through_the_current_mapping(processor, workspaces):
-    from segment_bridge.processor.replay import replay
-
-    workspaces.set_mapping(WS, Mapping(channels={"email": "email"}, exclude_events={"Invited"}))
-    processor(
-        [
-            event("identify", "i", T1, traits={"email": "a@x.io", "phone": "+15555550100"}),
-            event("track", "t1", T1, event="Signed Up"),
-            event("track", "t2", T1, event="Invited"),
-        ]
-    )
-    before = workspaces.read_profile(WS, "U", "user-1")
-    assert (before.channels, before.counts) == ({"email": {"a@x.io": T1}}, {"Signed Up": 1})
-
-    current = workspaces.set_mapping(WS, Mapping())  # the defaults: phone -> sms, nothing excluded
-    day = date(2026, 1, 1)  # processed messages are archived under the day they were received
-    planned = replay(WS, day, day, current, workspaces, dry_run=True)
-    assert planned.entities == 1
-    assert workspaces.read_profile(WS, "U", "user-1") == before
-
-    replay(WS, day, day, current, workspaces)
-    after = workspaces.read_profile(WS, "U", "user-1")
-    assert after.channels == {"email": {"a@x.io": T1}, "sms": {"+15555550100": T1}}
-    assert after.counts == {"Signed Up": 1, "Invited": 1}
-
-    replay(WS, day, day, current, workspaces)
-    assert workspaces.read_profile(WS, "U", "user-1") == after
-
-
 def test_a_crash_between_profile_and_history_writes_counts_once_on_redelivery(processor, workspaces):
     from segment_bridge.errors import ServiceUnavailable
 

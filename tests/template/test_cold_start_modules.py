@@ -63,6 +63,7 @@ LOADED = {
         "segment_bridge.retry",
         "segment_bridge.tombstones",
         "segment_bridge.mapping",
+        "segment_bridge.identity",  # merge protection, in the mapping
         "segment_bridge.envelope",
         "segment_bridge.timestamps",
     },
@@ -78,6 +79,29 @@ LOADED = {
         "segment_bridge.outbound.sending",
         "segment_bridge.outbound.track",
         "segment_bridge.mapping",
+        "segment_bridge.identity",
+        "segment_bridge.values",
+    },
+    "ReaderFunction": SHARED
+    | {
+        "segment_bridge.read",
+        "segment_bridge.read.api",
+        "segment_bridge.read.auth",
+        "segment_bridge.read.client",
+        "segment_bridge.read.model",
+        "segment_bridge.store.reading",
+        "segment_bridge.store.profiles",  # how a stored profile item reads (store/reading.py uses it)
+        "segment_bridge.store.history",  # ... and what store/profiles.py is made of
+        "segment_bridge.store.items",
+        "segment_bridge.store.links",
+        "segment_bridge.store.tombstones",
+        "segment_bridge.tombstones",
+        "segment_bridge.planning",
+        "segment_bridge.profiles",
+        "segment_bridge.deleted_ids",
+        "segment_bridge.mapping",
+        "segment_bridge.identity",
+        "segment_bridge.timestamps",
         "segment_bridge.values",
     },
 }
@@ -86,6 +110,7 @@ USE_CASE = {
     "IngestFunction": "segment_bridge.ingest.intake",
     "ProcessorFunction": "segment_bridge.processor.unit",
     "EmitterFunction": "segment_bridge.outbound.delivery",
+    "ReaderFunction": "segment_bridge.read.model",
 }
 
 PROBE = (

@@ -52,7 +52,7 @@ def test_env_json_aims_every_function_at_make_devs_aws_as_a_container_reaches_it
         == DOCKER_AWS_ENDPOINT
         == f"http://host.docker.internal:{LOCAL_AWS_PORT}"
     )
-    for name in ("INGEST_QUEUE_URL", "INGEST_DLQ_URL", "EMITTER_DLQ_URL"):
+    for name in ("INGEST_QUEUE_URL", "INGEST_DLQ_URL", "EMITTER_DLQ_URL", "JOBS_QUEUE_URL"):
         assert variables[name].startswith(DOCKER_AWS_ENDPOINT + "/"), name
 
 

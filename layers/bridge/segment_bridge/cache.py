@@ -38,3 +38,8 @@ class TtlCache(Generic[K, V]):
                 self._entries.clear()
             self._entries[key] = (now + self._ttl, value)
         return value
+
+    def refresh(self, key: K) -> V | None:
+        """`load(key)` now, whatever is remembered (a caller that knows the value changed)."""
+        self._entries.pop(key, None)
+        return self.get(key)

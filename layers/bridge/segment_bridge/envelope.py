@@ -32,9 +32,23 @@ class Envelope(BaseModel):
     count: int
     encoding: Literal["gzip+base64"] = ENCODING
     events: str
+    job: str | None = None
+    """Set on a replay job's copy of archived events (jobs/replay.py): applied, not archived again."""
+    mappingVersion: int | None = None
+    """A replay's: the mapping version it was planned under (at least that one applies)."""
     source: str | None = None
     """Where the delivery came from, when it says (privacy/receipts.py SOURCES): a privacy request's
     receipt records it. Absent from messages packed before it existed."""
+
+
+def message_group(envelope: Envelope) -> str:
+    """The IngestQueue's MessageGroupId of a message: its workspace, or a replay job's copy's own group
+    `<workspace>/replay` (a fair-queue tenant of its own beside the live traffic: jobs/replay.py)."""
+    return envelope.workspaceId if envelope.job is None else replay_group(envelope.workspaceId)
+
+
+def replay_group(workspace_id: str) -> str:
+    return f"{workspace_id}/replay"
 
 
 class EventTooLargeForQueue(ValueError):
@@ -48,11 +62,22 @@ def pack(
     request_id: str,
     received_at: str,
     max_bytes: int,
+    job: str | None = None,
+    mapping_version: int | None = None,
     source: str | None = None,
 ) -> list[str]:
-    """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order.
-    `source`: where the delivery came from (kept in each message's metadata when given)."""
-    header = {"workspaceId": workspace_id, "requestId": request_id, "receivedAt": received_at}
+    """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order;
+    `job`: a replay job's (Envelope.job); `source`: where the delivery came from (kept in each message's
+    metadata when given)."""
+    header: dict[str, str | int] = {
+        "workspaceId": workspace_id,
+        "requestId": request_id,
+        "receivedAt": received_at,
+    }
+    if job is not None:
+        header["job"] = job
+    if mapping_version is not None:
+        header["mappingVersion"] = mapping_version
     if source is not None:
         header["source"] = source
     budget = max_bytes * RAW_BYTES_PER_MESSAGE_BYTE
@@ -70,7 +95,7 @@ def pack(
     return messages
 
 
-def _encode(group: Sequence[bytes], header: dict[str, str], max_bytes: int) -> list[str]:
+def _encode(group: Sequence[bytes], header: dict[str, str | int], max_bytes: int) -> list[str]:
     payload = gzip.compress(b"[" + b",".join(group) + b"]", compresslevel=COMPRESS_LEVEL, mtime=0)
     body = json.dumps(
         {

@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass
 
 KEY_PREFIX = "sbk_"
+READ_TOKEN_PREFIX = "sbr_"  # noqa: S105 - a prefix, not a secret
+"""Read tokens (the read API's, read/auth.py) look unlike API keys, and are stored apart from them."""
 KEY_BYTES = 32
 MAX_KEY_LENGTH = 256
 
@@ -25,6 +27,11 @@ class WorkspaceAuth:
 def new_api_key() -> str:
     """A new API key: 256 random bits, URL-safe, recognisable by its prefix."""
     return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def new_read_token() -> str:
+    """A new read token: 256 random bits, URL-safe, recognisable by its prefix."""
+    return READ_TOKEN_PREFIX + secrets.token_urlsafe(KEY_BYTES)
 
 
 def hash_key(key: str) -> str:

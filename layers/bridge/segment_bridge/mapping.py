@@ -15,6 +15,8 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from segment_bridge.identity import MergeProtection
+
 EventType = Literal["identify", "track", "page", "screen", "group", "alias", "delete"]
 Channel = Literal[
     "email",
@@ -75,6 +77,10 @@ class Mapping(BaseModel):
     channels: dict[Channel, Expression] = Field(default_factory=lambda: dict(DEFAULT_CHANNELS))
     preferences: dict[Preference, Expression] = Field(default_factory=lambda: dict(DEFAULT_PREFERENCES))
     history_days: int = Field(default=365, ge=1, le=3650, description="Event history retention (TTL).")
+    merge_protection: MergeProtection = Field(
+        default_factory=MergeProtection,
+        description="Blocked id values and the anonymous ids limit (Segment Unify's defaults).",
+    )
 
     def applies_to(self, event_type: str) -> bool:
         return event_type in self.event_types

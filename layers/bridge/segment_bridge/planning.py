@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from segment_bridge.identity import screen
 from segment_bridge.limits import ITEM_BYTES, SORT_KEY_BYTES, id_fits, unstorable, utf8_bytes, value_size
 from segment_bridge.mapping import Mapping, event_name
 from segment_bridge.profiles import (
@@ -120,6 +121,8 @@ class Plan:
     """Mapping paths that could not be evaluated on an event (they found nothing)."""
     unapplied: list[dict[str, Any]] = field(default_factory=list)
     """{"reason", "event"}: events not applied, or applied only in part, for a reason of their own."""
+    blocked_ids: int = 0
+    """Ids the workspace's merge protection blocked (identity.py): the events applied without them."""
 
     def park(self, event: dict[str, Any], reason: str) -> None:
         self.unapplied.append({"reason": reason, "event": event})
@@ -140,11 +143,13 @@ def plan(events: Iterable[dict[str, Any]], mapping: Mapping) -> Plan:
         if not mapping.applies_to(event.get("type", "")):
             result.skipped += 1
             continue
-        reason = _unusable(event)
+        screened = screen(event, mapping.merge_protection)
+        result.blocked_ids += len(screened.blocked)
+        reason = screened.reason or _unusable(screened.event)
         if reason is not None:
             result.park(event, reason)
             continue
-        _plan_event(event, mapping, result)
+        _plan_event(screened.event, mapping, result)
     return result
 
 

@@ -16,6 +16,8 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from segment_bridge.identity import screen
+from segment_bridge.mapping import Mapping
 from segment_bridge.timestamps import InvalidTimestamp, event_time
 
 RECEIVED: Final = "received"
@@ -86,15 +88,27 @@ def request_fingerprint(key: str, deleted_at: str) -> str:
 
 
 def requested_in(
-    events: list[dict[str, Any]], *, received_at: str, source: str | None, request_id: str
+    events: list[dict[str, Any]],
+    *,
+    received_at: str,
+    source: str | None,
+    request_id: str,
+    mapping: Mapping | None = None,
 ) -> list[Requested]:
     """The privacy requests among a queue message's events (intake's output): each `delete` whose
-    subject and time the processor can apply (planning.plan's rules: its userId, else its anonymousId,
-    at its timestamp, receivedAt if it is more than 23 h ahead). Once per (key, time)."""
+    subject and time the processor can apply under the workspace's `mapping` (planning.plan's rules:
+    deletes applied by the mapping at all, ids its merge protection blocks taken out, then its userId,
+    else its anonymousId, at its timestamp, receivedAt if it is more than 23 h ahead). Once per (key,
+    time)."""
+    mapping = mapping or Mapping()
     found: dict[tuple[str, str], Requested] = {}
     for event in events:
-        if not isinstance(event, dict) or event.get("type") != "delete":
+        if not isinstance(event, dict) or event.get("type") != "delete" or not mapping.applies_to("delete"):
             continue
+        screened = screen(event, mapping.merge_protection)
+        if screened.reason is not None:
+            continue  # not applied either (parked as unapplied, with its reason)
+        event = screened.event
         user_id, anonymous_id = event.get("userId"), event.get("anonymousId")
         if isinstance(user_id, str) and user_id:
             key = f"U#{user_id}"

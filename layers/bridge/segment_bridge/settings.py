@@ -26,6 +26,8 @@ class Settings(BaseModel):
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL", min_length=1)
     ingest_dlq_url: str = Field(alias="INGEST_DLQ_URL", min_length=1)
     emitter_dlq_url: str = Field(alias="EMITTER_DLQ_URL", min_length=1)
+    jobs_queue_url: str = Field(alias="JOBS_QUEUE_URL", min_length=1)
+    """The archive jobs' tasks (purge, replay, offboarding: docs/archive-jobs.md)."""
     queue_message_bytes: int = Field(alias="QUEUE_MESSAGE_BYTES", ge=1024, le=1_048_576)
     secrets_prefix: str = Field(alias="SECRETS_PREFIX", min_length=1)
     """Workspaces' Segment write keys are secrets named <prefix>/<workspace_id>/write-key."""

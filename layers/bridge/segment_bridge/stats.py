@@ -15,11 +15,23 @@ from typing import Protocol
 
 from segment_bridge.errors import BridgeError
 
-COUNTERS = ("accepted", "rejected", "echoes", "applied", "duplicates", "unapplied", "sent", "parked")
+COUNTERS = (
+    "accepted",
+    "rejected",
+    "echoes",
+    "applied",
+    "duplicates",
+    "unapplied",
+    "blocked_ids",
+    "refused_links",
+    "sent",
+    "parked",
+)
 """accepted, rejected, echoes: ingest (events queued, refused with a reason, our own outbound events that
 Segment sent back); applied, duplicates, unapplied: processor (events applied to profiles, events it had
-already applied, events kept in unapplied/ with a reason); sent, parked: emitter (track calls Segment took,
-outbox items parked)."""
+already applied, events kept in unapplied/ with a reason); blocked_ids, refused_links: processor, merge
+protection (ids its blocked values took out of events, links beyond the anonymous ids limit); sent,
+parked: emitter (track calls Segment took, outbox items parked)."""
 
 _logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.envelope import Envelope
+from segment_bridge.mapping import Mapping
 from segment_bridge.planning import Contribution, Deletion, Link, connected_ids
 from segment_bridge.privacy.deletion import delete_identities, erase, forget
 from segment_bridge.privacy.ports import Receiving, Work
@@ -28,11 +29,14 @@ from segment_bridge.privacy.receipts import Receipts
 from segment_bridge.profiles import Stored
 
 
-def requests_received(envelope: Envelope, events: list[dict[str, Any]], repositories: Receiving) -> Receipts:
+def requests_received(
+    envelope: Envelope, events: list[dict[str, Any]], repositories: Receiving, mapping: Mapping
+) -> Receipts:
     """Before the message is applied: its privacy requests (each `delete` as step 1 applies it: its
     subject and time), each given a receipt `received` where it has none (a repeat of a request is the
-    same receipt), saying where the delivery came from (`envelope.source`). The receipts to mark erased
-    once the message is applied (`requests_erased`)."""
+    same receipt), saying where the delivery came from (`envelope.source`); under the workspace's
+    `mapping`, as the deletes are applied (no receipt for one it does not apply). The receipts to mark
+    erased once the message is applied (`requests_erased`)."""
     receipts = Receipts.of(
         envelope.workspaceId,
         events,
@@ -41,6 +45,7 @@ def requests_received(envelope: Envelope, events: list[dict[str, Any]], reposito
         request_id=envelope.requestId,
         book=repositories.receipts,
         purge_list=repositories.profiles,
+        mapping=mapping,
     )
     receipts.received()
     return receipts

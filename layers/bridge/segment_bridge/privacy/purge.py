@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from segment_bridge.envelope import pack, unpack
+from segment_bridge.envelope import Envelope, pack, unpack
 from segment_bridge.privacy.ports import ReceiptBook
 from segment_bridge.privacy.receipts import mark_purged
 from segment_bridge.timestamps import InvalidTimestamp, event_time
@@ -31,6 +31,7 @@ class PurgeList(Protocol):
 
 
 ARCHIVE_KINDS = ("raw", "rejected", "unapplied")
+PARKED_QUEUES: tuple[Literal["ingest", "emitter"], ...] = ("emitter", "ingest")
 
 
 @dataclass
@@ -117,45 +118,70 @@ def purge_parked(
     done: Purged,
 ) -> None:
     """The deleted entities' events kept under parked/ (what was not sent or not applied), counted in
-    `done` like the archive's: a parked outbound event of the workspace is removed; a parked ingest
-    dead letter (a queue message holding many events) is rewritten without them, removed when empty.
-    Stream batches Lambda gave up on are pointers (no event data) and stay."""
-    for item in parked.items("emitter"):
-        document = item.document
-        if document.get("kind") != "parked event" or document.get("workspace_id") != workspace_id:
-            continue
-        done.objects_read += 1
-        if deleted(document.get("record"), users, anonymous):
-            parked.remove(item.key)
+    `done` like the archive's (`parked_change`, one item after another)."""
+    for queue in PARKED_QUEUES:
+        for item in parked.items(queue):
+            change = parked_change(workspace_id, users, anonymous, item.document)
+            if change is None:
+                continue
+            done.objects_read += 1
+            if not change.removed:
+                continue
+            if change.document is None:
+                parked.remove(item.key)
+            else:
+                parked.replace(item.key, change.document)
             done.objects_rewritten += 1
-            done.events_removed += 1
-    for item in parked.items("ingest"):
-        document = item.document
-        if document.get("kind") != "dead letter":
-            continue
-        try:
-            envelope, events = unpack(str(document.get("body", "")))
-        except (ValueError, OSError, EOFError):  # not a queue message: nothing of ours to read in it
-            continue
-        if envelope.workspaceId != workspace_id:
-            continue
-        done.objects_read += 1
-        kept = [event for event in events if not deleted(event, users, anonymous)]
-        if len(kept) == len(events):
-            continue
-        if kept:
-            (body,) = pack(
-                [json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode("utf-8") for e in kept],
-                workspace_id=envelope.workspaceId,
-                request_id=envelope.requestId,
-                received_at=envelope.receivedAt,
-                max_bytes=1 << 40,  # one message, as it was (fewer events than it held)
-            )
-            parked.replace(item.key, document | {"body": body})
-        else:
-            parked.remove(item.key)
-        done.objects_rewritten += 1
-        done.events_removed += len(events) - len(kept)
+            done.events_removed += change.removed
+
+
+@dataclass(frozen=True)
+class ParkedChange:
+    """What a purge does to one parked item of the workspace: `removed` events taken out; the item
+    rewritten as `document`, or removed when it is None (and `removed` > 0)."""
+
+    removed: int
+    document: dict[str, Any] | None = None
+
+
+def parked_change(
+    workspace_id: str, users: dict[str, str], anonymous: dict[str, str], document: dict[str, Any]
+) -> ParkedChange | None:
+    """A parked item's purge (None if it is not the workspace's): a parked outbound event of a deleted
+    entity is removed; a parked ingest dead letter (a queue message holding many events) is rewritten
+    without them, removed when empty. Stream batches Lambda gave up on are pointers (no event data) and
+    stay."""
+    if document.get("kind") == "parked event":
+        if document.get("workspace_id") != workspace_id:
+            return None
+        return ParkedChange(1) if deleted(document.get("record"), users, anonymous) else ParkedChange(0)
+    envelope_events = parked_envelope(document)
+    if envelope_events is None or envelope_events[0].workspaceId != workspace_id:
+        return None
+    envelope, events = envelope_events
+    kept = [event for event in events if not deleted(event, users, anonymous)]
+    if len(kept) == len(events):
+        return ParkedChange(0)
+    if not kept:
+        return ParkedChange(len(events))
+    (body,) = pack(
+        [json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode("utf-8") for e in kept],
+        workspace_id=envelope.workspaceId,
+        request_id=envelope.requestId,
+        received_at=envelope.receivedAt,
+        max_bytes=1 << 40,  # one message, as it was (fewer events than it held)
+    )
+    return ParkedChange(len(events) - len(kept), document | {"body": body})
+
+
+def parked_envelope(document: dict[str, Any]) -> tuple[Envelope, list[dict[str, Any]]] | None:
+    """A parked ingest dead letter's queue message (None for anything else)."""
+    if document.get("kind") != "dead letter":
+        return None
+    try:
+        return unpack(str(document.get("body", "")))
+    except (ValueError, OSError, EOFError):  # not a queue message: nothing of ours to read in it
+        return None
 
 
 def deleted(event: Any, users: dict[str, str], anonymous: dict[str, str]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from segment_bridge.mapping import Mapping
 from segment_bridge.privacy.ports import PurgeRelist, ReceiptBook
 from segment_bridge.receipts import Requested, requested_in
 from segment_bridge.tombstones import PendingPurge
@@ -36,8 +37,11 @@ class Receipts:
         request_id: str,
         book: ReceiptBook,
         purge_list: PurgeRelist,
+        mapping: Mapping | None = None,
     ) -> Receipts:
-        requests = requested_in(events, received_at=received_at, source=source, request_id=request_id)
+        requests = requested_in(
+            events, received_at=received_at, source=source, request_id=request_id, mapping=mapping
+        )
         return cls(workspace_id, requests, book, purge_list)
 
     def received(self) -> None:

@@ -146,7 +146,9 @@ def write_entity(
         ):
             return None
         to_record = [record for mid, record in records.items() if mid not in existing]
-        return Written(len(settled.new), len(records) - len(settled.new), to_record, settled.profile)
+        return Written(
+            len(settled.new), len(records) - len(settled.new), to_record, settled.profile, not unchanged
+        )
 
     return conditionally(
         attempt,

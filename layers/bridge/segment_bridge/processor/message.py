@@ -4,7 +4,9 @@
                                  the queue (Deferred)
     receive_message              archive the message's events, apply them (unit.py) between its privacy
                                  requests' receipts (received, then erased: privacy/hooks.py), keep
-                                 what cannot be applied, count the day
+                                 what cannot be applied, count the day (a workspace being deleted:
+                                 dropped, refused)
+    replay_message               a replay job's message: applied, not archived again, counted once
     TimeBudget                   whether the invocation has time left to start a message at all
     TimeShares                   each message's share of what is left: the deadline of its deletes
 
@@ -28,8 +30,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from segment_bridge.envelope import Envelope, unpack
+from segment_bridge.envelope import Envelope, message_group, unpack
 from segment_bridge.errors import BridgeError
 from segment_bridge.mapping import Mapping
 from segment_bridge.privacy.deletion import DeletionUnfinished
@@ -135,7 +138,8 @@ class Invocation:
         except Contended as contended:  # a hot profile, or deletes changing the index of deleted ids
             reason = contended.reason  # its writers spread out instead of meeting again at once
             delay = random.randint(1, CONTENDED_DELAY_SECONDS)  # noqa: S311  # nosec B311  # jitter
-        self.queue.defer(body, Envelope.model_validate_json(body).workspaceId, delay)
+        # a replay's copy goes back into its replay group, where live traffic keeps its place
+        self.queue.defer(body, message_group(Envelope.model_validate_json(body)), delay)
         return Deferred(reason)
 
 
@@ -146,13 +150,19 @@ def receive_message(body: str, store: Repositories, mappings: MappingSource, dea
     to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy delete past `deadline`
     raises DeletionUnfinished, its progress kept for the next receive (its receipt stays received).
     The archive's object is named after the body, not the SQS message: a redelivery, a deferred copy
-    or a re-drive of the same message archives it once."""
+    or a re-drive of the same message archives it once. A message of a workspace that is being deleted,
+    or is gone, is dropped before anything is written (`refused`: jobs/offboard.py); a replay job's copy
+    of archived events is applied by `replay_message`."""
     envelope, events = unpack(body)
+    if not store.workspace_open(envelope.workspaceId):  # offboarding: its sweep must find nothing new
+        return Applied(refused=1)
+    if envelope.job is not None:  # a replay job's copy of archived events (jobs/replay.py)
+        return replay_message(envelope, events, store, mappings, deadline)
     received_at = datetime.fromisoformat(envelope.receivedAt)
     name = f"{envelope.requestId}-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
-    receipts = requests_received(envelope, events, store)
+    receipts = requests_received(envelope, events, store, mapping)
     applied = apply_batch(envelope.workspaceId, events, mapping, store, deadline)
     requests_erased(receipts)
     if applied.unapplied:
@@ -164,5 +174,31 @@ def receive_message(body: str, store: Repositories, mappings: MappingSource, dea
         applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates),
         duplicates=applied.duplicates,
         unapplied=len(applied.unapplied),
+        blocked_ids=applied.blocked_ids,
+        refused_links=applied.refused_links,
     )
+    return applied
+
+
+def replay_message(
+    envelope: Envelope,
+    events: list[dict[str, Any]],
+    store: Repositories,
+    mappings: MappingSource,
+    deadline: float,
+) -> Applied:
+    """A replay job's message: archived already and counted in the daily counts when it was received, so
+    only applied (under the current mapping, or the job's if this container's is older); what it changed
+    is added to the job once per message (a receipt per message name: a copy changes and counts nothing)."""
+    mapping = mappings.get(envelope.workspaceId) or Mapping()
+    if mapping.version < (envelope.mappingVersion or 0):  # set since this container read it
+        mapping = mappings.refresh(envelope.workspaceId) or Mapping()
+    applied = apply_batch(envelope.workspaceId, events, mapping, store, deadline)
+    figures = {
+        "messages_applied": 1,
+        "profiles_changed": applied.changed,
+        "history_written": applied.history_written,
+    }
+    if store.jobs.count_applied(str(envelope.job), envelope.requestId, figures):
+        store.jobs.complete_if_applied(str(envelope.job))
     return applied

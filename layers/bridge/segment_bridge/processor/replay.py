@@ -1,56 +1,67 @@
-"""Replay and preview: archived events through a mapping again, and what events would change under a
-mapping without writing anything (`segment-bridge replay`, `segment-bridge mapping preview`). Both use
-the processor's own planning and applying (unit.py)."""
+"""Replay's dry run and preview: what archived events, or given events, would change under a mapping,
+without writing anything (`segment-bridge replay --dry-run`, `segment-bridge mapping preview`). A replay
+itself is a job on the fleet (jobs/replay.py): the processor applies its messages
+(message.replay_message)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from segment_bridge.mapping import Mapping
 from segment_bridge.planning import HistoryRecord, Plan, plan
-from segment_bridge.processor.ports import Repositories
+from segment_bridge.processor.ports import ArchiveWrites
 from segment_bridge.processor.results import Applied
-from segment_bridge.processor.unit import apply_batch
-from segment_bridge.profiles import EntityKind, Profile, merge
+from segment_bridge.profiles import EntityKind, Profile, bounded, merge
 
 
-def replay(
+class ReplayReads(Protocol):
+    """The store, as a dry run reads it: archived batches, profiles and recorded history."""
+
+    @property
+    def archive(self) -> ArchiveWrites: ...
+    def read_profile(self, workspace_id: str, kind: str, entity_id: str) -> Profile | None: ...
+    def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
+
+
+def dry_run(
     workspace_id: str,
     since: date,
     until: date,
     mapping: Mapping,
-    store: Repositories,
+    store: ReplayReads,
     *,
-    dry_run: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> Applied:
-    """Run archived events received from `since` to `until` (inclusive, UTC days) through `mapping` again.
-
-    Everything the processor writes is idempotent, so a replay under an unchanged mapping changes nothing;
-    under a new mapping it adds what the new mapping finds (new channels, preferences, events that
-    filters had skipped). History already recorded keeps the name and mapping version it was written
-    with. With `dry_run`, nothing is written: the result counts what the mapping would apply.
+    """What replaying archived events received from `since` to `until` (inclusive, UTC days) under
+    `mapping` would change, nothing written (`segment-bridge replay --dry-run`; a real replay is a job on
+    the fleet: jobs/replay.py). `changed` counts the profiles that would differ from what is stored and
+    `history_written` the history items not recorded yet, as the processor would find them (`preview`):
+    a second replay under an unchanged mapping would change nothing, and says so.
     `on_batch` is told the number of events of each archived batch once it is done (for progress)."""
     total = Applied()
     day = since
     while day <= until:
         for events in store.archive.archived_batches(workspace_id, day):
-            if dry_run:
-                planned = plan(events, mapping)
-                total.add(
-                    Applied(
-                        entities=len(planned.entities),
-                        links=len(planned.links),
-                        deletions=len(planned.deletions),
-                        skipped=planned.skipped,
-                        ignored_preferences=planned.ignored_preferences,
-                    )
+            planned, changes = preview(
+                events,
+                mapping,
+                lambda kind, entity_id: store.read_profile(workspace_id, kind, entity_id),
+                lambda wanted: store.existing_history(workspace_id, wanted),
+            )
+            total.add(
+                Applied(
+                    entities=len(planned.entities),
+                    changed=sum(1 for c in changes if c.before is None or bounded(c.after) != c.before),
+                    history_written=sum(len(c.history) for c in changes),
+                    links=len(planned.links),
+                    deletions=len(planned.deletions),
+                    skipped=planned.skipped,
+                    ignored_preferences=planned.ignored_preferences,
                 )
-            else:
-                total.add(apply_batch(workspace_id, events, mapping, store))
+            )
             if on_batch is not None:
                 on_batch(len(events))
         day += timedelta(days=1)

@@ -15,6 +15,8 @@ class Applied:
     """What applying a batch did, for logs and metrics; `unapplied` holds events kept with a reason."""
 
     entities: int = 0
+    changed: int = 0
+    """Entities whose stored profile changed (`entities` counts those written to or found unchanged)."""
     history_written: int = 0
     duplicates: int = 0
     links: int = 0
@@ -24,11 +26,18 @@ class Applied:
     clamped_timestamps: int = 0
     failed_paths: int = 0
     over_budget: int = 0
+    refused: int = 0
+    """Messages dropped unread: their workspace is being deleted, or is gone (jobs/offboard.py)."""
+    blocked_ids: int = 0
+    """Ids merge protection took out of the events (identity.py)."""
+    refused_links: int = 0
+    """Links written whose previousId the user's anonymous ids limit refuses (identity.py)."""
     unapplied: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: Applied) -> None:
         """Add another result's figures (and its unapplied events) to this one."""
         self.entities += other.entities
+        self.changed += other.changed
         self.history_written += other.history_written
         self.duplicates += other.duplicates
         self.links += other.links
@@ -38,12 +47,16 @@ class Applied:
         self.clamped_timestamps += other.clamped_timestamps
         self.failed_paths += other.failed_paths
         self.over_budget += other.over_budget
+        self.refused += other.refused
+        self.blocked_ids += other.blocked_ids
+        self.refused_links += other.refused_links
         self.unapplied.extend(other.unapplied)
 
     def figures(self) -> dict[str, int]:
         """For logs: counts only, never event content."""
         return {
             "entities": self.entities,
+            "changed": self.changed,
             "history_written": self.history_written,
             "duplicates": self.duplicates,
             "links": self.links,
@@ -53,6 +66,9 @@ class Applied:
             "clamped_timestamps": self.clamped_timestamps,
             "failed_paths": self.failed_paths,
             "over_budget": self.over_budget,
+            "refused": self.refused,
+            "blocked_ids": self.blocked_ids,
+            "refused_links": self.refused_links,
             "unapplied": len(self.unapplied),
         }
 
@@ -71,3 +87,5 @@ class Written:
     """History items still to write (those not already there)."""
     profile: Profile
     """The profile as written (bounded)."""
+    changed: bool = True
+    """Whether the stored profile changed (a redelivery or an unchanged replay changes nothing)."""

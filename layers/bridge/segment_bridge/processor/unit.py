@@ -43,6 +43,7 @@ from typing import Any
 
 from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.errors import Unstorable
+from segment_bridge.identity import MergeProtection, refused_links
 from segment_bridge.mapping import Mapping
 from segment_bridge.planning import Changes, HistoryRecord, Link, Plan, plan
 from segment_bridge.privacy.hooks import (
@@ -75,7 +76,9 @@ def apply_batch(
     """Apply one queue message's events (intake's output) under `mapping`: one read and about one
     conditional write per entity. `deadline` (time.monotonic()) bounds a privacy delete's erase."""
     planned = plan(events, mapping)
-    applied = Unit(workspace_id, store.profiles, mapping.version, deadline).run(planned)
+    unit = Unit(workspace_id, store.profiles, mapping.version, deadline, mapping.merge_protection)
+    applied = unit.run(planned)
+    applied.blocked_ids += planned.blocked_ids
     applied.skipped += planned.skipped
     applied.ignored_preferences += planned.ignored_preferences
     applied.clamped_timestamps += planned.clamped_timestamps
@@ -104,6 +107,8 @@ class Unit:
     profiles: ProfileWrites
     mapping_version: int
     deadline: float = math.inf
+    protection: MergeProtection = field(default_factory=MergeProtection)
+    """The workspace's merge protection: its limit on anonymous ids counts the links it refuses."""
     applied: Applied = field(default_factory=Applied)
     index: DeletedIds = field(default_factory=DeletedIds)
     """The index of deleted ids as step 2 read it (before the entities)."""
@@ -235,9 +240,15 @@ class Unit:
             self.applied.duplicates += result.known
             if part.n == 0:
                 self.applied.entities += 1
+                self.applied.changed += result.changed
                 parked = over_budget_events(entity, result.profile, self.stored[key].deleted_at)
                 self.applied.over_budget += len(parked)
                 self.applied.unapplied.extend(parked)
+                if entity.kind == "U":  # merge protection's limit, on what the profile now holds
+                    linked = [link.previous_id for link in planned.links if link.user_id == entity.id]
+                    self.applied.refused_links += refused_links(
+                        linked, result.profile.anonymous_ids, self.protection
+                    )
         return written
 
     def record_history(self, planned: Plan, part: Round, written: dict[str, Written]) -> None:

@@ -8,11 +8,15 @@
     links.py       ProfilesTable's identity links and the ids a user's deletion took
     tombstones.py  ProfilesTable's tombstones, index of deleted ids and archive purge work list
     items.py       what those share: the tables, the conditional put, gsi1 listings, item checks
+    reading.py     the read model's reads of profiles, tombstones, links, memberships and history
+                   (read-only), and the workspace's merge protection
     archive.py     ArchiveBucket: raw/, rejected/, unapplied/
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
     receipts.py    DeletionsTable (privacy requests' receipts)
+    jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
+    sweep.py       every item of one workspace in every table, page by page, and its secret (offboarding)
     retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
 Each module's docstring declares its item shapes. Repositories read and write; they decide nothing: what
@@ -42,12 +46,15 @@ if TYPE_CHECKING:
     from segment_bridge.mapping import Mapping
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
+    from segment_bridge.store.jobs import JobRepository
     from segment_bridge.store.outbox import Outbox
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
+    from segment_bridge.store.reading import ReadRepository
     from segment_bridge.store.receipts import ReceiptRepository
     from segment_bridge.store.retries import RetryQueue
+    from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.workspaces import WorkspaceRepository
 
 __all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
@@ -84,6 +91,18 @@ class Store:
         return ProfileRepository(self.settings, self.clients, self._sleep)
 
     @cached_property
+    def reading(self) -> ReadRepository:
+        from segment_bridge.store.reading import ReadRepository
+
+        return ReadRepository(
+            profiles_table=self.settings.profiles_table,
+            events_table=self.settings.events_table,
+            workspaces_table=self.settings.workspaces_table,
+            clients=self.clients,
+            sleep=self._sleep,
+        )
+
+    @cached_property
     def archive(self) -> Archive:
         from segment_bridge.store.archive import Archive
 
@@ -114,6 +133,18 @@ class Store:
         return ReceiptRepository(self.settings, self.clients)
 
     @cached_property
+    def jobs(self) -> JobRepository:
+        from segment_bridge.store.jobs import JobRepository
+
+        return JobRepository(self.settings, self.clients)
+
+    @cached_property
+    def sweep(self) -> WorkspaceSweep:
+        from segment_bridge.store.sweep import WorkspaceSweep
+
+        return WorkspaceSweep(self.settings, self.clients, self._sleep)
+
+    @cached_property
     def retries(self) -> RetryQueue:
         from segment_bridge.store.retries import RetryQueue
 
@@ -126,6 +157,9 @@ class Store:
 
     def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
         return self.workspaces.workspace_for_key_hash(key_hash)
+
+    def workspace_open(self, workspace_id: str) -> bool:
+        return self.workspaces.is_open(workspace_id)
 
     def create_workspace(
         self, name: str, *, workspace_id: str | None = None, allow_duplicate_name: bool = False
@@ -152,6 +186,12 @@ class Store:
 
     def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
         self.workspaces.set_shared_secret(workspace_id, secret)
+
+    def issue_read_token(self, workspace_id: str, token: str) -> IssuedKey:
+        return self.workspaces.issue_read_token(workspace_id, token)
+
+    def revoke_read_token(self, workspace_id: str, token_id: str) -> None:
+        self.workspaces.revoke_read_token(workspace_id, token_id)
 
     def get_mapping(self, workspace_id: str) -> Mapping:
         return self.workspaces.get_mapping(workspace_id)

@@ -14,10 +14,15 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+from segment_bridge.errors import NotFound, ServiceUnavailable
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import Clients, aws_errors
 
 READ_FAILURE = "The archive cannot be read right now."
+LIST_PAGE_KEYS = 1000
+"""ListObjectsV2's page (S3's maximum): an archive job's task is one page of keys."""
+DELETE_OBJECTS_KEYS = 1000
+"""DeleteObjects' limit per request."""
 
 
 def day_prefix(kind: str, workspace_id: str, day: date) -> str:
@@ -106,6 +111,51 @@ class Archive:
                     lines = gzip.decompress(body).decode("utf-8").splitlines()
                     yield summary["Key"], [json.loads(line) for line in lines]
 
+    # --- what archive jobs use (docs/archive-jobs.md): pages of keys, one object's bytes -----------
+
+    def days(self, kind: str, workspace_id: str) -> list[str]:
+        """The day prefixes (`<kind>/workspace=<id>/date=<day>/`) a workspace's `kind` holds objects under:
+        one ListObjectsV2 call per 1,000 days (the delimiter folds each day into one entry)."""
+        with aws_errors(READ_FAILURE):
+            pages = self.clients.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{kind}/workspace={workspace_id}/", Delimiter="/"
+            )
+            return [found["Prefix"] for page in pages for found in page.get("CommonPrefixes", [])]
+
+    def page(self, prefix: str, start_after: str | None, limit: int | None = None) -> tuple[list[str], bool]:
+        """Up to `limit` (LIST_PAGE_KEYS) keys under `prefix` after `start_after`, in key order, and whether
+        more follow."""
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": prefix,
+            "MaxKeys": limit or LIST_PAGE_KEYS,
+        }
+        if start_after:
+            arguments["StartAfter"] = start_after
+        with aws_errors(READ_FAILURE):
+            found = self.clients.s3.list_objects_v2(**arguments)
+        return [summary["Key"] for summary in found.get("Contents", [])], bool(found.get("IsTruncated"))
+
+    def read_lines(self, key: str) -> bytes | None:
+        """One object's JSON lines, decompressed (None if it is gone: a purge deleted it emptied)."""
+        try:
+            with aws_errors(READ_FAILURE, refused={"NoSuchKey": _Gone(key)}):
+                body = self.clients.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except _Gone:
+            return None
+        return gzip.decompress(body)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete objects, DELETE_OBJECTS_KEYS a call (offboarding)."""
+        for start in range(0, len(keys), DELETE_OBJECTS_KEYS):
+            chunk = keys[start : start + DELETE_OBJECTS_KEYS]
+            with aws_errors("Archived objects could not be deleted."):
+                answer = self.clients.s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+                )
+            if answer.get("Errors"):
+                raise ServiceUnavailable("Archived objects could not be deleted.")
+
     def rewrite(self, key: str, records: list[dict[str, Any]]) -> None:
         """Replace an object's records (a purge); an object left with none is deleted."""
         if records:
@@ -137,3 +187,7 @@ class Archive:
                 for summary in page.get("Contents", []):
                     body = s3.get_object(Bucket=self.bucket, Key=summary["Key"])["Body"].read()
                     yield [json.loads(line) for line in gzip.decompress(body).decode("utf-8").splitlines()]
+
+
+class _Gone(NotFound):
+    """NoSuchKey: the object is not there (any more)."""

@@ -3,13 +3,19 @@ Segment destination (its write key in Secrets Manager) and the deployment's chan
 
 WorkspacesTable items
     pk=WS#<workspace_id>  sk=WORKSPACE  workspace_id, name, created_at, keys {key_id: {hash, created_at}},
-                                        shared_secret?, segment_endpoint?
+                                        shared_secret?, segment_endpoint?, state? ("offboarding", with
+                                        offboarding_job and offboarding_at: `workspaces delete` began)
     pk=WS#<workspace_id>  sk=MAPPING    version, config (the Mapping as JSON), updated_at
     pk=KEY#<sha256(key)>  sk=KEY        workspace_id, key_id, created_at
+    pk=READ#<sha256(token)>  sk=READ    workspace_id, token_id, created_at: a read token (the read API's;
+                                        never an API key: ingest looks up KEY# only, the read API READ#
+                                        only); the workspace item lists it in read_tokens {token_id: {hash,
+                                        created_at}}
     pk=RULES              sk=RULE#<name>  config (the ChangeRule as JSON), updated_at
     pk=WS#<workspace_id>  sk=STATS#<YYYY-MM-DD>  accepted, rejected, echoes, applied, duplicates,
-                                        unapplied, sent, parked (numbers, each present once counted): the
-                                        workspace's daily counts (stats.py), added to with UpdateItem ADD
+                                        unapplied, blocked_ids, refused_links, sent, parked (numbers,
+                                        each present once counted): the workspace's daily counts
+                                        (stats.py), added to with UpdateItem ADD
     pk=WS#<workspace_id>  sk=REGULATIONS  endpoint (us | eu | a URL), cursor (the createdAt up to which
                                         the workspace's Segment regulations are queued), updated_at: the
                                         opt-in poll of Segment's Public API (privacy/regulations.py)
@@ -37,6 +43,9 @@ if TYPE_CHECKING:
     from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
     from segment_bridge.mapping import Mapping
 
+OFFBOARDING = "offboarding"
+"""A workspace's state once its offboarding began: no key authenticates it, the processor applies none of
+its messages, and it cannot get a key again (jobs/offboard.py)."""
 MAX_LIVE_KEYS = 2
 """Two live keys let a workspace rotate without downtime: add the new one, move senders, revoke the old."""
 MIN_KEY_LENGTH = 32
@@ -50,6 +59,7 @@ class Workspace:
     created_at: str
     key_ids: tuple[str, ...] = ()
     has_shared_secret: bool = False
+    read_token_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,7 @@ def _workspace(stored: dict[str, Any]) -> Workspace:
         created_at=stored.get("created_at", ""),
         key_ids=tuple(sorted(stored.get("keys", {}))),
         has_shared_secret=bool(stored.get("shared_secret")),
+        read_token_ids=tuple(sorted(stored.get("read_tokens", {}))),
     )
 
 
@@ -122,7 +133,7 @@ class WorkspaceRepository:
         if workspace is None:
             return None
         live = workspace.get("keys", {}).get(record["key_id"])
-        if not live or not hashes_match(key_hash, live["hash"]):
+        if workspace.get("state") == OFFBOARDING or not live or not hashes_match(key_hash, live["hash"]):
             return None
         return WorkspaceAuth(
             workspace_id=record["workspace_id"], shared_secret=workspace.get("shared_secret")
@@ -197,8 +208,9 @@ class WorkspaceRepository:
                                 "TableName": self.table,
                                 "Key": _workspace_key(workspace_id),
                                 "UpdateExpression": "SET #keys.#kid = :key",
-                                "ConditionExpression": "attribute_exists(pk) AND size(#keys) < :max",
-                                "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid},
+                                "ConditionExpression": "attribute_exists(pk) AND size(#keys) < :max"
+                                " AND attribute_not_exists(#state)",
+                                "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid, "#state": "state"},
                                 "ExpressionAttributeValues": item(
                                     {
                                         ":key": {"hash": key_hash, "created_at": created_at},
@@ -210,7 +222,8 @@ class WorkspaceRepository:
                     ]
                 )
         except ConditionFailed:
-            self.get_workspace(workspace_id)  # NotFound if it does not exist
+            if self._workspace_item(workspace_id).get("state") == OFFBOARDING:  # NotFound if none
+                raise Conflict(f"Workspace {workspace_id} is being deleted.") from None
             raise Conflict(
                 f"Workspace {workspace_id} already has {MAX_LIVE_KEYS} live keys; revoke one first."
             ) from None
@@ -230,6 +243,141 @@ class WorkspaceRepository:
                             "Key": _workspace_key(workspace_id),
                             "UpdateExpression": "REMOVE #keys.#kid",
                             "ExpressionAttributeNames": {"#keys": "keys", "#kid": kid},
+                        }
+                    },
+                ]
+            )
+
+    def begin_offboarding(self, workspace_id: str, job_id: str) -> str:
+        """Mark the workspace offboarding (from now on no key authenticates it and the processor applies
+        none of its messages) and revoke every key (their KEY# items deleted: a container that has not
+        cached a key finds none). The job already marking it if it was (a second `workspaces delete`
+        resumes it). NotFound if there is no such workspace."""
+        stored = self._workspace_item(workspace_id)
+        if stored.get("state") == OFFBOARDING:
+            return str(stored["offboarding_job"])
+        refused = {"ConditionalCheckFailedException": NotFound(f"No workspace {workspace_id}.")}
+        with aws_errors("The workspace could not be marked for deletion.", refused=refused):
+            self.clients.dynamodb.update_item(
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                UpdateExpression="SET #state = :state, offboarding_job = :job, offboarding_at = :now",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#state)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=item({":state": OFFBOARDING, ":job": job_id, ":now": now()}),
+            )
+        for kid in stored.get("keys", {}):
+            self.revoke_key(workspace_id, kid)
+        return job_id
+
+    def is_open(self, workspace_id: str) -> bool:
+        """Whether the workspace exists and is not being deleted (the processor applies a message only
+        then): one consistent read of its item's state."""
+        if not valid_workspace_id(workspace_id):
+            return False
+        with aws_errors("Workspaces cannot be read right now."):
+            found = self.clients.dynamodb.get_item(
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                ConsistentRead=True,
+                ProjectionExpression="pk, #state",
+                ExpressionAttributeNames={"#state": "state"},
+            ).get("Item")
+        return found is not None and plain(found).get("state") != OFFBOARDING
+
+    def forget_workspace(self, workspace_id: str) -> None:
+        """The workspace's own item deleted: offboarding's last write."""
+        with aws_errors("The workspace could not be deleted."):
+            self.clients.dynamodb.delete_item(TableName=self.table, Key=_workspace_key(workspace_id))
+
+    def secret_names(self, workspace_id: str) -> list[str]:
+        """The names of every secret the workspace may have: its Segment write key's, its Segment Public
+        API token's (the regulations poll)."""
+        return [self._write_key_secret(workspace_id), self._token_secret(workspace_id)]
+
+    # --- read tokens (the read API's) -------------------------------------------------------------
+
+    def workspace_for_read_token_hash(self, token_hash: str) -> str | None:
+        """The workspace a read token (by its hash) reads; None if it is not a live read token."""
+        record = self._get(
+            item({"pk": f"READ#{token_hash}", "sk": "READ"}),
+            "Read tokens cannot be checked right now; retry.",
+        )
+        return str(record["workspace_id"]) if record else None
+
+    def issue_read_token(self, workspace_id: str, token: str) -> IssuedKey:
+        """Make `token` a live read token of the workspace; refused once it has MAX_LIVE_KEYS of them."""
+        if len(token) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"a read token needs at least {MIN_KEY_LENGTH} characters (use keys.new_read_token)"
+            )
+        token_hash = hash_key(token)
+        tid = key_id(token_hash)
+        created_at = now()
+        record = {"workspace_id": workspace_id, "token_id": tid, "created_at": created_at}
+        missing = {"ConditionalCheckFailedException": NotFound(f"No workspace {workspace_id}.")}
+        with aws_errors("The read token could not be stored.", refused=missing):
+            self.clients.dynamodb.update_item(  # workspaces made before read tokens have no map of them
+                TableName=self.table,
+                Key=_workspace_key(workspace_id),
+                UpdateExpression="SET #tokens = if_not_exists(#tokens, :none)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#tokens": "read_tokens"},
+                ExpressionAttributeValues=item({":none": {}}),
+            )
+        try:
+            with aws_errors("The read token could not be stored."):
+                self.clients.dynamodb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": item({"pk": f"READ#{token_hash}", "sk": "READ", **record}),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.table,
+                                "Key": _workspace_key(workspace_id),
+                                "UpdateExpression": "SET #tokens.#tid = :token",
+                                "ConditionExpression": "size(#tokens) < :max",
+                                "ExpressionAttributeNames": {"#tokens": "read_tokens", "#tid": tid},
+                                "ExpressionAttributeValues": item(
+                                    {
+                                        ":token": {"hash": token_hash, "created_at": created_at},
+                                        ":max": MAX_LIVE_KEYS,
+                                    }
+                                ),
+                            }
+                        },
+                    ]
+                )
+        except ConditionFailed:
+            raise Conflict(
+                f"Workspace {workspace_id} already has {MAX_LIVE_KEYS} live read tokens; revoke one first."
+            ) from None
+        return IssuedKey(workspace_id=workspace_id, key_id=tid, api_key=token)
+
+    def revoke_read_token(self, workspace_id: str, token_id: str) -> None:
+        live = self._workspace_item(workspace_id).get("read_tokens", {}).get(token_id)
+        if live is None:
+            raise NotFound(f"Workspace {workspace_id} has no live read token {token_id}.")
+        with aws_errors("The read token could not be revoked; try again."):
+            self.clients.dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": item({"pk": f"READ#{live['hash']}", "sk": "READ"}),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _workspace_key(workspace_id),
+                            "UpdateExpression": "REMOVE #tokens.#tid",
+                            "ExpressionAttributeNames": {"#tokens": "read_tokens", "#tid": token_id},
                         }
                     },
                 ]

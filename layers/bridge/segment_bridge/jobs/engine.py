@@ -1,0 +1,194 @@
+"""Archive jobs on the fleet: a job is planned as tasks of bounded size, each run by the JobsFunction from
+its cursor (docs/archive-jobs.md).
+
+    plan     a job record and its first tasks (purge.py, replay.py, offboard.py plan their own)
+    run_task one task message: the task's kind from its cursor, within the invocation's time
+    TaskRun  the unit of work: one task in one invocation, its progress saved with the job's counters
+
+How a task loses nothing and repeats nothing harmful:
+1. the message is a pointer ({"job", "task"}); the cursor lives in the task item, so any copy of the
+   message (a redelivery after a kill, a duplicate) resumes from the last saved step;
+2. every save moves the task one step on, conditional on the step it read, in one transaction with the
+   job's counters: two workers on one task never both count, and what a killed worker did after its
+   last save is done again (every kind's work is idempotent: a rewrite of an object without the deleted
+   events finds nothing to remove, a replayed message is applied once by the processor's protocol);
+3. a task with too little time left saves, sends its message again and stops (never failed: the
+   JobsDLQ is for AWS failing); a task is done when it saves `done`, and a page task plans the next
+   page's task before it saves `done`, so tasks_done == tasks_total only once every page is done;
+4. the message that finds its task done asks the job's kind to finish (idempotent too), so a worker
+   killed between the last save and the end is finished by the redelivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from segment_bridge.errors import NotFound
+
+OutOfTime = Callable[[], bool]
+TASK_RESERVE_SECONDS = 30
+"""A task stops starting new work with this much of its invocation left: one chunk of objects (read,
+rewritten, saved) takes well under it at S3's latencies."""
+
+
+class JobRecordView(Protocol):
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def workspace(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+
+class TaskView(Protocol):
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    @property
+    def cursor(self) -> Any: ...
+    @property
+    def pending(self) -> dict[str, Any]: ...
+    @property
+    def done(self) -> bool: ...
+
+
+class JobStore(Protocol):
+    """store.jobs."""
+
+    def create_job(
+        self, job_id: str, kind: str, workspace: str, params: dict[str, Any], *, state: str = "running"
+    ) -> Any: ...
+    def job(self, job_id: str) -> Any: ...
+    def task(self, job_id: str, task_id: str) -> Any: ...
+    def add_tasks(self, job_id: str, tasks: list[tuple[str, str, dict[str, Any]]], delay: int = 0) -> int: ...
+    def send(self, bodies: list[str], delay: int = 0) -> None: ...
+    def checkpoint(
+        self,
+        task: Any,
+        *,
+        cursor: Any,
+        counters: Mapping[str, int],
+        pending: dict[str, Any] | None = None,
+        done: bool = False,
+    ) -> Any: ...
+    def set_state(self, job_id: str, before: tuple[str, ...], after: str, **values: Any) -> bool: ...
+    def complete_if_applied(self, job_id: str) -> bool: ...
+
+
+class TaskTaken(Exception):  # a state, not a failure
+    """Another worker saved this task's progress first: this one stops (its work is theirs)."""
+
+
+def new_job_id(kind: str) -> str:
+    """Sortable by creation time (the CLI lists newest first), unique."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{kind}-{secrets.token_hex(4)}"
+
+
+def task_id_of(*parts: str | None) -> str:
+    """A task's id, the same whenever it is planned from the same parts (a re-plan adds no task)."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+@dataclass
+class TaskRun:
+    """One task in one invocation. `save` moves its cursor and adds to the job's counters (one
+    transaction); `plan` adds tasks to the job."""
+
+    jobs: JobStore
+    job: JobRecordView
+    task: TaskView
+    out_of_time: OutOfTime
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.task.spec
+
+    def save(
+        self,
+        cursor: Any,
+        counters: Mapping[str, int] | None = None,
+        *,
+        pending: dict[str, Any] | None = None,
+        done: bool = False,
+    ) -> None:
+        moved = self.jobs.checkpoint(
+            self.task, cursor=cursor, counters=counters or {}, pending=pending, done=done
+        )
+        if moved is None:
+            raise TaskTaken
+        self.task = moved
+
+    def plan(self, tasks: list[tuple[str, str, dict[str, Any]]]) -> None:
+        self.jobs.add_tasks(self.job.job_id, tasks)
+
+
+Kind = Callable[[TaskRun, Any], bool]
+"""A task kind: runs the task from its cursor; True once it saved `done`, False if out of time."""
+Finish = Callable[[JobStore, JobRecordView, Any], None]
+"""A job kind's end: called by every message that finds its task done (idempotent)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one task message did (for logs: no ids of people, no events)."""
+
+    status: str
+    """"done", "continues" (out of time, sent again), "taken" (another worker has it), "over" (the job
+    ended or is gone), "unknown" (no such task)."""
+    kind: str = ""
+
+
+def run_task(
+    body: str,
+    jobs: JobStore,
+    stores: Any,
+    out_of_time: OutOfTime,
+    kinds: Mapping[str, Kind],
+    finishers: Mapping[str, Finish],
+) -> Outcome:
+    """One JobsQueue message (the module's docstring). Raises on AWS failures: the message is retried
+    and, after maxReceiveCount, kept in the JobsDLQ (the job waits: re-drive it to go on)."""
+    pointer = json.loads(body)
+    try:
+        job = jobs.job(str(pointer["job"]))
+    except NotFound:
+        return Outcome("over")
+    if job.state in ("done", "failed"):
+        return Outcome("over", job.kind)
+    task = jobs.task(job.job_id, str(pointer["task"]))
+    if task is None:
+        if job.state == "finishing":  # a job whose end removes its tasks, killed while ending
+            finishers[job.kind](jobs, job, stores)
+        return Outcome("unknown", job.kind)
+    if not task.done:
+        run = TaskRun(jobs, job, task, out_of_time)
+        try:
+            finished = kinds[task.kind](run, stores)
+        except TaskTaken:
+            return Outcome("taken", task.kind)
+        if not finished:
+            jobs.send([body])
+            return Outcome("continues", task.kind)
+    finishers[job.kind](jobs, jobs.job(job.job_id), stores)
+    return Outcome("done", task.kind)
+
+
+def all_tasks_done(job: JobRecordView) -> bool:
+    return job.counters["tasks_done"] >= job.counters["tasks_total"] > 0
