@@ -25,11 +25,22 @@ def read_document(path: Path) -> Any:
 
 def read_mapping(path: Path) -> Mapping:
     """A mapping file, validated (pydantic's ValidationError names each wrong field)."""
+    return read_mapping_noted(path)[0]
+
+
+def read_mapping_noted(path: Path) -> tuple[Mapping, list[str]]:
+    """A mapping file, validated, and what the operator should be told about it: that `delete` is
+    applied although its `event_types` left it out (docs/exactness.md)."""
+    from segment_bridge.mapping import DELETES_NOTE
+
     document = read_document(path)
     if not isinstance(document, dict):
         raise InvalidPayload(f"{path} must hold a mapping object.")
     document.pop("version", None)  # the store numbers versions
-    return Mapping.model_validate(document)
+    mapping = Mapping.model_validate(document)
+    types = document.get("event_types")
+    left_out = isinstance(types, list | tuple | set | frozenset) and "delete" not in types
+    return mapping, [DELETES_NOTE] if left_out else []
 
 
 def read_body(path: Path) -> tuple[bytes, str | None]:

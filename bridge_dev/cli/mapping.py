@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from bridge_dev.cli.app import (
     target_of,
     value_text,
 )
-from bridge_dev.cli.files import read_body, read_mapping
+from bridge_dev.cli.files import read_body, read_mapping, read_mapping_noted
 from bridge_dev.target import Target
 from segment_bridge.ingest.intake import prepare
 from segment_bridge.mapping import Mapping
@@ -52,6 +53,9 @@ def mapping_data(mapping: Mapping, **dump: Any) -> dict[str, Any]:
     for names in ("include_events", "exclude_events"):
         if data.get(names) is not None:
             data[names] = sorted(data[names])
+    protection = data.get("merge_protection")
+    if isinstance(protection, dict) and isinstance(protection.get("blocked_values"), list):
+        protection["blocked_values"] = sorted(protection["blocked_values"])
     return data
 
 
@@ -66,24 +70,63 @@ def yaml_text(data: Any) -> str:
 @json_option
 def mapping_validate(file: Path, as_json: bool) -> None:
     """Check a mapping file (YAML or JSON) without storing it; prints it with every default filled in."""
-    data = mapping_data(read_mapping(file), exclude={"version"})
-    show(as_json, {"valid": True, "mapping": data}, lambda: f"{file} is a valid mapping:\n{yaml_text(data)}")
+    mapping, notes = read_mapping_noted(file)
+    data = mapping_data(mapping, exclude={"version"})
+    show(
+        as_json,
+        {"valid": True, "mapping": data, "notes": notes},
+        lambda: "\n".join([f"{file} is a valid mapping:", *(f"note: {n}" for n in notes), yaml_text(data)]),
+    )
+
+
+APPLIES_TO = "every message the processor starts from now on"
+PROCESSOR_TIMEOUT_SECONDS = 150
+"""The ProcessorFunction's Timeout (template.yaml): the longest a message started before a mapping change
+can still be applying events under the previous version."""
 
 
 @mapping.command("set")
 @click.argument("workspace_id")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--wait",
+    is_flag=True,
+    help=f"Answer only once no message started before the change can still be applying events "
+    f"({PROCESSOR_TIMEOUT_SECONDS} s, the ProcessorFunction's Timeout).",
+)
 @json_option
 @click.pass_context
-def mapping_set(ctx: click.Context, workspace_id: str, file: Path, as_json: bool) -> None:
-    """Store a mapping file as the workspace's next version (events from now on use it; `replay` applies
-    it to archived events)."""
-    new = read_mapping(file)
+def mapping_set(ctx: click.Context, workspace_id: str, file: Path, wait: bool, as_json: bool) -> None:
+    """Store a mapping file as the workspace's next version. The processor checks the stored version at
+    the start of every message, so every message it starts from the moment this answers applies the new
+    version; a message it was already applying finishes under the previous one (at most the
+    ProcessorFunction's Timeout; --wait waits that out). `replay` applies it to archived events."""
+    new, notes = read_mapping_noted(file)
     store = target_of(ctx).store
     store.get_workspace(workspace_id)
     stored = store.set_mapping(workspace_id, new)
-    data = {"workspace_id": workspace_id, "version": stored.version}
-    show(as_json, data, f"{workspace_id} now uses mapping version {stored.version}.")
+    if wait:
+        time.sleep(PROCESSOR_TIMEOUT_SECONDS)
+    data = {
+        "workspace_id": workspace_id,
+        "version": stored.version,
+        "applies_to": APPLIES_TO,
+        "in_flight_seconds": 0 if wait else PROCESSOR_TIMEOUT_SECONDS,
+        "notes": notes,
+    }
+    previous = stored.version - 1
+    if wait:
+        text = (
+            f"{workspace_id} uses mapping version {stored.version}: "
+            f"no event is applied under version {previous} any more."
+        )
+    else:
+        text = (
+            f"{workspace_id} uses mapping version {stored.version} for {APPLIES_TO}; a message already being "
+            f"applied finishes under version {previous} (at most {PROCESSOR_TIMEOUT_SECONDS} s; --wait waits "
+            "that out)."
+        )
+    show(as_json, data, "\n".join([text, *(f"note: {n}" for n in notes)]))
 
 
 @mapping.command("preview")

@@ -25,10 +25,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_bridge.cache import TtlCache
-from segment_bridge.mapping import Mapping
+from segment_bridge.processor.mappings import CurrentMappings
 from segment_bridge.processor.message import Deferred, Invocation, TimeBudget, TimeShares
-from segment_bridge.settings import get_settings
 from segment_bridge.store import get_store
 
 logger, metrics = Logger(), Metrics()
@@ -37,8 +35,9 @@ budget = TimeBudget()
 
 
 @lru_cache(maxsize=1)
-def mappings() -> TtlCache[str, Mapping]:
-    return TtlCache(get_store().workspaces.get_mapping, ttl=get_settings().auth_cache_seconds)
+def mappings() -> CurrentMappings:
+    """Each message's mapping: the stored version, checked at its start (docs/exactness.md)."""
+    return CurrentMappings(get_store().workspaces)
 
 
 @lru_cache(maxsize=1)

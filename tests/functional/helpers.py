@@ -100,6 +100,10 @@ class Pipeline:
         """Ingest one batch; the queue messages it produced (taken off the queue)."""
         answer = self.ingest.invoke(http_event("/v1/batch", json.dumps({"batch": batch}), headers=AUTH))
         assert answer["statusCode"] in (200, 400), answer
+        return self.taken()
+
+    def taken(self) -> list[dict[str, Any]]:
+        """The messages on the IngestQueue, taken off it."""
         url = self.aws.queue_urls["IngestQueue"]
         messages = []
         while got := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import boto3
+from boto3.dynamodb.conditions import Attr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -272,3 +274,103 @@ def test_a_delete_reaches_the_ids_of_a_user_id_it_takes_whatever_the_order(aws):
         assert applied_in_messages(aws, [[events[n]] for n in order]) == reference
     assert not any('"sk": "PROFILE"' in item for item in reference)  # all of it was at or before T
     assert any('"pk": "WS#_#A#a1", "sk": "DELETED"' in item for item in reference)
+
+
+# --- a delete interleaved between a writer's steps (issue 21) -----------------------------------------
+
+BOUNDARIES = ("put_link", "put_profile", "record")
+"""The store calls that open a writer's steps 3 (links), 4 (profiles) and 5 (history and memberships): the
+delete is applied by a second invocation just before the drawn one."""
+
+
+def left_at_or_before(workspace_id: str, aws: Any, deleted: dict[str, str]) -> list[str]:
+    """What the tables still hold of each deleted entity stamped at or before its deletion time: history
+    items and counted markers, memberships of groups its profile does not keep as joined after it, links
+    of its id made by then, and profile fields stamped by then."""
+    dynamodb = boto3.resource("dynamodb")
+    prefix = f"WS#{workspace_id}#"
+    found: list[dict[str, Any]] = []
+    for table in (aws.tables["ProfilesTable"], aws.tables["EventsTable"]):
+        answer = dynamodb.Table(table).scan(FilterExpression=Attr("pk").begins_with(prefix))
+        found += answer["Items"]
+    profiles = {str(i["pk"]).removeprefix(prefix): i for i in found if i["sk"] == "PROFILE"}
+    left = []
+    for item in found:
+        pk, sk = str(item["pk"]).removeprefix(prefix), str(item["sk"])
+        if pk in deleted and "timestamp" in item and str(item["timestamp"]) <= deleted[pk]:
+            left.append(f"{pk} {sk} stamped {item['timestamp']}")
+        if sk.startswith("MEMBER#") and sk.removeprefix("MEMBER#") in deleted:
+            member, group = sk.removeprefix("MEMBER#"), pk.removeprefix("G#")
+            kept = profiles.get(member, {}).get("groups", {})
+            if str(kept.get(group, "")) <= deleted[member]:
+                left.append(f"{member} member of {group}")
+        if pk.startswith("LINK#"):
+            previous = pk.removeprefix("LINK#")
+            for key in (f"A#{previous}", f"U#{previous}"):
+                if key in deleted and str(item["stamp"])[:24] <= deleted[key]:
+                    left.append(f"link of {previous} stamped {item['stamp']}")
+    for key, profile in profiles.items():
+        if key not in deleted:
+            continue
+        at = deleted[key]
+        stamps = [str(s[0]) for s in profile.get("trait_stamps", {}).values()]
+        stamps += [str(s[0]) for s in profile.get("preference_stamps", {}).values()]
+        stamps += [str(v) for values in profile.get("channels", {}).values() for v in values.values()]
+        stamps += [str(v) for v in profile.get("groups", {}).values()]
+        stamps += [str(v) for v in profile.get("anonymous_ids", {}).values()]
+        stamps += [str(profile[k]) for k in ("first_seen",) if profile.get(k)]
+        left += [f"{key} profile stamped {s}" for s in stamps if s <= at]
+    return left
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    events=st.lists(segment_event().filter(lambda e: e["type"] != "delete"), min_size=1, max_size=8),
+    deleted=st.sampled_from([{"userId": u} for u in USERS] + [{"anonymousId": a} for a in ANONYMOUS]),
+    at=st.sampled_from(TIMES),
+    boundary=st.sampled_from(BOUNDARIES),
+    nth=st.integers(0, 3),
+    data=st.data(),
+)
+def test_a_delete_between_a_writers_steps_leaves_nothing_stamped_at_or_before_it(
+    aws, events, deleted, at, boundary, nth, data
+):
+    """A delete applied by another invocation at a step boundary of a writer (before its n-th link,
+    profile or history write): once both are done, nothing of any entity the delete reaches (the model,
+    `deletion_times`, of every event) is stamped at or before its time anywhere in the tables."""
+    from segment_bridge.store import get_store
+
+    store = get_store()
+    events = numbered(events)
+    delete = {"type": "delete", "timestamp": at, "receivedAt": at, "messageId": "del", **deleted}
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(events) - 1)), max_size=3)))
+    messages = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True) if events[a:b]]
+
+    workspace_id = f"race{uuid.uuid4().hex[:8]}"
+    store.profiles.start_deleted_ids(workspace_id)
+    real = getattr(store.profiles, boundary)
+    calls, done = [0], []
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        if not done and args[0] == workspace_id:
+            if calls[0] == nth:
+                done.append(True)
+                apply_batch(workspace_id, [dict(delete)], Mapping(), store)
+            calls[0] += 1
+        return real(*args, **kwargs)
+
+    setattr(store.profiles, boundary, step)
+    try:
+        for message in messages:
+            apply_batch(workspace_id, [dict(e) for e in message], Mapping(), store)
+    finally:
+        delattr(store.profiles, boundary)
+    if not done:  # the writer made fewer such calls: the delete comes after it
+        apply_batch(workspace_id, [dict(delete)], Mapping(), store)
+
+    model = deletion_times([*events, delete])
+    assert left_at_or_before(workspace_id, aws, model) == []

@@ -15,10 +15,12 @@ Example counts are small; `make fuzz` (HYPOTHESIS_PROFILE=long) runs 20x as many
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as tally
 from hypothesis import strategies as st
@@ -27,6 +29,7 @@ from bridge_dev.events import DEMO_API_KEY
 from bridge_dev.events import DEMO_WORKSPACE_ID as WS
 from segment_bridge.limits import MAX_ID_BYTES
 from segment_bridge.mapping import Mapping
+from segment_bridge.profiles import COUNTED_DAYS
 from tests.functional.conftest import event
 from tests.functional.helpers import Pipeline, aws_error, before_call, refusing_history_item, state
 
@@ -159,9 +162,10 @@ def applied(store: Any, event: dict[str, Any]) -> bool:
     entity = ("U", user) if user else ("A", event["anonymousId"])
     if deleted(store, event):
         return True
-    if kind in ("track", "page", "screen"):
+    if kind in ("track", "page", "screen"):  # counted (its marker), and its history item if kept
         key = f"{entity[0]}#{entity[1]}"
-        return event["messageId"] in store.existing_history(WS, {key: {event["messageId"]}}).get(key, set())
+        seen = store.profiles.seen_history(WS, {key: {event["messageId"]}}).get(key)
+        return seen is not None and event["messageId"] in seen.markers
     if kind == "group":
         return store.read_profile(WS, "G", event["groupId"]) is not None
     if kind == "alias":  # its link, or a later one of the same previousId
@@ -171,15 +175,35 @@ def applied(store: Any, event: dict[str, Any]) -> bool:
     return store.read_profile(WS, *entity) is not None
 
 
-def assert_counts_exact(store: Any) -> None:
-    """Each profile's count of a name equals its history items of that name: nothing counted twice."""
+def counted_markers(store: Any, kind: str, entity_id: str) -> list[dict[str, Any]]:
+    """The entity's counted markers (COUNTED#<messageId>: the event was counted; docs/exactness.md)."""
+    table = boto3.resource("dynamodb").Table(store.settings.events_table)
+    return table.query(
+        KeyConditionExpression=Key("pk").eq(f"WS#{WS}#{kind}#{entity_id}") & Key("sk").begins_with("COUNTED#")
+    )["Items"]
+
+
+def assert_counts_exact(store: Any, history_days: int = 365) -> None:
+    """Each profile's count of a name equals its history items of that name (nothing counted twice),
+    where every item has been kept: an event whose history window had closed at its receipt is counted
+    with a counted marker and no item. So: count == counted markers of the name, every history item has
+    its marker, and every marker without an item is of such an event."""
     table = boto3.resource("dynamodb").Table(store.settings.profiles_table)
     for profile in table.scan()["Items"]:
-        if profile["sk"] != "PROFILE" or not profile.get("counts"):
+        if profile["sk"] != "PROFILE":
             continue
         history = store.read_history(WS, profile["kind"], profile["id"])
-        for name, count in profile["counts"].items():
-            assert count == sum(1 for h in history if h["name"] == name), name
+        markers = counted_markers(store, profile["kind"], profile["id"])
+        items = {h["sk"].removeprefix("MSG#"): h for h in history}
+        assert set(items) <= {m["sk"].removeprefix("COUNTED#") for m in markers}
+        for marker in markers:
+            mid = marker["sk"].removeprefix("COUNTED#")
+            if mid not in items:  # born expired: timestamp + history_days at or before its receipt
+                receipt = int(marker["expires_at"]) - COUNTED_DAYS * 86_400
+                stamped = datetime.fromisoformat(str(marker["timestamp"])).timestamp()
+                assert stamped + history_days * 86_400 <= receipt, mid
+        for name, count in profile.get("counts", {}).items():
+            assert count == sum(1 for m in markers if m["name"] == name), name
 
 
 @pytest.fixture
@@ -362,3 +386,83 @@ def test_a_history_item_dynamodb_refuses_parks_its_event_and_the_message_does_no
         assert processor(events) == {"batchItemFailures": []}
     assert len(workspaces.read_history(WS, "U", "user-1")) == 2
     assert [r["event"]["messageId"] for r in Pipeline(aws, workspaces).unapplied()] == ["t1"]
+
+
+# --- over time: history that expires, and events that come back after it (issue 21) ------------------
+
+POOL = [
+    {"type": kind, "userId": user, "messageId": f"{user}-{kind}-{n}".ljust(n * 20 + 8, "z"), **named}
+    for user in ("u1", "u2")
+    for n in range(4)
+    for kind, named in (("track", {"event": f"Did {n % 2}"}), ("page", {"name": "Home"}))
+]
+"""Events of two users, each messageId always the same event (so each is counted once, ever)."""
+
+
+def counted_name(one: dict[str, Any]) -> str:
+    return one["event"] if one["type"] == "track" else f"Viewed {one['name']} Page"
+
+
+STEPS = st.one_of(
+    st.tuples(st.just("send"), st.lists(st.sampled_from(range(len(POOL))), min_size=1, max_size=6)),
+    st.tuples(st.just("sweep"), st.integers(0, 12)),
+    st.tuples(st.just("redeliver"), st.integers(0, 10)),
+    st.tuples(st.just("replay"), st.just(0)),
+)
+
+
+@fuzz(40)
+@given(
+    history_days=st.integers(1, 4),
+    ages=st.lists(st.integers(0, 30), min_size=len(POOL), max_size=len(POOL)),
+    steps=st.lists(STEPS, min_size=1, max_size=10),
+)
+def test_counts_stay_exact_and_no_message_fails_as_history_expires_and_events_come_back(
+    pipeline, run_jobs, history_days, ages, steps
+):
+    """A TTL sweep (what DynamoDB does to items past `expires_at`; history_days drawn small, time moving
+    on between steps) between deliveries, and the same events coming back after it (SQS redelivering a
+    message, a re-drive of it, a `replay` of the archive, Segment sending a messageId again): every
+    profile's counts stay exactly the number of distinct events of each name it was sent, no message
+    ever fails, and `pending` stays within its cap."""
+    from bridge_dev.events import RECEIVED_EPOCH_MS
+    from segment_bridge.jobs.replay import plan_replay
+    from segment_bridge.profiles import MAX_PENDING_BYTES
+    from tests.functional.test_exactness import iso, ttl_sweep
+
+    pipeline.forget_everything()
+    pipeline.store.set_mapping(WS, Mapping(history_days=history_days))
+    now = RECEIVED_EPOCH_MS / 1000  # when ingest receives them (API Gateway's timeEpoch in http_event)
+    stamped = [
+        one | {"timestamp": iso(datetime.fromtimestamp(now - age * 86_400, UTC))}
+        for one, age in zip(POOL, ages, strict=True)
+    ]
+    sent: list[list[dict[str, Any]]] = []
+    expected: dict[str, dict[str, set[str]]] = {}
+    for kind, arg in steps:
+        if kind == "send":
+            messages = pipeline.send([stamped[n] for n in arg])
+            sent.append(messages)
+            for n in arg:
+                names = expected.setdefault(stamped[n]["userId"], {})
+                names.setdefault(counted_name(stamped[n]), set()).add(stamped[n]["messageId"])
+            assert pipeline.process(messages) == []
+        elif kind == "sweep":
+            now += arg * 86_400
+            ttl_sweep(pipeline.aws, now)
+        elif kind == "redeliver" and sent:
+            assert pipeline.process(sent[arg % len(sent)]) == []
+        elif kind == "replay":
+            day = datetime.fromtimestamp(RECEIVED_EPOCH_MS / 1000, UTC).date()
+            plan_replay(WS, day, day, pipeline.store)  # a replay job, as `segment-bridge replay` plans
+            run_jobs()  # its tasks queue the archived events in the workspace's replay group
+            replayed = pipeline.taken()  # ... taken off the IngestQueue
+            assert pipeline.process(replayed) == []
+            run_jobs()
+        for user in ("u1", "u2"):
+            profile = pipeline.store.read_profile(WS, "U", user)
+            want = {name: len(mids) for name, mids in expected.get(user, {}).items()}
+            assert (dict(profile.counts) if profile else {}) == want, (kind, user)
+            stored = pipeline.store.profiles.read_entities(WS, [f"U#{user}"]).get(f"U#{user}")
+            if stored is not None:
+                assert sum(len(m) + len(str(v)) + 1 for m, v in stored.pending.items()) <= MAX_PENDING_BYTES

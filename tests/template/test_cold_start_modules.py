@@ -49,6 +49,7 @@ LOADED = {
         "segment_bridge.processor.entities",
         "segment_bridge.processor.message",
         "segment_bridge.processor.ports",
+        "segment_bridge.processor.mappings",
         "segment_bridge.processor.results",
         "segment_bridge.processor.unit",
         "segment_bridge.privacy",

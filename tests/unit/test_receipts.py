@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from segment_bridge.envelope import unpack
 from segment_bridge.identity import MergeProtection
 from segment_bridge.ingest.intake import delivery_source
-from segment_bridge.mapping import ALL_EVENT_TYPES, Mapping
+from segment_bridge.mapping import Mapping
 from segment_bridge.planning import plan
 from segment_bridge.privacy.regulations import Answer, Regulation, poll, wait_seconds
 from segment_bridge.receipts import Receipt, Requested, requested_in
@@ -65,7 +65,6 @@ MAPPINGS = st.sampled_from(
     [
         Mapping(),  # the default merge protection blocks ids such as "0", "null", "undefined"
         Mapping(merge_protection=MergeProtection(blocked_values=frozenset({"a", "b"}))),
-        Mapping(event_types=ALL_EVENT_TYPES - {"delete"}),  # deletes not applied at all
     ]
 )
 
@@ -73,7 +72,7 @@ MAPPINGS = st.sampled_from(
 @given(st.lists(delete_events(), max_size=6), MAPPINGS)
 def test_the_requests_of_a_message_are_the_deletes_the_processor_applies(events, mapping):
     """Each receipt names the key and time the delete's tombstone records, under the workspace's mapping
-    (a delete it does not apply, or of an id its merge protection blocks, gets no receipt)."""
+    (a delete of an id its merge protection blocks gets no receipt)."""
     requests = requested_in(
         events, received_at="2026-01-01T00:00:00.000Z", source="api", request_id="r", mapping=mapping
     )

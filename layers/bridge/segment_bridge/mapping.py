@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from segment_bridge.identity import MergeProtection
 
@@ -33,6 +33,8 @@ Preference = Literal["language"]
 ALL_EVENT_TYPES: frozenset[EventType] = frozenset(
     ("identify", "track", "page", "screen", "group", "alias", "delete")
 )
+DELETES_NOTE = "`delete` is always applied: a privacy delete cannot be turned off by a mapping."
+"""What the CLI says when a mapping file's `event_types` left `delete` out (it is added)."""
 
 
 def _compiles(expression: str) -> str:
@@ -65,7 +67,10 @@ class Mapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = Field(default=0, ge=0, description="Set by the store on each change; 0 = the defaults.")
-    event_types: frozenset[EventType] = Field(default=ALL_EVENT_TYPES, description="Event types applied.")
+    event_types: frozenset[EventType] = Field(
+        default=ALL_EVENT_TYPES,
+        description="Event types applied; `delete` always is (a privacy delete cannot be turned off).",
+    )
     include_events: frozenset[Annotated[str, Field(min_length=1)]] | None = Field(
         default=None,
         description="If set, only these track/page/screen names are applied (before the prefix).",
@@ -82,8 +87,16 @@ class Mapping(BaseModel):
         description="Blocked id values and the anonymous ids limit (Segment Unify's defaults).",
     )
 
+    @field_validator("event_types")
+    @classmethod
+    def _deletes_always(cls, types: frozenset[EventType]) -> frozenset[EventType]:
+        """`delete` is added to any list that leaves it out (docs/exactness.md): a mapping chooses which
+        data it keeps, never whether a user's deletion is honoured. Stored mappings that left it out
+        are read with it, so no processor skips a delete under them."""
+        return types | {"delete"}
+
     def applies_to(self, event_type: str) -> bool:
-        return event_type in self.event_types
+        return event_type == "delete" or event_type in self.event_types
 
     def keeps_event(self, name: str) -> bool:
         if name in self.exclude_events:

@@ -17,6 +17,7 @@ from segment_bridge.identity import screen
 from segment_bridge.limits import ITEM_BYTES, SORT_KEY_BYTES, id_fits, unstorable, utf8_bytes, value_size
 from segment_bridge.mapping import Mapping, event_name
 from segment_bridge.profiles import (
+    COUNTED_DAYS,
     MAX_CHANNEL_VALUE_BYTES,
     MAX_TRAIT_BYTES,
     MAX_TRAIT_NAME_BYTES,
@@ -40,6 +41,11 @@ class HistoryRecord:
     received_at: str
     properties: dict[str, Any]
     expires_at: int
+    counted_until: int = 0
+    """When its counted marker expires (epoch seconds): receipt + COUNTED_DAYS (docs/exactness.md)."""
+    kept: bool = True
+    """Whether it gets a history item: not when its history window had closed when it was received
+    (an import of old events: the item would be born expired); it is counted either way."""
 
 
 @dataclass
@@ -134,10 +140,11 @@ class Plan:
         return self.entities[key]
 
 
-def plan(events: Iterable[dict[str, Any]], mapping: Mapping) -> Plan:
+def plan(events: Iterable[dict[str, Any]], mapping: Mapping, counted_days: int = COUNTED_DAYS) -> Plan:
     """What the events change, per entity, under the workspace's mapping. Events are intake's output:
     valid, with messageId, timestamp and receivedAt; one that cannot be applied for a reason of its own
-    (archived before today's limits, say) is returned in `unapplied` and its neighbours still apply."""
+    (archived before today's limits, say) is returned in `unapplied` and its neighbours still apply.
+    `counted_days`: how long after its receipt an event's counted marker lives."""
     result = Plan()
     for event in events:
         if not mapping.applies_to(event.get("type", "")):
@@ -149,7 +156,7 @@ def plan(events: Iterable[dict[str, Any]], mapping: Mapping) -> Plan:
         if reason is not None:
             result.park(event, reason)
             continue
-        _plan_event(screened.event, mapping, result)
+        _plan_event(screened.event, mapping, result, counted_days)
     return result
 
 
@@ -182,7 +189,7 @@ def _unusable(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
+def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan, counted_days: int) -> None:
     kind = event["type"]
     when, clamped = event_time(event.get("timestamp"), event.get("receivedAt") or event.get("timestamp"))
     result.clamped_timestamps += clamped
@@ -216,6 +223,8 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
         if not mapping.keeps_event(name):
             result.skipped += 1
             return
+        received, _ = event_time(event.get("receivedAt") or when, event.get("receivedAt") or when)
+        expires_at = _expiry(when, mapping.history_days)
         record = HistoryRecord(
             message_id=event["messageId"],
             name=mapping.event_prefix + name,
@@ -223,7 +232,9 @@ def _plan_event(event: dict[str, Any], mapping: Mapping, result: Plan) -> None:
             timestamp=when,
             received_at=event["receivedAt"],
             properties=event.get("properties") or {},
-            expires_at=_expiry(when, mapping.history_days),
+            expires_at=expires_at,
+            counted_until=_expiry(received, counted_days),
+            kept=expires_at > _expiry(received, 0),
         )
         result.entity(*identity).contributions.append(Contribution(when, seen, record, event))
     elif kind == "group":

@@ -47,8 +47,61 @@ PENDING_ROUND_BYTES = MAX_PENDING_BYTES // 4
 
 
 def pending_entry_bytes(message_id: str, name: str) -> int:
-    """One `pending` entry's size as DynamoDB counts it (key, value and the map's per-entry byte)."""
+    """One `pending` entry's size as DynamoDB counts it (key, value and the map's per-entry byte);
+    `name` is the entry's stored value (`pending_value`)."""
     return utf8_bytes(message_id) + utf8_bytes(name) + 1
+
+
+COUNTED_BEYOND_ARCHIVE_DAYS = 30
+"""A counted marker lives ArchiveRetentionDays + this after its event's receipt: past every copy of the
+event we keep (raw/ for replays, SQS's 14 days for redeliveries and the IngestDLQ), with room for S3
+lifecycle's lag (docs/exactness.md)."""
+COUNTED_DAYS = 400 + COUNTED_BEYOND_ARCHIVE_DAYS
+"""With the template's default ArchiveRetentionDays (400); the processor uses its deployment's."""
+_FIELD = "\x1f"
+"""Separates a pending entry's name, timestamp and marker expiry (the name may hold anything: it comes
+first, and the other two are split off from the right)."""
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A counted record, as its counted marker (COUNTED#<messageId>) and its `pending` entry keep it: the
+    name counted ("" if too long to be counted), its timestamp (a delete erases it as of its time) and
+    when the marker expires (epoch seconds)."""
+
+    message_id: str
+    name: str
+    timestamp: str
+    counted_until: int
+
+
+def pending_value(counted: Counted) -> str:
+    """A `pending` entry's stored value: name, timestamp and marker expiry in one string."""
+    return f"{counted.name}{_FIELD}{counted.timestamp}{_FIELD}{counted.counted_until}"
+
+
+def pending_entry(message_id: str, value: str, fallback_until: int) -> Counted:
+    """A `pending` entry as stored, back into what it counted. An entry written before markers existed
+    holds the name only: its timestamp is unknown ("": any delete erases its marker) and its marker is
+    given `fallback_until`."""
+    parts = value.rsplit(_FIELD, 2)
+    if len(parts) == 3 and parts[2].isdigit():
+        return Counted(message_id, parts[0], parts[1], int(parts[2]))
+    return Counted(message_id, value, "", fallback_until)
+
+
+@dataclass
+class Seen:
+    """Of some messageIds of an entity: which have a history item, and which a counted marker."""
+
+    items: set[str] = field(default_factory=set)
+    markers: set[str] = field(default_factory=set)
+
+    @property
+    def counted(self) -> set[str]:
+        """Counted already: a marker, or a history item (written before markers existed, or whose
+        marker a crash kept from being written)."""
+        return self.items | self.markers
 
 
 Stamp = tuple[str, str]

@@ -97,13 +97,12 @@ def requested_in(
 ) -> list[Requested]:
     """The privacy requests among a queue message's events (intake's output): each `delete` whose
     subject and time the processor can apply under the workspace's `mapping` (planning.plan's rules:
-    deletes applied by the mapping at all, ids its merge protection blocks taken out, then its userId,
-    else its anonymousId, at its timestamp, receivedAt if it is more than 23 h ahead). Once per (key,
-    time)."""
+    ids its merge protection blocks taken out, then its userId, else its anonymousId, at its timestamp,
+    receivedAt if it is more than 23 h ahead; a mapping never turns deletes off). Once per (key, time)."""
     mapping = mapping or Mapping()
     found: dict[tuple[str, str], Requested] = {}
     for event in events:
-        if not isinstance(event, dict) or event.get("type") != "delete" or not mapping.applies_to("delete"):
+        if not isinstance(event, dict) or event.get("type") != "delete":
             continue
         screened = screen(event, mapping.merge_protection)
         if screened.reason is not None:

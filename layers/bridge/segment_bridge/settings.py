@@ -34,6 +34,8 @@ class Settings(BaseModel):
     outbox_table: str = Field(alias="OUTBOX_TABLE", min_length=1)
     deletions_table: str = Field(alias="DELETIONS_TABLE", min_length=1)
     """Privacy requests' receipts (store/receipts.py)."""
+    archive_retention_days: int = Field(alias="ARCHIVE_RETENTION_DAYS", default=400, ge=1)
+    """How long raw/ keeps received events for replays: counted markers outlive it (docs/exactness.md)."""
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)
     outbound_retry_queue_url: str = Field(alias="OUTBOUND_RETRY_QUEUE_URL", min_length=1)
     outbound_retry_hours: float = Field(alias="OUTBOUND_RETRY_HOURS", default=72, gt=0, le=336)

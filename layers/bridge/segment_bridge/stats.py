@@ -21,6 +21,7 @@ COUNTERS = (
     "echoes",
     "applied",
     "duplicates",
+    "skipped",
     "unapplied",
     "blocked_ids",
     "refused_links",
@@ -28,9 +29,10 @@ COUNTERS = (
     "parked",
 )
 """accepted, rejected, echoes: ingest (events queued, refused with a reason, our own outbound events that
-Segment sent back); applied, duplicates, unapplied: processor (events applied to profiles, events it had
-already applied, events kept in unapplied/ with a reason); blocked_ids, refused_links: processor, merge
-protection (ids its blocked values took out of events, links beyond the anonymous ids limit); sent,
+Segment sent back); applied, duplicates, skipped, unapplied: processor (events applied to profiles,
+events it had already applied, events the mapping skips, events kept in unapplied/ with a reason);
+blocked_ids, refused_links: processor, merge protection (ids its blocked values took out of events,
+links beyond the anonymous ids limit); sent,
 parked: emitter (track calls Segment took, outbox items parked)."""
 
 _logger = logging.getLogger(__name__)

@@ -164,27 +164,40 @@ def forget_linked(work: Work, user: str, page: list[Linked], at: str, done: set[
     forget(work, ids, at, user, done)
 
 
+def counted_after(history: list[tuple[str, str, str]], at: str) -> list[tuple[str, str]]:
+    """(name, timestamp) of each event counted after `at`: its counted marker (which outlives its history
+    item), or its history item if it has none (written before markers existed)."""
+    marked = {sk.removeprefix("COUNTED#") for sk, _, _ in history if sk.startswith("COUNTED#")}
+    return [
+        (name, when)
+        for sk, name, when in history
+        if when > at and name and (sk.startswith("COUNTED#") or sk.removeprefix("MSG#") not in marked)
+    ]
+
+
 def erase(work: Work, key: str, at: str, done: set[str] | None = None) -> None:
     """An entity's data as of `at` (step 2). A user's ids connected by then (its profile's anonymous ids
-    first seen by `at`) are forgotten first, so a crash leaves them findable. History and memberships go
-    before the profile, so an entity without a profile has nothing left to erase."""
+    first seen by `at`) are forgotten first, so a crash leaves them findable. History, counted markers
+    and memberships go before the profile, and go whether or not there is a profile: a writer racing
+    the delete may write them after the erase removed the profile it had just written (its step 6 then
+    erases again, and that erase must reach them: docs/exactness.md)."""
     workspace_id, profiles = work.workspace_id, work.profiles
 
     def attempt(_: int) -> bool | None:
         stored = profiles.read_entities(workspace_id, [key]).get(key, Stored())
-        if stored.profile is None:
+        history = profiles.history_index(workspace_id, key)
+        groups = profiles.memberships(workspace_id, key)
+        doomed = [sk for sk, _, when in history if when <= at]
+        if stored.profile is None:  # no profile: every membership is of events at or before `at`
+            if doomed or groups:
+                profiles.remove(workspace_id, key, doomed, groups)
             return True
         if key.startswith("U#"):
             connected = [a for a, first in stored.profile.anonymous_ids.items() if first <= at]
             forget(work, connected, at, key, done)
-        history = profiles.history_index(workspace_id, key)
-        kept = as_of(stored.profile, at, [(name, when) for _, name, when in history if when > at])
-        groups = profiles.memberships(workspace_id, key)
+        kept = as_of(stored.profile, at, counted_after(history, at))
         profiles.remove(
-            workspace_id,
-            key,
-            [mid for mid, _, when in history if when <= at],
-            [group for group in groups if kept is None or group not in kept.groups],
+            workspace_id, key, doomed, [group for group in groups if kept is None or group not in kept.groups]
         )
         if kept is None:
             return profiles.remove_profile(workspace_id, key, stored.version) or None

@@ -35,7 +35,7 @@ def requests_received(
     """Before the message is applied: its privacy requests (each `delete` as step 1 applies it: its
     subject and time), each given a receipt `received` where it has none (a repeat of a request is the
     same receipt), saying where the delivery came from (`envelope.source`); under the workspace's
-    `mapping`, as the deletes are applied (no receipt for one it does not apply). The receipts to mark
+    `mapping`, as the deletes are applied (none for an id its merge protection blocks). The receipts to mark
     erased once the message is applied (`requests_erased`)."""
     receipts = Receipts.of(
         envelope.workspaceId,

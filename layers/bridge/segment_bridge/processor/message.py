@@ -40,7 +40,9 @@ from segment_bridge.privacy.hooks import requests_erased, requests_received
 from segment_bridge.processor.ports import MappingSource, Repositories, Requeue
 from segment_bridge.processor.results import Applied
 from segment_bridge.processor.unit import apply_batch
+from segment_bridge.profiles import COUNTED_BEYOND_ARCHIVE_DAYS
 from segment_bridge.retry import Contended
+from segment_bridge.settings import get_settings
 from segment_bridge.stats import count_day
 
 CONTENDED_DELAY_SECONDS = 10
@@ -163,7 +165,8 @@ def receive_message(body: str, store: Repositories, mappings: MappingSource, dea
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
     receipts = requests_received(envelope, events, store, mapping)
-    applied = apply_batch(envelope.workspaceId, events, mapping, store, deadline)
+    counted_days = get_settings().archive_retention_days + COUNTED_BEYOND_ARCHIVE_DAYS
+    applied = apply_batch(envelope.workspaceId, events, mapping, store, deadline, counted_days)
     requests_erased(receipts)
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
@@ -171,8 +174,9 @@ def receive_message(body: str, store: Repositories, mappings: MappingSource, dea
         store,
         envelope.workspaceId,
         received_at,
-        applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates),
+        applied=max(0, len(events) - len(applied.unapplied) - applied.duplicates - applied.skipped),
         duplicates=applied.duplicates,
+        skipped=applied.skipped,
         unapplied=len(applied.unapplied),
         blocked_ids=applied.blocked_ids,
         refused_links=applied.refused_links,
@@ -190,9 +194,7 @@ def replay_message(
     """A replay job's message: archived already and counted in the daily counts when it was received, so
     only applied (under the current mapping, or the job's if this container's is older); what it changed
     is added to the job once per message (a receipt per message name: a copy changes and counts nothing)."""
-    mapping = mappings.get(envelope.workspaceId) or Mapping()
-    if mapping.version < (envelope.mappingVersion or 0):  # set since this container read it
-        mapping = mappings.refresh(envelope.workspaceId) or Mapping()
+    mapping = mappings.get(envelope.workspaceId) or Mapping()  # the stored version, read per message
     applied = apply_batch(envelope.workspaceId, events, mapping, store, deadline)
     figures = {
         "messages_applied": 1,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from segment_bridge.mapping import Mapping
 from segment_bridge.planning import HistoryRecord, Link
 from segment_bridge.privacy.ports import DeletionWrites, PurgeRelist, ReceiptBook
+from segment_bridge.profiles import Counted, Seen
 
 
 class ProfileWrites(DeletionWrites, PurgeRelist, Protocol):
@@ -21,12 +22,14 @@ class ProfileWrites(DeletionWrites, PurgeRelist, Protocol):
     inherits: read_entities, put_profile, the tombstones and the erase; and the receipts' relist)."""
 
     def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
+    def seen_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, Seen]: ...
     def record(
         self,
         workspace_id: str,
         history: dict[str, list[HistoryRecord]],
         memberships: dict[str, list[str]],
         mapping_version: int,
+        counted: dict[str, list[Counted]] | None = None,
     ) -> None: ...
     def put_link(self, workspace_id: str, link: Link, mapping_version: int) -> bool: ...
 
@@ -65,7 +68,6 @@ class Repositories(Protocol):
 
 class MappingSource(Protocol):
     def get(self, workspace_id: str) -> Mapping | None: ...
-    def refresh(self, workspace_id: str) -> Mapping | None: ...
 
 
 class Requeue(Protocol):

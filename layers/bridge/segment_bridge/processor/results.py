@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segment_bridge.planning import Contribution, HistoryRecord
-from segment_bridge.profiles import Profile
+from segment_bridge.profiles import Counted, Profile
 
 
 @dataclass
@@ -84,7 +84,9 @@ class Written:
     counted: int
     known: int
     to_record: list[HistoryRecord]
-    """History items still to write (those not already there)."""
+    """History items still to write (those not already there, and not born expired)."""
+    to_mark: list[Counted]
+    """Counted markers still to write (those not already there)."""
     profile: Profile
     """The profile as written (bounded)."""
     changed: bool = True

@@ -63,7 +63,7 @@ from segment_bridge.processor.entities import (
 )
 from segment_bridge.processor.ports import ProfileWrites, Repositories
 from segment_bridge.processor.results import Applied, Written, unapplied_records
-from segment_bridge.profiles import Stored
+from segment_bridge.profiles import COUNTED_DAYS, Seen, Stored
 
 
 def apply_batch(
@@ -72,10 +72,12 @@ def apply_batch(
     mapping: Mapping,
     store: Repositories,
     deadline: float = math.inf,
+    counted_days: int = COUNTED_DAYS,
 ) -> Applied:
     """Apply one queue message's events (intake's output) under `mapping`: one read and about one
-    conditional write per entity. `deadline` (time.monotonic()) bounds a privacy delete's erase."""
-    planned = plan(events, mapping)
+    conditional write per entity. `deadline` (time.monotonic()) bounds a privacy delete's erase;
+    `counted_days`: how long after its receipt an event's counted marker lives (docs/exactness.md)."""
+    planned = plan(events, mapping, counted_days)
     unit = Unit(workspace_id, store.profiles, mapping.version, deadline, mapping.merge_protection)
     applied = unit.run(planned)
     applied.blocked_ids += planned.blocked_ids
@@ -213,7 +215,7 @@ class Unit:
         wanted = {
             key: {r.message_id for r in part.records[key]} | set(self.stored[key].pending) for key in keys
         }
-        existing = self.profiles.existing_history(self.workspace_id, wanted)
+        existing = self.profiles.seen_history(self.workspace_id, wanted)
         results = each_at_once(
             [
                 partial(
@@ -221,7 +223,7 @@ class Unit:
                     self,
                     planned.entities[key],
                     self.stored[key],
-                    existing.get(key, set()),
+                    existing.get(key, Seen()),
                     self.changes[key].profile,
                     part.records[key],
                 )
@@ -256,8 +258,9 @@ class Unit:
         crash and redo): the history items not there yet, and (first round) the memberships; the counts
         of items DynamoDB refuses taken back, their events kept with the reason."""
         history = {key: result.to_record for key, result in written.items()}
+        markers = {key: result.to_mark for key, result in written.items()}
         memberships = {key: list(self.changes[key].profile.groups) if part.n == 0 else [] for key in written}
-        refused = record_each(self, history, memberships, planned)
+        refused = record_each(self, history, markers, memberships, planned)
         for key, mids in refused.items():
             self.applied.history_written -= len([mid for mid in mids if not mid.startswith("GROUP#")])
             take_back_refused(self, key, mids)

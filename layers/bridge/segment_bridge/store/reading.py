@@ -111,8 +111,9 @@ class ReadRepository:
             return self._query(
                 {
                     "TableName": self.events_table,
-                    "KeyConditionExpression": "pk = :pk",
-                    "ExpressionAttributeValues": item({":pk": f"WS#{workspace_id}#{key}"}),
+                    # history items only: the EventsTable also holds counted markers (COUNTED#)
+                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :msg)",
+                    "ExpressionAttributeValues": item({":pk": f"WS#{workspace_id}#{key}", ":msg": "MSG#"}),
                     "ProjectionExpression": "pk, sk, #name, #ts",
                     "ExpressionAttributeNames": {"#name": "name", "#ts": "timestamp"},
                 }

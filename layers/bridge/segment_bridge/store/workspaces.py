@@ -414,6 +414,18 @@ class WorkspaceRepository:
             update={"version": int(stored["version"])}
         )
 
+    def mapping_version(self, workspace_id: str) -> int:
+        """The stored mapping's version (0: never set), strongly consistent: one read unit, whatever the
+        mapping's size is not read (the processor asks once per message, docs/exactness.md)."""
+        with aws_errors("The mapping cannot be read right now."):
+            found = self.clients.dynamodb.get_item(
+                TableName=self.table,
+                Key=item({"pk": f"WS#{workspace_id}", "sk": "MAPPING"}),
+                ConsistentRead=True,
+                ProjectionExpression="version",
+            ).get("Item")
+        return int(plain(found)["version"]) if found is not None else 0
+
     def set_mapping(self, workspace_id: str, mapping: Mapping) -> Mapping:
         """Store a validated mapping as the next version, whole (one write: never half-applied)."""
         current = self.get_mapping(workspace_id)
