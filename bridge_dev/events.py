@@ -37,7 +37,7 @@ from bridge_dev.template import (
 from segment_bridge.destinations import ChangeRule
 from segment_bridge.envelope import pack
 from segment_bridge.ingest.auth import sign
-from segment_bridge.ingest.intake import Limits, iso, prepare, serialise
+from segment_bridge.ingest.intake import Limits, delivery_source, iso, prepare, serialise
 
 ROOT = TEMPLATE_PATH.parent
 EVENTS_DIR = ROOT / "events"
@@ -282,6 +282,7 @@ def queue_message(request: dict[str, Any], workspace_id: str, number: int) -> di
         request_id=request["requestContext"]["requestId"],
         received_at=iso(received_at),
         max_bytes=Limits().queue_message_bytes,
+        source=delivery_source({name.lower(): value for name, value in request["headers"].items()}),
     )
     sent_ms = str(RECEIVED_EPOCH_MS + number)
     return {

@@ -13,6 +13,7 @@ One module per command group, each command's logic beside it; app.py holds the r
 from bridge_dev.cli import (  # noqa: F401 - each module registers its commands on the root group
     archive,
     dead_letters,
+    deletions,
     functions,
     mapping,
     outbox,

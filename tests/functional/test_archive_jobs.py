@@ -347,14 +347,16 @@ def test_offboarding_leaves_nothing_of_the_workspace_and_every_other_workspace_b
     aws, workspaces, ingest, sb, run_jobs, monkeypatch
 ):
     """Given two workspaces holding profiles, history, links, groups, counts, a mapping, a destination
-    and its secret, outbox items, raw/ rejected/ unapplied/ objects, parked events and dead letters and a
-    purge job, When `workspaces delete WS --yes` runs on the fleet, Then a scan of every table and the
-    bucket (keys and contents) and Secrets Manager hold nothing naming the workspace, the other
-    workspace's every item and object is byte-identical, its old key gets 401 from a container that has
-    not cached it, and a message queued meanwhile (by a warm container, or in flight) writes nothing."""
+    and its secret, a Public API token's secret, privacy receipts, outbox items, raw/ rejected/
+    unapplied/ objects, parked events and dead letters and a purge job, When `workspaces delete WS
+    --yes` runs on the fleet, Then a scan of every table and the bucket (keys and contents) and Secrets
+    Manager hold nothing naming the workspace, the other workspace's every item and object is
+    byte-identical, its old key gets 401 from a container that has not cached it, and a message queued
+    meanwhile (by a warm container, or in flight) writes nothing."""
     from segment_bridge.envelope import pack
     from segment_bridge.jobs.purge import plan_purge
     from segment_bridge.mapping import Mapping
+    from segment_bridge.receipts import Requested
     from segment_bridge.store.queues import DeadLetter
     from tests.functional.conftest import sample
 
@@ -378,6 +380,9 @@ def test_offboarding_leaves_nothing_of_the_workspace_and_every_other_workspace_b
             max_bytes=262_144,
         )
         workspaces.parked.keep_dead_letter("ingest", DeadLetter(f"dl-{ws}", body, 5, DAY.isoformat(), "rh"))
+        workspaces.workspaces.set_regulations_token(ws, f"public-api-token-of-{ws}", "us")
+        request = Requested("U#user-42", DAY.isoformat(), DAY.isoformat(), "operator", f"req-{ws}")
+        workspaces.receipts.received(ws, [request])
     list_for_purge(workspaces, WS, {"gone-1"})
     purge = plan_purge(WS, workspaces)  # a job of the workspace, not yet run: its tasks are the workspace's
     assert purge is not None
@@ -393,6 +398,7 @@ def test_offboarding_leaves_nothing_of_the_workspace_and_every_other_workspace_b
     )
     items_before, objects_before = table_items(aws), bucket_objects(aws)
     assert any(WS in item for items in items_before.values() for item in items)
+    assert any(WS in item for item in items_before["DeletionsTable"])  # its privacy receipts
 
     deleted = sb("workspaces", "delete", WS, "--yes", "--no-wait")
     assert deleted.status == 0

@@ -56,6 +56,8 @@ LOADED = {
         "segment_bridge.privacy.deletion",  # not privacy.purge: the PurgeFunction's alone
         "segment_bridge.privacy.hooks",
         "segment_bridge.privacy.ports",
+        "segment_bridge.privacy.receipts",  # a message's privacy requests and their receipts (two hooks)
+        "segment_bridge.receipts",
         "segment_bridge.deleted_ids",
         "segment_bridge.planning",
         "segment_bridge.profiles",

@@ -36,6 +36,9 @@ class Envelope(BaseModel):
     """Set on a replay job's copy of archived events (jobs/replay.py): applied, not archived again."""
     mappingVersion: int | None = None
     """A replay's: the mapping version it was planned under (at least that one applies)."""
+    source: str | None = None
+    """Where the delivery came from, when it says (privacy/receipts.py SOURCES): a privacy request's
+    receipt records it. Absent from messages packed before it existed."""
 
 
 def message_group(envelope: Envelope) -> str:
@@ -61,9 +64,11 @@ def pack(
     max_bytes: int,
     job: str | None = None,
     mapping_version: int | None = None,
+    source: str | None = None,
 ) -> list[str]:
     """Queue message bodies, each at most `max_bytes`, holding `chunks` (events as UTF-8 JSON) in order;
-    `job`: a replay job's (Envelope.job)."""
+    `job`: a replay job's (Envelope.job); `source`: where the delivery came from (kept in each message's
+    metadata when given)."""
     header: dict[str, str | int] = {
         "workspaceId": workspace_id,
         "requestId": request_id,
@@ -73,6 +78,8 @@ def pack(
         header["job"] = job
     if mapping_version is not None:
         header["mappingVersion"] = mapping_version
+    if source is not None:
+        header["source"] = source
     budget = max_bytes * RAW_BYTES_PER_MESSAGE_BYTE
     messages: list[str] = []
     group: list[bytes] = []

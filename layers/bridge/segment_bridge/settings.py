@@ -32,6 +32,8 @@ class Settings(BaseModel):
     secrets_prefix: str = Field(alias="SECRETS_PREFIX", min_length=1)
     """Workspaces' Segment write keys are secrets named <prefix>/<workspace_id>/write-key."""
     outbox_table: str = Field(alias="OUTBOX_TABLE", min_length=1)
+    deletions_table: str = Field(alias="DELETIONS_TABLE", min_length=1)
+    """Privacy requests' receipts (store/receipts.py)."""
     archive_retention_days: int = Field(alias="ARCHIVE_RETENTION_DAYS", default=400, ge=1)
     """How long raw/ keeps received events for replays: counted markers outlive it (docs/exactness.md)."""
     auth_cache_seconds: float = Field(alias="AUTH_CACHE_SECONDS", default=60, ge=0)

@@ -8,6 +8,7 @@ delivery is (request, limits, outcome) is in `delivery`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -102,6 +103,7 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
             request_id=request.request_id,
             received_at=iso(request.received_at),
             max_bytes=limits.queue_message_bytes,
+            source=delivery_source(request.headers),
         )
         sink.enqueue(bodies, workspace.workspace_id)
         outcome.messages = len(bodies)
@@ -119,6 +121,24 @@ def receive(request: HttpRequest, *, directory: KeyDirectory, sink: Sink, limits
             details=[rejection.as_dict() for rejection in outcome.rejected],
         )
     return outcome
+
+
+FUNCTION_USER_AGENT = "Segment (Function) segment-bridge"
+"""The User-Agent the Segment Destination Function shipped in segment/ sends (segment/bridge-function.js):
+matched before Segment's own, which it starts like."""
+
+
+def delivery_source(headers: Mapping[str, str]) -> str:
+    """Where a delivery came from, as a privacy request's receipt says it (privacy/receipts.py): Segment
+    itself (its webhook destinations' User-Agent: "Segment (Actions)", "Segment.io/1.0"), our Destination
+    Function (FUNCTION_USER_AGENT), or anything else that holds the workspace's key (the product's
+    backend: "api"). A label only: what a delete may do does not depend on it."""
+    agent = headers.get("user-agent", "").strip().lower()
+    if agent.startswith(FUNCTION_USER_AGENT.lower()):
+        return "function"
+    if agent.startswith("segment"):
+        return "segment"
+    return "api"
 
 
 def prepare(

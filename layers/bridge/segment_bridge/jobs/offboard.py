@@ -5,13 +5,15 @@ Secrets Manager, ending with a receipt (`segment-bridge workspaces delete WS`; d
                        finds it, the processor applies none of its messages), then the job: its record
                        (workspace: the SHA-256 of the id; the id itself only in params, removed at the
                        end) and its tasks, visible after `quiet_seconds` (what was in flight is done)
-    offboard-scan      one Scan segment of a table (ProfilesTable, EventsTable, WorkspacesTable) from its
+    offboard-scan      one Scan segment of a table (ProfilesTable, EventsTable, WorkspacesTable,
+                       DeletionsTable: the workspace's privacy receipts) from its
                        cursor, the workspace's items deleted (the workspace's own item stays, as the mark,
                        until the end; its jobs with their tasks)
     offboard-outbox    the workspace's OutboxTable items (a Query of pk=WS#<ws>), page by page
     offboard-prefix    raw/, rejected/, unapplied/ of the workspace: pages of keys, DeleteObjects
     offboard-parked    one queue's parked/ items that are the workspace's, removed (purge.walk_parked)
-    offboard-secret    its Segment write key's secret, deleted without a recovery window
+    offboard-secret    its secrets (Segment write key, Segment Public API token), deleted without a
+                       recovery window
     finish_offboard    every task done: the workspace's item deleted, the job's tasks (their cursors hold
                        keys of the workspace) deleted, the record kept as the receipt: counts, times, the
                        SHA-256 of the workspace id, nothing else
@@ -51,11 +53,11 @@ MAX_DELAY_SECONDS = 900
 
 
 class Offboarding(Protocol):
-    """store.workspaces: the mark, the last delete, the secret's name."""
+    """store.workspaces: the mark, the last delete, the secrets' names."""
 
     def begin_offboarding(self, workspace_id: str, job_id: str) -> str: ...
     def forget_workspace(self, workspace_id: str) -> None: ...
-    def write_key_secret(self, workspace_id: str) -> str: ...
+    def secret_names(self, workspace_id: str) -> list[str]: ...
 
 
 class Sweep(Protocol):
@@ -196,9 +198,9 @@ def offboard_parked(run: TaskRun, stores: OffboardStores) -> bool:
 
 
 def offboard_secret(run: TaskRun, stores: OffboardStores) -> bool:
-    name = stores.workspaces.write_key_secret(_workspace(run))
-    deleted = stores.sweep.delete_secret(name)
-    run.save(None, {"items_deleted": int(deleted)}, done=True)
+    names = stores.workspaces.secret_names(_workspace(run))
+    deleted = sum(stores.sweep.delete_secret(name) for name in names)
+    run.save(None, {"items_deleted": deleted}, done=True)
     return True
 
 

@@ -8,7 +8,7 @@ and parked/, by the JobsFunction's workers in parallel (docs/archive-jobs.md).
                   reads the objects READ_THREADS at a time, CHUNK_OBJECTS between saves
     purge-parked  one queue's parked/ items, CHUNK_OBJECTS keys a save from its cursor (`walk_parked`)
     finish_purge  once every task is done: the entities taken off the purge list (those listed again
-                  since stay for the next purge)
+                  since stay for the next purge), then their requests' receipts marked purged
 
 An object is parsed only if one of the deleted ids occurs in its bytes as the archive writes it (JSON,
 ASCII-escaped): one that cannot hold a deleted id is read, scanned and left as it is. An object that
@@ -37,6 +37,7 @@ from segment_bridge.jobs.engine import (
     new_job_id,
     task_id_of,
 )
+from segment_bridge.privacy.ports import ReceiptBook
 from segment_bridge.privacy.purge import (
     ARCHIVE_KINDS,
     PARKED_QUEUES,
@@ -45,6 +46,7 @@ from segment_bridge.privacy.purge import (
     deleted,
     parked_change,
 )
+from segment_bridge.privacy.receipts import mark_purged
 from segment_bridge.tombstones import PendingPurge
 
 CHUNK_OBJECTS = 64
@@ -77,6 +79,8 @@ class PurgeStores(Protocol):
     def parked(self) -> ParkedPages: ...
     @property
     def jobs(self) -> JobStore: ...
+    @property
+    def receipts(self) -> ReceiptBook: ...
 
 
 @lru_cache(maxsize=1)
@@ -325,13 +329,21 @@ def purge_parked_task(run: TaskRun, stores: PurgeStores) -> bool:
 
 
 def finish_purge(jobs: JobStore, job: JobRecordView, stores: PurgeStores) -> None:
-    """Once every task is done: the job's entities off the purge list (unless listed again since)."""
+    """Once every task is done: the job's entities off the purge list (unless listed again since), then
+    the receipts of the requests it finished marked purged (privacy/receipts.mark_purged: erased ->
+    purged only, so a finishing task delivered again changes nothing)."""
     if job.state == "running":
         if not all_tasks_done(job) or not jobs.set_state(job.job_id, ("running",), "finishing"):
             return
     elif job.state != "finishing":
         return
-    stores.profiles.purged(job.workspace, [PendingPurge(**listed) for listed in job.params["listed"]])
+    listed = [PendingPurge(**listed) for listed in job.params["listed"]]
+    stores.profiles.purged(job.workspace, listed)
+    receipts = mark_purged(job.workspace, listed, stores.receipts)
     jobs.set_state(
-        job.job_id, ("finishing",), "done", finished_at=datetime.now(UTC).isoformat(timespec="seconds")
+        job.job_id,
+        ("finishing",),
+        "done",
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        receipts_purged=receipts,  # a finishing task delivered again finds them purged: counts 0 more
     )

@@ -1,22 +1,61 @@
-"""Where the processor meets a delete: three hooks, each taking privacy's `Work` (ports.py), which the
-processor's unit of work for one message satisfies; privacy never imports the processor.
+"""Where the processor meets a delete: three hooks within the unit of work, each taking privacy's `Work`
+(ports.py), which the processor's unit of work for one message satisfies; and two around it, where the
+processor receives the message (processor/message.py), taking privacy's `Receiving`, which the
+processor's repositories satisfy. Privacy never imports the processor.
 
+    requests_received           before the message is applied: a receipt for each of its privacy
+                                requests (privacy/receipts.py, docs/privacy-receipts.md)
     deletes_first               step 1: the message's own deletes, before any of its reads
     late_events                 step 2: events of a deleted user stamped at or before its deletion
                                 (not applied) delete the ids they connect to it, as of its deletion
     erase_what_a_delete_missed  step 6: after the message's writes, a delete that raced them is
                                 applied again over what they wrote
+    requests_erased             once the message is applied: its requests' receipts erased
 (`late_for_deleted`, step 3: a link the delete of its user or of its previousId would have taken.)
 docs/processing.md proves why no order of a delete and a writer leaves data the delete covers.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from segment_bridge.deleted_ids import DeletedIds
+from segment_bridge.envelope import Envelope
+from segment_bridge.mapping import Mapping
 from segment_bridge.planning import Contribution, Deletion, Link, connected_ids
 from segment_bridge.privacy.deletion import delete_identities, erase, forget
-from segment_bridge.privacy.ports import Work
+from segment_bridge.privacy.ports import Receiving, Work
+from segment_bridge.privacy.receipts import Receipts
 from segment_bridge.profiles import Stored
+
+
+def requests_received(
+    envelope: Envelope, events: list[dict[str, Any]], repositories: Receiving, mapping: Mapping
+) -> Receipts:
+    """Before the message is applied: its privacy requests (each `delete` as step 1 applies it: its
+    subject and time), each given a receipt `received` where it has none (a repeat of a request is the
+    same receipt), saying where the delivery came from (`envelope.source`); under the workspace's
+    `mapping`, as the deletes are applied (none for an id its merge protection blocks). The receipts to mark
+    erased once the message is applied (`requests_erased`)."""
+    receipts = Receipts.of(
+        envelope.workspaceId,
+        events,
+        received_at=envelope.receivedAt,
+        source=envelope.source,
+        request_id=envelope.requestId,
+        book=repositories.receipts,
+        purge_list=repositories.profiles,
+        mapping=mapping,
+    )
+    receipts.received()
+    return receipts
+
+
+def requests_erased(receipts: Receipts) -> None:
+    """Once the message is applied (its deletes finished: one unfinished raised DeletionUnfinished before
+    this, the message is deferred and its receipt stays `received`): each receipt `erased`, its entity
+    listed for the purge again (a purge run meanwhile cannot leave the receipt unfinished)."""
+    receipts.erased()
 
 
 def deletes_first(work: Work, deletions: list[Deletion]) -> None:

@@ -1,6 +1,8 @@
-"""Privacy's ports: what a delete needs from the store (`DeletionWrites`), and what it needs of the
-processor's unit of work when the processor meets a delete (`Work`: hooks.py). Privacy never imports
-the processor: the unit of work satisfies `Work` as it is."""
+"""Privacy's ports: what a delete needs from the store (`DeletionWrites`), what it needs of the
+processor's unit of work when the processor meets a delete (`Work`: hooks.py), and what a message's
+receipts need of the processor's repositories (`Receiving`: the receipts' table, `ReceiptBook`, and the
+purge list, `PurgeRelist`). Privacy never imports the processor: the unit of work satisfies `Work`, and
+the processor's repositories `Receiving`, as they are."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Protocol
 
 from segment_bridge.deleted_ids import DeletedIds
 from segment_bridge.profiles import Profile, Stored
+from segment_bridge.receipts import Requested
 from segment_bridge.tombstones import Linked, Tombstone
 
 
@@ -58,3 +61,27 @@ class Work(Protocol):
     @property
     def mapping_version(self) -> int: ...
     def out_of_time(self) -> bool: ...
+
+
+class ReceiptBook(Protocol):
+    """store.receipts: each state written once, forward only (receipts.py)."""
+
+    def received(self, workspace_id: str, requests: list[Requested]) -> None: ...
+    def erased(self, workspace_id: str, requests: list[Requested]) -> None: ...
+    def purged(self, workspace_id: str, through: dict[str, str]) -> int: ...
+
+
+class PurgeRelist(Protocol):
+    """store.profiles: the purge's work list, listed again without lowering a later delete's time."""
+
+    def relist_for_purge(self, workspace_id: str, key: str, deleted_at: str) -> None: ...
+
+
+class Receiving(Protocol):
+    """What a message's receipts need of the repositories the processor receives it with: the receipts'
+    table, and the purge list its erased requests are listed on again."""
+
+    @property
+    def receipts(self) -> ReceiptBook: ...
+    @property
+    def profiles(self) -> PurgeRelist: ...

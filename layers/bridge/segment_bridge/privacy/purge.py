@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from segment_bridge.envelope import Envelope, pack, unpack
+from segment_bridge.privacy.ports import ReceiptBook
+from segment_bridge.privacy.receipts import mark_purged
 from segment_bridge.timestamps import InvalidTimestamp, event_time
 from segment_bridge.tombstones import (
     PendingPurge,
@@ -40,6 +42,7 @@ class Purged:
     objects_read: int = 0
     objects_rewritten: int = 0
     events_removed: int = 0
+    receipts_purged: int = 0
     parked_ids: list[str] = field(default_factory=list, repr=False)
 
     def figures(self) -> dict[str, int]:
@@ -48,6 +51,7 @@ class Purged:
             "objects_read": self.objects_read,
             "objects_rewritten": self.objects_rewritten,
             "events_removed": self.events_removed,
+            "receipts_purged": self.receipts_purged,
         }
 
 
@@ -58,11 +62,12 @@ def purge(
     *,
     user_id: str | None = None,
     parked: ParkedCopies | None = None,
+    receipts: ReceiptBook | None = None,
 ) -> Purged:
     """Remove from the workspace's archive (one pass over raw/, rejected/, unapplied/, and parked/ when
     `parked` is given) every event of an entity listed for purging that is stamped at or before its
-    delete, then take the entities off the list. `user_id`: only that user's deletion (itself and its
-    linked ids)."""
+    delete, then take the entities off the list (and mark the `receipts` of the requests it finished).
+    `user_id`: only that user's deletion (itself and its linked ids)."""
     pending = listed.pending_purges(workspace_id)
     if user_id is not None:
         pending = [p for p in pending if f"U#{user_id}" in (p.key, p.by)]
@@ -85,6 +90,8 @@ def purge(
     if parked is not None:
         purge_parked(workspace_id, users, anonymous, parked, done)
     listed.purged(workspace_id, pending)
+    if receipts is not None:  # the requests this purge finished (privacy/receipts.py)
+        done.receipts_purged = mark_purged(workspace_id, pending, receipts)
     return done
 
 

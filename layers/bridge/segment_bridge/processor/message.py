@@ -2,8 +2,10 @@
 
     Invocation.receive_or_defer  a message received if the invocation has time for it, or sent back to
                                  the queue (Deferred)
-    receive_message              archive the message's events, apply them (unit.py), keep what cannot
-                                 be applied, count the day (a workspace being deleted: dropped, refused)
+    receive_message              archive the message's events, apply them (unit.py) between its privacy
+                                 requests' receipts (received, then erased: privacy/hooks.py), keep
+                                 what cannot be applied, count the day (a workspace being deleted:
+                                 dropped, refused)
     replay_message               a replay job's message: applied, not archived again, counted once
     TimeBudget                   whether the invocation has time left to start a message at all
     TimeShares                   each message's share of what is left: the deadline of its deletes
@@ -34,6 +36,7 @@ from segment_bridge.envelope import Envelope, message_group, unpack
 from segment_bridge.errors import BridgeError
 from segment_bridge.mapping import Mapping
 from segment_bridge.privacy.deletion import DeletionUnfinished
+from segment_bridge.privacy.hooks import requests_erased, requests_received
 from segment_bridge.processor.ports import MappingSource, Repositories, Requeue
 from segment_bridge.processor.results import Applied
 from segment_bridge.processor.unit import apply_batch
@@ -144,9 +147,10 @@ class Invocation:
 
 def receive_message(body: str, store: Repositories, mappings: MappingSource, deadline: float) -> Applied:
     """One queue message: archive its events as received, then apply them under the workspace's current
-    mapping; events that cannot be applied are kept with their reason. Raises on anything retryable, so
-    the message returns to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy
-    delete past `deadline` raises DeletionUnfinished, its progress kept for the next receive.
+    mapping, its privacy requests' receipts written before (received) and after (erased); events that
+    cannot be applied are kept with their reason. Raises on anything retryable, so the message returns
+    to the queue (and, after maxReceiveCount, to the dead-letter queue); a privacy delete past `deadline`
+    raises DeletionUnfinished, its progress kept for the next receive (its receipt stays received).
     The archive's object is named after the body, not the SQS message: a redelivery, a deferred copy
     or a re-drive of the same message archives it once. A message of a workspace that is being deleted,
     or is gone, is dropped before anything is written (`refused`: jobs/offboard.py); a replay job's copy
@@ -160,8 +164,10 @@ def receive_message(body: str, store: Repositories, mappings: MappingSource, dea
     name = f"{envelope.requestId}-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
     store.archive.archive_raw(envelope.workspaceId, received_at, name, events)
     mapping = mappings.get(envelope.workspaceId) or Mapping()
+    receipts = requests_received(envelope, events, store, mapping)
     counted_days = get_settings().archive_retention_days + COUNTED_BEYOND_ARCHIVE_DAYS
     applied = apply_batch(envelope.workspaceId, events, mapping, store, deadline, counted_days)
+    requests_erased(receipts)
     if applied.unapplied:
         store.archive.keep_unapplied(envelope.workspaceId, received_at, name, applied.unapplied)
     count_day(

@@ -2,7 +2,8 @@
 through the store (the repositories), where a deferred message goes (`Requeue`), where mappings come
 from, and what the per-entity steps need of the message's unit of work (`Work`). unit.py, entities.py,
 message.py and replay.py depend on these, never on boto3. (A delete's own needs are privacy/ports.py's:
-`ProfileWrites` inherits them, and the unit of work satisfies privacy's `Work` too.)"""
+`ProfileWrites` inherits them, and the unit of work satisfies privacy's `Work` too; `Repositories` is
+privacy's `Receiving`, the receipts' table and the purge list message.py's two receipt hooks write.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from typing import Any, Protocol
 
 from segment_bridge.mapping import Mapping
 from segment_bridge.planning import HistoryRecord, Link
-from segment_bridge.privacy.ports import DeletionWrites
+from segment_bridge.privacy.ports import DeletionWrites, PurgeRelist, ReceiptBook
 from segment_bridge.profiles import Counted, Seen
 
 
-class ProfileWrites(DeletionWrites, Protocol):
+class ProfileWrites(DeletionWrites, PurgeRelist, Protocol):
     """store.profiles: the processor's reads and single-purpose writes (besides a delete's, which it
-    inherits: read_entities, put_profile, the tombstones and the erase)."""
+    inherits: read_entities, put_profile, the tombstones and the erase; and the receipts' relist)."""
 
     def existing_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, set[str]]: ...
     def seen_history(self, workspace_id: str, wanted: dict[str, set[str]]) -> dict[str, Seen]: ...
@@ -59,6 +60,8 @@ class Repositories(Protocol):
     def archive(self) -> ArchiveWrites: ...
     @property
     def jobs(self) -> ReplayProgress: ...
+    @property
+    def receipts(self) -> ReceiptBook: ...
     def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None: ...
     def workspace_open(self, workspace_id: str) -> bool: ...
 

@@ -2,7 +2,7 @@
 
     aws.py         lazy clients, (de)serialisation, batch and query calls, AWS errors -> ours
     workspaces.py  WorkspacesTable (workspaces, key hashes, shared secret, mapping versions, change rules)
-                   and Secrets Manager (each workspace's Segment write key)
+                   and Secrets Manager (each workspace's Segment write key, its opt-in Public API token)
     profiles.py    ProfilesTable's profiles, and ProfileRepository over the four below (Store.profiles)
     history.py     EventsTable (per-entity event history) and ProfilesTable's group memberships
     links.py       ProfilesTable's identity links and the ids a user's deletion took
@@ -14,6 +14,7 @@
     parked.py      ArchiveBucket's parked/ (what was not sent or applied, kept whole) + the EmitterDLQ signal
     queues.py      IngestQueue (intake's messages), both DLQs' letters
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
+    receipts.py    DeletionsTable (privacy requests' receipts)
     jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
     sweep.py       every item of one workspace in every table, page by page, and its secret (offboarding)
     retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.reading import ReadRepository
+    from segment_bridge.store.receipts import ReceiptRepository
     from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.workspaces import WorkspaceRepository
@@ -123,6 +125,12 @@ class Store:
         from segment_bridge.store.outbox import Outbox
 
         return Outbox(self.settings, self.clients)
+
+    @cached_property
+    def receipts(self) -> ReceiptRepository:
+        from segment_bridge.store.receipts import ReceiptRepository
+
+        return ReceiptRepository(self.settings, self.clients)
 
     @cached_property
     def jobs(self) -> JobRepository:

@@ -42,6 +42,7 @@ COUNTERS = (
     "profiles_changed",
     "history_written",
     "items_deleted",
+    "receipts_purged",
 )
 READ_FAILURE = "Jobs cannot be read right now."
 WRITE_FAILURE = "A job's progress could not be recorded."

@@ -1,9 +1,10 @@
-"""What an offboarding removes: every item of one workspace in every table, page by page, and its secret
+"""What an offboarding removes: every item of one workspace in every table, page by page, and its secrets
 (jobs/offboard.py; docs/archive-jobs.md).
 
 Which items are the workspace's (the key shapes of store/workspaces.py, store/profiles.py, store/jobs.py
 and the outbox contract):
     ProfilesTable, EventsTable   pk begins with WS#<ws>#
+    DeletionsTable               pk begins with WS#<ws># (privacy requests' receipts: store/receipts.py)
     WorkspacesTable              pk = WS#<ws> (workspace, mapping, daily counts), KEY# items whose
                                  workspace_id is <ws>, JOBS items whose workspace is <ws> (their
                                  JOB#<id> tasks and receipts go with them)
@@ -48,6 +49,7 @@ class WorkspaceSweep:
             "ProfilesTable": s.profiles_table,
             "EventsTable": s.events_table,
             "WorkspacesTable": s.workspaces_table,
+            "DeletionsTable": s.deletions_table,
         }
 
     def scan_page(

@@ -12,7 +12,8 @@ archive purge's work list. Their states are tombstones.py's (the domain's).
                                         created, so a workspace without one is read as unknown too
     pk=WS#<ws>#PURGE      sk=<entity>   deleted_at, by, mark, marked_at: a deleted entity whose archived
                                         events (raw/, rejected/, unapplied/) the next purge removes;
-                                        written again when a late event of it arrives, removed by the purge
+                                        written again when a late event of it arrives or its receipt
+                                        is marked erased (relist_for_purge), removed by the purge
 """
 
 from __future__ import annotations
@@ -153,6 +154,19 @@ class TombstoneRepository(Tables):
             for key in keys
         ]
         batch_write(self.clients.dynamodb, requests, self.sleep, failure=WRITE_FAILURE)
+
+    def relist_for_purge(self, workspace_id: str, key: str, deleted_at: str) -> None:
+        """List a deleted entity for the next purge again, as of `deleted_at`, unless it is listed as of a
+        later delete (never lowers what is listed): a receipt marked erased after a purge took the
+        entity off the list is then purged by the next one (privacy/receipts.py)."""
+        values = purge_key(workspace_id, key) | {
+            "deleted_at": deleted_at,
+            "by": key,
+            "mark": uuid.uuid4().hex,
+            "marked_at": now(),
+        }
+        condition = "attribute_not_exists(pk) OR deleted_at <= :at"
+        self._put_if(checked(values), condition, {":at": deleted_at}, WRITE_FAILURE)
 
     def pending_purges(self, workspace_id: str) -> list[PendingPurge]:
         found = query(

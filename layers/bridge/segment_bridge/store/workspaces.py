@@ -16,11 +16,15 @@ WorkspacesTable items
                                         unapplied, blocked_ids, refused_links, sent, parked (numbers,
                                         each present once counted): the workspace's daily counts
                                         (stats.py), added to with UpdateItem ADD
-Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key
+    pk=WS#<workspace_id>  sk=REGULATIONS  endpoint (us | eu | a URL), cursor (the createdAt up to which
+                                        the workspace's Segment regulations are queued), updated_at: the
+                                        opt-in poll of Segment's Public API (privacy/regulations.py)
+Secrets Manager: <SECRETS_PREFIX>/<workspace_id>/write-key, <SECRETS_PREFIX>/<workspace_id>/public-api-token
 """
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -286,9 +290,10 @@ class WorkspaceRepository:
         with aws_errors("The workspace could not be deleted."):
             self.clients.dynamodb.delete_item(TableName=self.table, Key=_workspace_key(workspace_id))
 
-    def write_key_secret(self, workspace_id: str) -> str:
-        """The name of the secret holding the workspace's Segment write key."""
-        return self._write_key_secret(workspace_id)
+    def secret_names(self, workspace_id: str) -> list[str]:
+        """The names of every secret the workspace may have: its Segment write key's, its Segment Public
+        API token's (the regulations poll)."""
+        return [self._write_key_secret(workspace_id), self._token_secret(workspace_id)]
 
     # --- read tokens (the read API's) -------------------------------------------------------------
 
@@ -498,6 +503,94 @@ class WorkspaceRepository:
             return None
         # Checked when sent (HttpSender): an endpoint the policy now refuses parks its events, with why.
         return Destination(url=batch_url(endpoint), write_key=secret["SecretString"])
+
+    # --- the workspace's Segment regulations (privacy, opt-in) -------------------------------------
+
+    def _token_secret(self, workspace_id: str) -> str:
+        return f"{self.secrets_prefix}/{workspace_id}/public-api-token"
+
+    def set_regulations_token(self, workspace_id: str, token: str, endpoint: str) -> None:
+        """Poll the workspace's Segment regulations with this Public API token (kept as a secret) at
+        `endpoint` (us, eu or a URL); the cursor is kept if it was set before."""
+        self.get_workspace(workspace_id)
+        name = self._token_secret(workspace_id)
+        failure = "The Public API token could not be stored."
+        try:
+            with aws_errors(failure, refused={"ResourceNotFoundException": NotFound(name)}):
+                self.clients.secrets.put_secret_value(SecretId=name, SecretString=token)
+        except NotFound:
+            with aws_errors(failure):
+                self.clients.secrets.create_secret(Name=name, SecretString=token)
+        with aws_errors(failure):
+            self.clients.dynamodb.update_item(
+                TableName=self.table,
+                Key=item({"pk": f"WS#{workspace_id}", "sk": "REGULATIONS"}),
+                UpdateExpression="SET endpoint = :endpoint, updated_at = :now",
+                ExpressionAttributeValues=item({":endpoint": endpoint, ":now": now()}),
+            )
+
+    def unset_regulations_token(self, workspace_id: str) -> None:
+        """Stop polling: the token's secret deleted at once (no recovery window), the cursor forgotten."""
+        self.get_workspace(workspace_id)
+        failure = "The Public API token could not be removed."
+        with (
+            contextlib.suppress(NotFound),
+            aws_errors(failure, refused={"ResourceNotFoundException": NotFound(failure)}),
+        ):
+            self.clients.secrets.delete_secret(
+                SecretId=self._token_secret(workspace_id), ForceDeleteWithoutRecovery=True
+            )
+        with aws_errors(failure):
+            self.clients.dynamodb.delete_item(
+                TableName=self.table, Key=item({"pk": f"WS#{workspace_id}", "sk": "REGULATIONS"})
+            )
+
+    def regulations_settings(self, workspace_id: str) -> dict[str, Any] | None:
+        """{"endpoint", "cursor"?} of a workspace that polls its regulations; None if it does not."""
+        stored = self._get(
+            item({"pk": f"WS#{workspace_id}", "sk": "REGULATIONS"}), "Workspaces cannot be read right now."
+        )
+        return None if stored is None else {"endpoint": stored["endpoint"], "cursor": stored.get("cursor")}
+
+    def regulations_token(self, workspace_id: str) -> str | None:
+        failure = "The Public API token cannot be read right now."
+        try:
+            with aws_errors(failure, refused={"ResourceNotFoundException": NotFound(failure)}):
+                secret = self.clients.secrets.get_secret_value(SecretId=self._token_secret(workspace_id))
+        except NotFound:
+            return None
+        return str(secret["SecretString"])
+
+    def save_regulations_cursor(self, workspace_id: str, cursor: str) -> None:
+        """Move the cursor (never back: a slower run that read an older list keeps the newer cursor)."""
+        try:
+            with aws_errors("The regulations cursor could not be saved."):
+                self.clients.dynamodb.update_item(
+                    TableName=self.table,
+                    Key=item({"pk": f"WS#{workspace_id}", "sk": "REGULATIONS"}),
+                    UpdateExpression="SET #cursor = :cursor, updated_at = :now",
+                    ConditionExpression=(
+                        "attribute_exists(pk) AND (attribute_not_exists(#cursor) OR #cursor < :cursor)"
+                    ),
+                    ExpressionAttributeNames={"#cursor": "cursor"},
+                    ExpressionAttributeValues=item({":cursor": cursor, ":now": now()}),
+                )
+        except ConditionFailed:
+            return
+
+    def polling_workspaces(self) -> list[str]:
+        """The workspaces that poll their Segment regulations."""
+        with aws_errors("Workspaces cannot be listed right now."):
+            pages = self.clients.dynamodb.get_paginator("scan").paginate(
+                TableName=self.table,
+                FilterExpression="sk = :sk",
+                ExpressionAttributeValues={":sk": {"S": "REGULATIONS"}},
+            )
+            return sorted(
+                str(plain(stored)["pk"]).removeprefix("WS#")
+                for page in pages
+                for stored in page.get("Items", [])
+            )
 
     # --- change rules (deployment-wide) ----------------------------------------------------------
 
