@@ -111,6 +111,10 @@ def install() -> None:
         _installed = True
 
 
+def installed() -> bool:
+    return _installed
+
+
 def uninstall() -> None:
     global _installed
     Table.all_items = _original_all_items  # type: ignore[method-assign]
