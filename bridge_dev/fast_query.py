@@ -69,7 +69,7 @@ def _in_moto_order(table: Table, items: list[Item], index_name: str | None) -> l
     """`items` sorted as moto will sort them, by plain values computed once per item, so that moto's
     own sort (of DynamoTypes, whose every comparison computes both values again) meets them in order
     and is linear. Speed only: moto sorts them either way."""
-    names = [table.range_key_attr]
+    names: list[str | None] = [table.range_key_attr]
     if index_name is not None:
         schema = table.get_index(index_name).schema
         names = [k["AttributeName"] for k in schema if k["KeyType"] == "HASH"]
@@ -77,7 +77,7 @@ def _in_moto_order(table: Table, items: list[Item], index_name: str | None) -> l
         names += [table.hash_key_attr, table.range_key_attr]
 
     def plain(item: Item) -> tuple[Any, ...]:
-        values = [item.attrs.get(name) for name in names]
+        values = [item.attrs.get(name) if name else None for name in names]
         return tuple(
             (0, "") if v is None else (1, v.value if v.type == "S" else v.cast_value) for v in values
         )
