@@ -9,9 +9,10 @@ the function's); `--stock-moto` runs moto as shipped, the default runs it with b
   - the read API over HTTP (the local API Gateway -> ReaderFunction -> DynamoDB), per route: traits,
     external_ids, links, metadata (counts with linked: 11 profiles) and events (the newest 10 of 1,000);
   - per route, the read model through the Python client (read/client.py), in a subprocess of its own,
-    twice: this design, and the baseline (a quarter of the requests, at least 50): --baseline REV (default 7638bda, main before the events
-    index: every history key of the user and its linked ids queried and sorted per page), extracted
-    with `git archive` and first on that subprocess's sys.path, over the same tables and data;
+    twice: this design, and the baseline (a quarter of the requests, at least 50): --baseline REV
+    (default 7638bda, main before the events index: every history key of the user and its linked ids
+    queried and sorted per page), extracted with `git archive` and first on that subprocess's
+    sys.path, over the same tables and data;
   - the CLI's old reassembly (what `users show` + `events list` did before the read model, f71d171).
 Figures are milliseconds, p50 / p99 / max, and the machine's load average (1 minute) before and after.
 Target: the HTTP read API's p99 <= 50 ms on every route.
@@ -280,9 +281,9 @@ def main() -> int:
 
             moto = "moto as shipped" if args.stock_moto else "moto with bridge_dev.fast_query"
             print(
-                f"read API, local stack ({moto}, in its own process): {LINKED} linked ids, {HISTORY} history items,"
-                f" {args.requests} requests each (ms); load average {began} before, {ended} after,"
-                f" {os.cpu_count()} cores"
+                f"read API, local stack ({moto}, in its own process): {LINKED} linked ids,"
+                f" {HISTORY} history items, {args.requests} requests each (ms);"
+                f" load average {began} before, {ended} after, {os.cpu_count()} cores"
             )
             for route, _ in ROUTES:
                 print(f"  HTTP                 {route:<13} {figures(http[route])}")
