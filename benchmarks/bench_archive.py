@@ -2,7 +2,7 @@
 
 The archive: OBJECTS raw/ objects of EVENTS_PER_OBJECT typical events each (a full queue message as the
 processor archives it: ~1,000 events with a Segment context), over a few days, one deleted user's events
-in one object in 20. Every AWS call waits --latency-ms first (common.InjectedLatency, a botocore hook: in
+in one object in --deleted-every (20). Every AWS call waits --latency-ms first (common.InjectedLatency, a botocore hook: in
 region S3 first-byte latency is of that order; moto answers at once).
 
 - purge, today (privacy.purge.purge, unchanged from main f71d171: one object after another, in one
@@ -144,6 +144,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--replay-objects", type=int, default=6)
+    parser.add_argument("--deleted-every", type=int, default=20, help="the deleted user in 1 object in N")
     args = parser.parse_args()
     use_fake_aws()
 
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
         events = [
             typical_event(
                 n * EVENTS_PER_OBJECT + k,
-                DELETED if n % 20 == 0 and k % 50 == 0 else f"u-{rng.randrange(5000)}",
+                DELETED if n % args.deleted_every == 0 and k % 50 == 0 else f"u-{rng.randrange(5000)}",
                 rng,
             )
             for k in range(EVENTS_PER_OBJECT)
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     old_rate = old.objects_read / old_wall
     latency.enabled = False
     # the same deleted events again, so the job has as much to remove
-    for n in range(0, args.objects, 20):
+    for n in range(0, args.objects, args.deleted_every):
         events = [
             typical_event(
                 n * EVENTS_PER_OBJECT + k, DELETED if k % 50 == 0 else f"u-{rng.randrange(5000)}", rng
