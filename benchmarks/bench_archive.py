@@ -2,8 +2,14 @@
 
 The archive: OBJECTS raw/ objects of EVENTS_PER_OBJECT typical events each (a full queue message as the
 processor archives it: ~1,000 events with a Segment context), over a few days, one deleted user's events
-in one object in --deleted-every (20). Every AWS call waits --latency-ms first (common.InjectedLatency, a botocore hook: in
-region S3 first-byte latency is of that order; moto answers at once).
+in one object in --deleted-every (20). Every AWS call waits --latency-ms first (common.InjectedLatency, a
+botocore hook: in region S3 first-byte latency is of that order; moto answers at once).
+
+#22's index of ids, its candidate designs prototyped here (not shipped: docs/archive-jobs.md) and run on the
+same archive, every result compared byte for byte with the job's: the day index (design 3: built once by
+reading every object, then a purge pass reads its header and one bucket per deleted id by ranged GETs and
+only the objects it names or does not cover) as the purge table's third row; a sidecar per object (design
+1); Bloom filters in the 2 KB of user metadata and in the key (design 2), their false positives measured.
 
 - purge, today (privacy.purge.purge, unchanged from main f71d171: one object after another, in one
   invocation that never looks at its time and keeps no cursor) against the job (jobs/purge.py: page
