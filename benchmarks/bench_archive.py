@@ -259,7 +259,10 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     deletions = Deletions.of(job.params)
     days = sorted({day_of(key) for key in seeded})
     proto = Prototypes(store)
-    restore(store, seeded)
+    # objects that arrive after their day's index was built (a late queue message, a re-drive): one in
+    # 50, the deleted user's among them; the index does not cover them, so the pass must read them
+    late = {key: body for key, body in seeded.items() if int(key.rsplit("req-", 1)[1][:5]) % 50 in (0, 7)}
+    restore(store, {key: body for key, body in seeded.items() if key not in late})
     latency.enabled = True
     counter.calls.clear()
     started = time.perf_counter()
@@ -267,6 +270,10 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     build_wall = time.perf_counter() - started
     build_dollars = counter.dollars() + build_wall * memory_gb * LAMBDA_GB_SECOND
     build_calls = Counter(counter.calls)
+    latency.enabled = False
+    for key, body in late.items():
+        store.clients.s3.put_object(Bucket=store.archive.bucket, Key=key, Body=body)
+    latency.enabled = True
     counter.calls.clear()
     started, cpu = time.perf_counter(), time.process_time()
     indexed = proto.purge_indexed(days, deletions)
@@ -334,8 +341,9 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     storage = index_per_m / 1e9 * S3_GB_MONTH * RETENTION_MONTHS
     print(
         f"\ndesign 3, day index: reads {args.objects / max(1, indexed_calls['GetObject']):.1f}x fewer GETs, "
-        f"{job_calls['bytes_got'] / max(1, indexed_calls['bytes_got']):.1f}x fewer bytes than the job; "
-        f"every other event byte-identical to the job's purge: {identical}"
+        f"{job_calls['bytes_got'] / max(1, indexed_calls['bytes_got']):.1f}x fewer bytes than the job "
+        f"({len(late)} objects written after the index, read as it does not cover them); every other "
+        f"event byte-identical to the job's purge: {identical}"
     )
     print(
         f"  built once per day: {len(days)} index objects, {index_bytes / 1e3:.0f} KB "
