@@ -284,6 +284,28 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
     purged_by_index = {key: body for key, body in snapshot(store).items()}
     identical = purged_by_index == purged_by_job
 
+    # --- design 3b: the same, its buckets objects of their own ---------------------------------------
+    restore(store, {key: body for key, body in seeded.items() if key not in late})
+    latency.enabled = True
+    counter.calls.clear()
+    started = time.perf_counter()
+    built = [proto.build_split_index(day) for day in days]
+    split_build_wall = time.perf_counter() - started
+    split_build_dollars = counter.dollars() + split_build_wall * memory_gb * LAMBDA_GB_SECOND
+    split_bytes, split_objects = sum(b for b, _ in built), sum(n for _, n in built)
+    latency.enabled = False
+    for key, body in late.items():
+        store.clients.s3.put_object(Bucket=store.archive.bucket, Key=key, Body=body)
+    latency.enabled = True
+    counter.calls.clear()
+    started = time.perf_counter()
+    by_split = proto.purge_split(days, deletions)
+    split_wall = time.perf_counter() - started
+    latency.enabled = False
+    split_calls = Counter(counter.calls)
+    split_dollars = counter.dollars() + split_wall * memory_gb * LAMBDA_GB_SECOND
+    split_identical = snapshot(store) == purged_by_job
+
     # --- design 1: a sidecar per object (one more PUT when it is written), read instead of it ---------
     restore(store, seeded)
     latency.enabled = True
@@ -357,6 +379,18 @@ def run(args: argparse.Namespace, latency: InjectedLatency, counter: CallCounter
         f"against {new_dollars * per_million:.6f}"
     )
     print(f"  the pass's calls: {dict(indexed_calls)}")
+    split_storage = split_bytes * per_million / 1e9 * S3_GB_MONTH * RETENTION_MONTHS
+    print(
+        f"design 3b, its buckets objects of their own: {split_calls['GetObject']} GETs "
+        f"({args.objects / max(1, split_calls['GetObject']):.1f}x fewer), "
+        f"{split_calls['bytes_got'] / 1e6:.2f} MB "
+        f"({job_calls['bytes_got'] / max(1, split_calls['bytes_got']):.1f}x fewer), {split_wall:.1f} s; "
+        f"{by_split['events_changed']:,} events removed, byte-identical {split_identical}; built as "
+        f"{split_objects} objects in {split_build_wall:.1f} s; extra $ per million events "
+        f"{split_build_dollars * per_million + split_storage:.6f} "
+        f"(build {split_build_dollars * per_million:.6f}, storage {split_storage:.6f}); "
+        f"per pass {split_dollars * per_million:.6f}; calls {dict(split_calls)}"
+    )
     sidecar_per_m = sidecar_bytes * per_million
     sidecar_put = sidecar_write_calls["PutObject"] * S3_LIST_PUT * per_million
     sidecar_extra = sidecar_put + sidecar_per_m / 1e9 * S3_GB_MONTH * RETENTION_MONTHS
@@ -479,6 +513,8 @@ def entity_ids(data: bytes, kind: str = "raw") -> set[int]:
     return found
 
 
+SPLIT_PAIRS_PER_BUCKET = 10922
+"""Design 3b's bucket objects: ~64 KB of 6-byte pairs each."""
 PAIRS_PER_BUCKET = 2730
 """(digest, ordinal) pairs of 6 bytes (the digest's low 32 bits, its top bits are the bucket's; the key's
 ordinal, 16 bits, 32 past 65,535 keys): ~16 KB, what one ranged GET of a day index reads per deleted id."""
@@ -543,6 +579,7 @@ class IndexReader:
         self.covered: list[tuple[str, str]] = [(key, etag) for key, etag in header["covered"]]
         self.bits, self.offsets = int(header["bits"]), list(header["offsets"])
         self.width = 4 if header["wide"] else 2
+        self._memo: tuple[set[int], list[tuple[int, int]]] | None = None
 
     def bucket_of(self, digest: int) -> int:
         return digest >> (64 - self.bits) if self.bits else 0
@@ -557,6 +594,8 @@ class IndexReader:
         return [(top | h, n) for h, n in zip(low, ordinals, strict=True)]
 
     def pairs(self, digests: set[int]) -> list[tuple[int, int]]:
+        if self._memo is not None and self._memo[0] == digests:
+            return self._memo[1]
         found = []
         for bucket in sorted({self.bucket_of(d) for d in digests}):
             low, high = self.offsets[bucket], self.offsets[bucket + 1]
@@ -565,6 +604,7 @@ class IndexReader:
             wanted = {d & 0xFFFFFFFF for d in digests if self.bucket_of(d) == bucket}
             pairs = self.decode(bucket, self.ranged(self.start + low, self.start + high - 1))
             found += [(h, n) for h, n in pairs if h & 0xFFFFFFFF in wanted]
+        self._memo = (set(digests), found)
         return found
 
     def holders(self, digests: set[int]) -> set[str]:
@@ -716,6 +756,97 @@ class Prototypes:
                 etags = {f.key: after.get(f.key) for f in to_rewrite}
                 full = self.get(self.index_key(day)) or b""
                 self.put(self.index_key(day), index.without(digests, etags, full).encode())
+        return dict(figures)
+
+    # design 3b: the day index's buckets as objects of their own, so a purge reads and writes only the
+    # buckets of the deleted ids
+    def build_split_index(self, day: str) -> tuple[int, int]:
+        """(bytes, objects written)."""
+        listed = self.listing(day)
+        ids = self.at_once([partial(self._ids_of, key) for key in listed])
+        index = DayIndex.of(
+            [(key, etag, found) for (key, etag), found in zip(listed.items(), ids, strict=True)]
+        )
+        bits = max(0, math.ceil(math.log2(max(1, len(index.pairs) / SPLIT_PAIRS_PER_BUCKET))))
+        wide = len(index.covered) > 0xFFFF
+        grouped: dict[int, list[tuple[int, int]]] = {}
+        for h, n in index.pairs:
+            grouped.setdefault(h >> (64 - bits) if bits else 0, []).append((h, n))
+        header = gzip.compress(
+            json.dumps({"covered": index.covered, "bits": bits, "wide": wide}).encode(), mtime=0
+        )
+        bodies = {self.split_key(day, "header"): header} | {
+            self.split_key(day, f"b{bucket:06d}"): self.bucket_body(chosen, wide)
+            for bucket, chosen in grouped.items()
+        }
+        self.at_once([partial(self.put, key, body) for key, body in bodies.items()])
+        return sum(len(body) for body in bodies.values()), len(bodies)
+
+    @staticmethod
+    def bucket_body(pairs: list[tuple[int, int]], wide: bool) -> bytes:
+        return (
+            array("I", [h & 0xFFFFFFFF for h, _ in pairs]).tobytes()
+            + array("I" if wide else "H", [n for _, n in pairs]).tobytes()
+        )
+
+    def split_key(self, day: str, part: str) -> str:
+        return f"{INDEX_PREFIX}split/{day}{part}"
+
+    def purge_split(self, days: list[str], deletions: Any) -> dict[str, int]:
+        from segment_bridge.jobs.purge import examine
+
+        digests = {id_hash(entity_id) for entity_id in {*deletions.users, *deletions.anonymous}}
+        needles = deletions.needles()
+        figures = Counter[str]()
+        for day in days:
+            listed = self.listing(day)
+            body = self.get(self.split_key(day, "header"))
+            header = json.loads(gzip.decompress(body)) if body else None
+            touched: dict[str, list[tuple[int, int]]] = {}
+            keys = set(listed)
+            if header is not None:
+                covered = [(key, etag) for key, etag in header["covered"]]
+                bits, wide = int(header["bits"]), bool(header["wide"])
+                width = 4 if wide else 2
+                buckets = {(d >> (64 - bits)) if bits else 0 for d in digests}
+                names = [self.split_key(day, f"b{bucket:06d}") for bucket in sorted(buckets)]
+                holders: set[str] = set()
+                for name, got in zip(names, self.at_once([partial(self.get, n) for n in names]), strict=True):
+                    if not got:
+                        continue
+                    count = len(got) // (4 + width)
+                    low, ordinals = array("I"), array("I" if wide else "H")
+                    low.frombytes(got[: count * 4])
+                    ordinals.frombytes(got[count * 4 :])
+                    pairs = list(zip(low, ordinals, strict=True))
+                    wanted = {d & 0xFFFFFFFF for d in digests}
+                    if any(h in wanted for h, _ in pairs):
+                        touched[name] = [(h, n) for h, n in pairs if h not in wanted]
+                        holders |= {covered[n][0] for h, n in pairs if h in wanted}
+                etags = dict(covered)
+                keys = (holders & set(listed)) | {
+                    key for key, etag in listed.items() if etags.get(key) != etag
+                }
+            seen = self.at_once(
+                [partial(examine, key, "raw", deletions, needles, cast(Any, self)) for key in sorted(keys)]
+            )
+            to_rewrite = [found for found in seen if found.kept is not None]
+            self.at_once([partial(self.store.archive.rewrite, f.key, f.kept or []) for f in to_rewrite])
+            figures["objects_read"] += sum(1 for f in seen if not f.gone)
+            figures["objects_changed"] += len(to_rewrite)
+            figures["events_changed"] += sum(f.removed for f in to_rewrite)
+            if header is not None and (touched or to_rewrite):
+                writes = {name: self.bucket_body(pairs, wide) for name, pairs in touched.items()}
+                if to_rewrite:  # the rewritten objects' new ETags, so the next pass trusts them
+                    after = self.listing(day)
+                    header["covered"] = [
+                        (key, after.get(key, etag) if key in {f.key for f in to_rewrite} else etag)
+                        for key, etag in covered
+                    ]
+                    writes[self.split_key(day, "header")] = gzip.compress(
+                        json.dumps(header).encode(), mtime=0
+                    )
+                self.at_once([partial(self.put, name, data) for name, data in writes.items()])
         return dict(figures)
 
     @property
