@@ -188,9 +188,9 @@ def deletions_token(
     """Opt in to Segment's regulations: store the workspace's Segment Public API token (Secrets Manager;
     never printed, never logged), or remove it with --unset. The RegulationsFunction then polls every hour."""
     target = target_of(ctx)
-    workspaces = target.store.workspaces
+    regulations = target.store.regulations
     if unset:
-        workspaces.unset_regulations_token(workspace_id)
+        regulations.unset_regulations_token(workspace_id)
         show(
             as_json,
             {"workspace_id": workspace_id, "polling": False},
@@ -201,14 +201,14 @@ def deletions_token(
         url = api_base(endpoint, target.settings.segment_endpoints)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--endpoint") from None
-    workspaces.get_workspace(workspace_id)
+    target.store.get_workspace(workspace_id)
     if token_stdin:
         token = str(sys.stdin.readline()).strip()
     else:
         token = str(click.prompt("Segment Public API token", hide_input=True)).strip()
     if not token:
         raise click.BadParameter("the token is empty")
-    workspaces.set_regulations_token(workspace_id, token, endpoint)
+    regulations.set_regulations_token(workspace_id, token, endpoint)
     data = {"workspace_id": workspace_id, "polling": True, "url": url, "token": masked(token)}
     show(as_json, data, f"{workspace_id} polls {url}/regulations every hour (token {masked(token)}).")
 
@@ -225,7 +225,7 @@ def deletions_poll(ctx: click.Context, workspace_id: str, as_json: bool) -> None
     store.get_workspace(workspace_id)
     done = poll_workspace(
         workspace_id,
-        workspaces=store.workspaces,
+        polls=store.regulations,
         queue=store.queues,
         receipts=store.receipts,
         policy=target.settings.segment_endpoints,

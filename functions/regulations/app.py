@@ -29,11 +29,11 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
     store, settings = get_store(), get_settings()
     totals = {"workspaces": 0, "listed": 0, "regulations_queued": 0, "deletes_queued": 0, "refused": 0}
     failed: list[BridgeError] = []
-    for workspace_id in store.workspaces.polling_workspaces():
+    for workspace_id in store.regulations.polling_workspaces():
         try:
             done = poll_workspace(
                 workspace_id,
-                workspaces=store.workspaces,
+                polls=store.regulations,
                 queue=store.queues,
                 receipts=store.receipts,
                 policy=settings.segment_endpoints,

@@ -380,7 +380,7 @@ def test_offboarding_leaves_nothing_of_the_workspace_and_every_other_workspace_b
             max_bytes=262_144,
         )
         workspaces.parked.keep_dead_letter("ingest", DeadLetter(f"dl-{ws}", body, 5, DAY.isoformat(), "rh"))
-        workspaces.workspaces.set_regulations_token(ws, f"public-api-token-of-{ws}", "us")
+        workspaces.regulations.set_regulations_token(ws, f"public-api-token-of-{ws}", "us")
         request = Requested("U#user-42", DAY.isoformat(), DAY.isoformat(), "operator", f"req-{ws}")
         workspaces.receipts.received(ws, [request])
     list_for_purge(workspaces, WS, {"gone-1"})

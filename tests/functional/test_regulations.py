@@ -89,7 +89,7 @@ def test_a_cursor_lost_after_queueing_does_not_queue_a_regulation_twice(
 ):
     with standin() as api:
         opt_in(sb, sensitive, api, monkeypatch)
-        monkeypatch.setattr(type(workspaces.workspaces), "save_regulations_cursor", lambda *args: None)
+        monkeypatch.setattr(type(workspaces.regulations), "save_regulations_cursor", lambda *args: None)
         assert sb("deletions", "poll", WS).json["deletes_queued"] == 4
         assert queued_subjects(queue) == EXPECTED
         again = sb("deletions", "poll", WS).json  # the cursor never moved: every regulation listed again

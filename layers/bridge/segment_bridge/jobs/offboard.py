@@ -25,6 +25,7 @@ nothing harmful; counts are of deletes made, a repeat after a kill may count a p
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -55,9 +56,15 @@ MAX_DELAY_SECONDS = 900
 class Offboarding(Protocol):
     """store.workspaces: the mark, the last delete, the secrets' names."""
 
-    def begin_offboarding(self, workspace_id: str, job_id: str) -> str: ...
+    def begin_offboarding(self, workspace_id: str, job_id: str) -> tuple[str, list[str]]: ...
     def forget_workspace(self, workspace_id: str) -> None: ...
     def secret_names(self, workspace_id: str) -> list[str]: ...
+
+
+class Revocation(Protocol):
+    """store.credentials."""
+
+    def revoke_key(self, workspace_id: str, kid: str) -> None: ...
 
 
 class Sweep(Protocol):
@@ -87,6 +94,8 @@ class OffboardStores(Protocol):
     @property
     def workspaces(self) -> Offboarding: ...
     @property
+    def credentials(self) -> Revocation: ...
+    @property
     def sweep(self) -> Sweep: ...
     @property
     def archive(self) -> ObjectDeletes: ...
@@ -110,7 +119,10 @@ def quiet_seconds(auth_cache_seconds: float) -> int:
 def plan_offboard(workspace_id: str, stores: OffboardStores, *, quiet: int) -> JobRecordView:
     """Mark the workspace, revoke its keys, plan the job (the module's docstring). Run again for a
     workspace already offboarding, it plans the same job's tasks again (those planned stay as they are)."""
-    job_id = stores.workspaces.begin_offboarding(workspace_id, new_job_id("offboard"))
+    job_id, live_keys = stores.workspaces.begin_offboarding(workspace_id, new_job_id("offboard"))
+    for kid in live_keys:  # their KEY# items deleted: a container that has not cached a key finds none
+        with contextlib.suppress(NotFound):  # revoked meanwhile
+            stores.credentials.revoke_key(workspace_id, kid)
     try:
         job: JobRecordView = stores.jobs.job(job_id)
     except NotFound:

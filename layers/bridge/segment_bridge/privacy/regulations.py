@@ -269,7 +269,7 @@ def poll(
     *,
     queue: Queue,
     receipts: ReceiptReads,
-    workspaces: Cursor,
+    polls: Cursor,
     max_bytes: int,
     now: datetime,
 ) -> Polled:
@@ -312,12 +312,12 @@ def poll(
         if latest is None or created > latest:
             latest = created
     if latest is not None and latest != cursor:
-        workspaces.save_regulations_cursor(workspace_id, latest)
+        polls.save_regulations_cursor(workspace_id, latest)
     return done
 
 
 class RegulationSettings(Cursor, Protocol):
-    """store.workspaces: the opt-in's endpoint and cursor, and the token (a secret)."""
+    """store.regulations: the opt-in's endpoint and cursor, and the token (a secret)."""
 
     def regulations_settings(self, workspace_id: str) -> dict[str, Any] | None: ...
     def regulations_token(self, workspace_id: str) -> str | None: ...
@@ -326,7 +326,7 @@ class RegulationSettings(Cursor, Protocol):
 def poll_workspace(
     workspace_id: str,
     *,
-    workspaces: RegulationSettings,
+    polls: RegulationSettings,
     queue: Queue,
     receipts: ReceiptReads,
     policy: EndpointPolicy,
@@ -338,8 +338,8 @@ def poll_workspace(
     """One workspace's run (the RegulationsFunction's, or `segment-bridge deletions poll`); None if it
     has no token. Raises TokenRefused for a token Segment refuses, PublicApiUnavailable when its API does
     not answer (the cursor then stays where it was)."""
-    settings = workspaces.regulations_settings(workspace_id)
-    token = workspaces.regulations_token(workspace_id) if settings is not None else None
+    settings = polls.regulations_settings(workspace_id)
+    token = polls.regulations_token(workspace_id) if settings is not None else None
     if settings is None or not token:
         return None
     client = PublicApiClient(
@@ -351,7 +351,7 @@ def poll_workspace(
         settings.get("cursor"),
         queue=queue,
         receipts=receipts,
-        workspaces=workspaces,
+        polls=polls,
         max_bytes=max_bytes,
         now=now or datetime.now(UTC),
     )

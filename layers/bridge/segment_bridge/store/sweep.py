@@ -1,8 +1,8 @@
 """What an offboarding removes: every item of one workspace in every table, page by page, and its secrets
 (jobs/offboard.py; docs/archive-jobs.md).
 
-Which items are the workspace's (the key shapes of store/workspaces.py, store/profiles.py, store/jobs.py
-and the outbox contract):
+Which items are the workspace's (the key shapes of store/workspaces.py and its neighbours,
+store/profiles.py, store/jobs.py and the outbox contract):
     ProfilesTable, EventsTable   pk begins with WS#<ws>#
     DeletionsTable               pk begins with WS#<ws># (privacy requests' receipts: store/receipts.py)
     WorkspacesTable              pk = WS#<ws> (workspace, mapping, daily counts), KEY# items whose
