@@ -3,7 +3,7 @@ read-only. Item shapes: store/profiles.py (ProfilesTable, EventsTable); the mapp
 
 Only the calls the ReaderFunction's role allows: BatchGetItem and Query on the ProfilesTable (and its
 gsi1) and the EventsTable (and its by_time index), GetItem on the WorkspacesTable (the mapping; read
-tokens are the workspace repository's). Nothing here writes.
+tokens are store/credentials.py's). Nothing here writes.
 """
 
 from __future__ import annotations
