@@ -15,6 +15,7 @@ KINDS: Mapping[str, Kind] = {
     "replay-page": replay.replay_page,
     "offboard-scan": offboard.offboard_scan,
     "offboard-outbox": offboard.offboard_outbox,
+    "offboard-receipts": offboard.offboard_receipts,
     "offboard-prefix": offboard.offboard_prefix,
     "offboard-parked": offboard.offboard_parked,
     "offboard-secret": offboard.offboard_secret,
