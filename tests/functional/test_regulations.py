@@ -77,7 +77,7 @@ def test_each_deleting_regulation_is_queued_once_across_pages_and_runs(
         assert function.invoke({})["deletes_queued"] == 1
         assert queued_subjects(queue) == [("reg-7", "user-7")]
 
-    receipts = sb("deletions", "list", WS).json
+    receipts = sb("deletions", "list", WS).json["receipts"]
     assert sorted((r["request_id"], r["id"], r["source"], r["state"]) for r in receipts) == [
         (reg, user, "regulation", "received") for reg, user in [*EXPECTED, ("reg-7", "user-7")]
     ]
