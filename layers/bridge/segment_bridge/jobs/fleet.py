@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from segment_bridge.jobs import offboard, purge, replay
+from segment_bridge.jobs import offboard, purge, regulations, replay
 from segment_bridge.jobs.engine import Finish, Kind
 
 KINDS: Mapping[str, Kind] = {
@@ -19,9 +19,11 @@ KINDS: Mapping[str, Kind] = {
     "offboard-prefix": offboard.offboard_prefix,
     "offboard-parked": offboard.offboard_parked,
     "offboard-secret": offboard.offboard_secret,
+    "regulations-poll": regulations.regulations_poll,
 }
 FINISHERS: Mapping[str, Finish] = {
     "purge": purge.finish_purge,
     "replay": replay.finish_replay,
     "offboard": offboard.finish_offboard,
+    "regulations": regulations.finish_regulations,
 }
