@@ -6,8 +6,9 @@ WorkspacesTable items
                                        state (running | applying | done | failed), params (gzip JSON),
                                        tasks_total, tasks_done, objects_read, objects_changed, events_read,
                                        events_changed, messages_sent, messages_applied, profiles_changed,
-                                       history_written, items_deleted (numbers, added to with
-                                       UpdateItem ADD),
+                                       history_written, items_deleted, receipts_purged,
+                                       regulations_listed, deletes_queued, polls_refused, polls_failed
+                                       (numbers, added to with UpdateItem ADD),
                                        updated_at, finished_at?, receipt? (JSON)
     pk=JOB#<job_id>  sk=TASK#<task_id> kind, spec (JSON), step, cursor?, pending? (JSON), state (open | done)
     pk=JOB#<job_id>  sk=APPLIED#<name> a replay message the processor applied (its figures counted once)
@@ -46,6 +47,10 @@ COUNTERS = (
     "history_written",
     "items_deleted",
     "receipts_purged",
+    "regulations_listed",
+    "deletes_queued",
+    "polls_refused",
+    "polls_failed",
 )
 READ_FAILURE = "Jobs cannot be read right now."
 WRITE_FAILURE = "A job's progress could not be recorded."
