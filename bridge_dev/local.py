@@ -31,6 +31,7 @@ import requests
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from bridge_dev import fast_query
 from bridge_dev.apigw import HOST, HttpApi, QuietRequestHandler, RequestRecord, http_routes
 from bridge_dev.events import (
     DEMO_API_KEY,
@@ -193,6 +194,7 @@ def start(
     try:
         if aws_endpoint is None:
             _check_port_free(aws_port, "--aws-port")
+            fast_query.install()  # a Query at a partition's cost, as DynamoDB's (bridge_dev.fast_query)
             moto = ThreadedMotoServer(ip_address=HOST, port=aws_port, verbose=False)
             moto.start()
             host, bound = moto.get_host_and_port()

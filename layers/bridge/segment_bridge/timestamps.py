@@ -91,3 +91,10 @@ def event_time(timestamp: object, received_at: object) -> tuple[str, bool]:
     if moment - received > FUTURE_TOLERANCE:
         return iso(received), True
     return iso(moment), False
+
+
+def time_key(timestamp: str, message_id: str) -> str:
+    """A history item's place in its entity's time order (the EventsTable's `by_time` index): timestamps
+    are one fixed-width spelling (`iso`) without `#`, so `<timestamp>#<messageId>` sorts as the pair
+    (timestamp, messageId) does, and splits back at its first `#`."""
+    return f"{timestamp}#{message_id}"

@@ -29,6 +29,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from segment_bridge.errors import BridgeError, NotFound
 from segment_bridge.identity import MergeProtection
 from segment_bridge.profiles import Profile
+from segment_bridge.timestamps import time_key
 
 IdType = Literal["user_id", "anonymous_id", "group_id"]
 Tombstone = tuple[str, bool]
@@ -45,14 +46,23 @@ class InvalidCursor(BridgeError):
 
 class ReadSource(Protocol):
     def entities(
-        self, workspace_id: str, keys: list[str], links: list[str]
+        self, workspace_id: str, keys: list[str], links: list[str], *, brief: bool = False
     ) -> tuple[dict[str, tuple[Profile | None, Tombstone | None]], dict[str, str]]: ...
 
     def linked_ids(self, workspace_id: str, user_id: str) -> list[str]: ...
 
     def group_members(self, workspace_id: str, group_id: str) -> list[str]: ...
 
-    def history_index(self, workspace_id: str, keys: list[str]) -> list[tuple[str, str, str, str]]: ...
+    def history_slices(
+        self,
+        workspace_id: str,
+        slices: list[tuple[str, str | None, bool]],
+        *,
+        want: int,
+        newest_first: bool,
+        include: frozenset[str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> dict[str, list[tuple[str, str]]]: ...
 
     def history_items(
         self, workspace_id: str, wanted: list[tuple[str, str]]
@@ -196,7 +206,7 @@ class UserView:
         keys = self.linked_keys()
         if not keys:
             return {}
-        found, _ = self.reader.source.entities(self.workspace_id, keys, [])
+        found, _ = self.reader.source.entities(self.workspace_id, keys, [], brief=True)
         return {
             key: p for key, (profile, stone) in found.items() if (p := visible(profile, stone)) is not None
         }
@@ -288,17 +298,41 @@ class Reader:
         newest_first: bool = True,
     ) -> Page[HistoryEvent]:
         """A page of the user's history (newest first by default), with its linked ids' if `linked`;
-        `include`/`exclude` filter by event name."""
+        `include`/`exclude` filter by event name.
+
+        The history's order is (time_key, entity key): time_key is `<timestamp>#<messageId>`, the
+        EventsTable's `by_time` index's sort key, so each entity's history is read in that order, `limit`
+        + 1 entries past the cursor at most, and merged. The cursor is the last item's position
+        (timestamp, messageId, entity key): past it, an entity before the cursor's in that order starts
+        at the cursor's time_key (ties), the others after it."""
         keys = [user.key] + (user.linked_keys() if linked else [])
-        index = [
-            entry
-            for entry in self.source.history_index(user.workspace_id, keys)
-            if (include is None or entry[3] in include) and entry[3] not in exclude
+        start: str | None = None
+        at_entity = ""
+        if after is not None:
+            timestamp, message_id, at_entity = decode_cursor(after, 3)
+            start = time_key(timestamp, message_id)
+        slices = [
+            (key, start, start is not None and (key < at_entity if newest_first else key > at_entity))
+            for key in keys
         ]
-        page = paged(index, lambda e: (e[0], e[1], e[2]), 3, limit, after, newest_first=newest_first)
-        stored = self.source.history_items(user.workspace_id, [(e[2], e[1]) for e in page.items])
+        found = self.source.history_slices(
+            user.workspace_id,
+            slices,
+            want=limit + 1,
+            newest_first=newest_first,
+            include=include,
+            exclude=exclude,
+        )
+        merged = sorted(
+            ((position, key, name) for key, entries in found.items() for position, name in entries),
+            key=lambda entry: (entry[0], entry[1]),
+            reverse=newest_first,
+        )
+        page = [(*position.split("#", 1), key, name) for position, key, name in merged[:limit]]
+        more = len(merged) > limit
+        stored = self.source.history_items(user.workspace_id, [(e[2], e[1]) for e in page])
         events = []
-        for timestamp, message_id, entity, name in page.items:
+        for timestamp, message_id, entity, name in page:
             item = stored.get((entity, message_id))
             if item is None:  # expired (TTL) or erased between the two reads
                 continue
@@ -313,7 +347,7 @@ class Reader:
                     properties=dict(item.get("properties") or {}),
                 )
             )
-        return Page(events, page.next)
+        return Page(events, encode_cursor(page[-1][:3]) if more and page else None)
 
 
 # --- what the CLI shows ----------------------------------------------------------------------------

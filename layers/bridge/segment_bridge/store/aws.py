@@ -194,17 +194,20 @@ def batch_get(
     sleep: Sleep,
     *,
     projection: str | None = None,
+    names: Mapping[str, str] | None = None,
     failure: str = "Items cannot be read right now.",
 ) -> Iterator[dict[str, Any]]:
     """Strongly consistent BatchGetItem of any number of keys (each asked once: DynamoDB refuses a
     request naming a key twice), 100 keys a call, the calls in flight together; unprocessed keys
-    retried."""
+    retried. `projection` (with `names`, its ExpressionAttributeNames): the attributes read."""
     keys = list({repr([key.get(name) for name in KEY_ATTRIBUTES]): key for key in keys}.values())
 
     def get(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
         wanted: dict[str, Any] = {"Keys": [item(key) for key in chunk], "ConsistentRead": True}
         if projection:
             wanted["ProjectionExpression"] = projection
+        if names:
+            wanted["ExpressionAttributeNames"] = dict(names)
         request: dict[str, Any] = {table: wanted}
         out = []
         while request:

@@ -3,7 +3,9 @@ its profile writes (step 5) and a delete erases.
 
 EventsTable
     pk=WS#<ws>#<entity>   sk=MSG#<messageId>  name, type, properties, timestamp, received_at,
-                                        mapping_version, expires_at (TTL)
+                                        mapping_version, expires_at (TTL), time_key
+                                        (`<timestamp>#<messageId>`: the `by_time` index's sort key,
+                                        KEYS and name projected: an entity's history in time order)
     pk=WS#<ws>#<entity>   sk=COUNTED#<messageId>  name, timestamp, expires_at (TTL: receipt +
                                         ArchiveRetentionDays + 30 days): the event was counted; it
                                         outlives the history item (docs/exactness.md)
@@ -19,6 +21,7 @@ from segment_bridge.planning import HistoryRecord
 from segment_bridge.profiles import Counted, Seen
 from segment_bridge.store.aws import batch_get, batch_write, item, query
 from segment_bridge.store.items import READ_FAILURE, WRITE_FAILURE, Tables, checked, entity_key, entity_pk
+from segment_bridge.timestamps import time_key
 from segment_bridge.values import to_dynamo, to_json
 
 
@@ -26,8 +29,13 @@ def history_key(workspace_id: str, key: str, message_id: str) -> dict[str, str]:
     return {"pk": entity_pk(workspace_id, key), "sk": f"MSG#{message_id}"}
 
 
+HISTORY_BY_TIME = "by_time"
+"""The EventsTable's index of history items by entity, in time order (template.yaml)."""
+
+
 def history_item(workspace_id: str, key: str, record: HistoryRecord, mapping_version: int) -> dict[str, Any]:
     return history_key(workspace_id, key, record.message_id) | {
+        "time_key": time_key(record.timestamp, record.message_id),
         "name": record.name,
         "type": record.type,
         "properties": record.properties,

@@ -17,10 +17,13 @@ WRITE_FAILURE = "Profiles cannot be written right now."
 
 
 def checked(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` if its keys (and gsi1's) fit DynamoDB's key limits and the item its size limit; Unstorable
-    otherwise, before any call: ingest refuses such ids, this is defence in depth."""
-    if not keys_fit(values["pk"], values["sk"]) or not keys_fit(
-        values.get("gsi1pk", ""), values.get("gsi1sk", "")
+    """`values` if its keys (and its indexes': gsi1's, by_time's) fit DynamoDB's key limits and the item
+    its size limit; Unstorable otherwise, before any call: ingest refuses such ids, this is defence in
+    depth."""
+    if (
+        not keys_fit(values["pk"], values["sk"])
+        or not keys_fit(values.get("gsi1pk", ""), values.get("gsi1sk", ""))
+        or not keys_fit(values["pk"], values.get("time_key", ""))
     ):
         raise Unstorable("A key is longer than DynamoDB allows.")
     if item_size(values) > ITEM_BYTES:

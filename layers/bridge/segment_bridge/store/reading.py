@@ -2,8 +2,8 @@
 read-only. Item shapes: store/profiles.py (ProfilesTable, EventsTable); the mapping: store/mappings.py.
 
 Only the calls the ReaderFunction's role allows: BatchGetItem and Query on the ProfilesTable (and its
-gsi1) and the EventsTable, GetItem on the WorkspacesTable (the mapping; read tokens are the workspace
-repository's). Nothing here writes.
+gsi1) and the EventsTable (and its by_time index), GetItem on the WorkspacesTable (the mapping; read
+tokens are store/credentials.py's). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from segment_bridge.profiles import Profile
 from segment_bridge.store.aws import Clients, Sleep, all_at_once, aws_errors, batch_get, item, plain
+from segment_bridge.store.history import HISTORY_BY_TIME
 from segment_bridge.store.profiles import _profile as stored_profile
 from segment_bridge.values import to_json
 
@@ -23,6 +24,20 @@ if TYPE_CHECKING:
     from segment_bridge.identity import MergeProtection
 
 READ_FAILURE = "Profiles cannot be read right now; retry."
+FILTERED_PAGE = 100
+"""Index entries a filtered history Query evaluates a page (include/exclude by name)."""
+KEY_ATTRIBUTES = ("pk", "sk", "user_id", "deleted_at", "status")
+"""Of every item entities() reads: keys, a link's user, a tombstone's time and status."""
+VIEW_ATTRIBUTES = (
+    *KEY_ATTRIBUTES,
+    *("traits", "trait_stamps", "channels", "preferences", "preference_stamps", "groups"),
+    *("anonymous_ids", "counts", "first_seen", "last_seen"),
+)
+"""A profile as a view shows it (store.profiles._profile reads these; pending, versions never)."""
+BRIEF_ATTRIBUTES = (*KEY_ATTRIBUTES, "counts", "first_seen")
+"""A linked id's profile: whether a reader may see it (first_seen) and its counts."""
+HistorySlice = tuple[str, str | None, bool]
+"""(entity key, the time_key it starts from or None for its first, whether that time_key is included)."""
 
 
 class ReadRepository:
@@ -44,20 +59,28 @@ class ReadRepository:
         self.sleep = sleep
 
     def entities(
-        self, workspace_id: str, keys: list[str], links: list[str]
+        self, workspace_id: str, keys: list[str], links: list[str], *, brief: bool = False
     ) -> tuple[dict[str, tuple[Profile | None, tuple[str, bool] | None]], dict[str, str]]:
         """(entity key -> its profile and tombstone, previousId -> the user its stored link names), in one
         BatchGetItem (as few as fit). Entities with neither item are absent. A tombstone reads as
         (deleted_at, erased): erased unless its own erase is under way (status erasing); a linked id's
-        (`by`) says nothing of its erase, and reads as erased."""
+        (`by`) says nothing of its erase, and reads as erased. Only what a view shows is read (never
+        `pending` or the versions); `brief`: a profile's first_seen and counts only (linked ids')."""
         prefix = f"WS#{workspace_id}#"
         wanted = [{"pk": prefix + key, "sk": sk} for key in keys for sk in ("PROFILE", "DELETED")]
         wanted += [{"pk": f"{prefix}LINK#{previous}", "sk": "LINK"} for previous in links]
+        attributes = BRIEF_ATTRIBUTES if brief else VIEW_ATTRIBUTES
         profiles: dict[str, dict[str, Any]] = {}
         tombstones: dict[str, dict[str, Any]] = {}
         linked: dict[str, str] = {}
         for found in batch_get(
-            self.clients.dynamodb, self.profiles_table, wanted, self.sleep, failure=READ_FAILURE
+            self.clients.dynamodb,
+            self.profiles_table,
+            wanted,
+            self.sleep,
+            projection=", ".join(f"#a{n}" for n in range(len(attributes))),
+            names={f"#a{n}": name for n, name in enumerate(attributes)},
+            failure=READ_FAILURE,
         ):
             key = str(found["pk"]).removeprefix(prefix)
             if found["sk"] == "LINK":
@@ -103,32 +126,67 @@ class ReadRepository:
         )
         return [str(member["sk"]).removeprefix("MEMBER#") for member in found]
 
-    def history_index(self, workspace_id: str, keys: list[str]) -> list[tuple[str, str, str, str]]:
-        """(timestamp, messageId, entity key, name) of each history item of the entities: keys, name and
-        timestamp only, small to sort."""
+    def history_slices(
+        self,
+        workspace_id: str,
+        slices: list[HistorySlice],
+        *,
+        want: int,
+        newest_first: bool,
+        include: frozenset[str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Entity key -> up to `want` (time_key, name) of its history items past its slice's start, in
+        time order (newest first if `newest_first`), whose name `include` lists (None: any) and `exclude`
+        does not: a Query of the `by_time` index per entity (keys and name only, `want` entries a
+        page), the entities' queries in flight together."""
+        values: dict[str, Any] = {}
+        filters = []
+        for word, listed in (("", include), ("NOT ", exclude or None)):
+            if listed is not None:
+                marks = []
+                for name in sorted(listed):
+                    marks.append(f":n{len(values)}")
+                    values[marks[-1]] = name
+                filters.append(f"{word}(#name IN ({', '.join(marks)}))")
 
-        def index_of(key: str) -> list[dict[str, Any]]:
-            return self._query(
-                {
-                    "TableName": self.events_table,
-                    # history items only: the EventsTable also holds counted markers (COUNTED#)
-                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :msg)",
-                    "ExpressionAttributeValues": item({":pk": f"WS#{workspace_id}#{key}", ":msg": "MSG#"}),
-                    "ProjectionExpression": "pk, sk, #name, #ts",
-                    "ExpressionAttributeNames": {"#name": "name", "#ts": "timestamp"},
-                }
-            )
+        def slice_of(entry: HistorySlice) -> list[dict[str, Any]]:
+            key, start, inclusive = entry
+            condition = "pk = :pk"
+            wanted: dict[str, Any] = {":pk": f"WS#{workspace_id}#{key}"} | values
+            if start is not None:
+                before = "<" if newest_first else ">"
+                condition += f" AND time_key {before}{'=' if inclusive else ''} :start"
+                wanted[":start"] = start
+            arguments: dict[str, Any] = {
+                "TableName": self.events_table,
+                "IndexName": HISTORY_BY_TIME,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": item(wanted),
+                "ExpressionAttributeNames": {"#name": "name"},
+                "ProjectionExpression": "pk, time_key, #name",
+                "ScanIndexForward": not newest_first,
+                # a filter is applied after Limit: ask for more per page, and go on while short
+                "Limit": max(want, FILTERED_PAGE) if filters else want,
+            }
+            if filters:
+                arguments["FilterExpression"] = " AND ".join(filters)
+            found: list[dict[str, Any]] = []
+            while len(found) < want:
+                with aws_errors(READ_FAILURE):
+                    response = self.clients.dynamodb.query(**arguments)
+                found += [plain(entry) for entry in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response:
+                    break
+                arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            return found[:want]
 
         prefix = f"WS#{workspace_id}#"
-        return [  # the entities' queries in flight together
-            (
-                str(h.get("timestamp", "")),
-                str(h["sk"]).removeprefix("MSG#"),
-                str(h["pk"]).removeprefix(prefix),
-                str(h.get("name", "")),
-            )
-            for h in all_at_once([partial(index_of, key) for key in keys])
-        ]
+        out: dict[str, list[tuple[str, str]]] = {key: [] for key, _, _ in slices}
+        for entry in all_at_once([partial(slice_of, entry) for entry in slices]):  # in flight together
+            key = str(entry["pk"]).removeprefix(prefix)
+            out[key].append((str(entry["time_key"]), str(entry.get("name", ""))))
+        return out
 
     def history_items(
         self, workspace_id: str, wanted: list[tuple[str, str]]
