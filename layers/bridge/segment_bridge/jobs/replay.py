@@ -20,17 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+import math
+import secrets
+import time
 from datetime import UTC, date, datetime
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, Protocol
 
-from segment_bridge.concurrency import each_at_once
+from segment_bridge.concurrency import each_at_once, lazy_pool
 from segment_bridge.envelope import pack, replay_group
 from segment_bridge.jobs.engine import (
+    MAX_DELAY_SECONDS,
     JobRecordView,
     JobStore,
     TaskRun,
+    TaskTaken,
+    TaskWaits,
     all_tasks_done,
     new_job_id,
     task_id_of,
@@ -41,6 +46,10 @@ CHUNK_OBJECTS = 32
 READ_THREADS = 16
 NAME_ROOM = 16
 """Bytes a message keeps free for its part number (an object larger than one message is split)."""
+FIRST_WAIT_SECONDS = 1
+"""A page task's first wait for room in its job's window (no drain rate measured yet)."""
+WAIT_JITTER = 0.25
+"""Up to this share added to each wait, so page tasks of one job do not all come back at once."""
 
 
 class ArchivePages(Protocol):
@@ -55,6 +64,21 @@ class IngestQueue(Protocol):
     def enqueue(self, bodies: list[str], workspace_id: str) -> None: ...
 
 
+class Reservation(Protocol):
+    @property
+    def task(self) -> Any: ...
+    @property
+    def taken(self) -> bool: ...
+
+
+class JobWindows(Protocol):
+    """store.windows."""
+
+    def reserve(
+        self, task: Any, *, cursor: object, counters: dict[str, int], most_sent: int
+    ) -> Reservation: ...
+
+
 class ReplayStores(Protocol):
     @property
     def archive(self) -> ArchivePages: ...
@@ -63,21 +87,34 @@ class ReplayStores(Protocol):
     @property
     def jobs(self) -> JobStore: ...
     @property
+    def windows(self) -> JobWindows: ...
+    @property
     def settings(self) -> Any: ...
 
 
-@lru_cache(maxsize=1)
-def _readers() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="replay-read")
+_readers = lazy_pool(READ_THREADS, "replay-read")
 
 
 def plan_replay(
-    workspace_id: str, since: date, until: date, stores: ReplayStores, *, mapping_version: int = 0
+    workspace_id: str,
+    since: date,
+    until: date,
+    stores: ReplayStores,
+    *,
+    mapping_version: int = 0,
+    window: int | None = None,
 ) -> JobRecordView:
     """The replay job; its messages are applied under `mapping_version` or a later one (the processor's
-    containers read the mapping again if theirs is older)."""
+    containers read the mapping again if theirs is older); at most `window` of them queued and not yet
+    applied at once (default: the stack's REPLAY_WINDOW_MESSAGES, read when its tasks run)."""
+    if window is not None and window < 1:
+        raise ValueError("a replay's window is at least one message")
     job_id = new_job_id("replay")
-    params = {"since": since.isoformat(), "until": until.isoformat(), "mapping_version": mapping_version}
+    params: dict[str, Any] = {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "mapping_version": mapping_version,
+    } | ({"window": window} if window is not None else {})
     job: JobRecordView = stores.jobs.create_job(job_id, "replay", workspace_id, params)
     stores.jobs.add_tasks(job_id, [(task_id_of("days"), "replay-days", {})])
     return job
@@ -123,13 +160,39 @@ def messages_of(
     return parts
 
 
+def window_of(job: JobRecordView, settings: Any) -> int:
+    """The job's window: its own (`replay --window`), else the stack's (REPLAY_WINDOW_MESSAGES)."""
+    return max(1, int(job.params.get("window") or settings.replay_window_messages))
+
+
+def wait_seconds(excess: int, applied: int, now: float, look: dict[str, Any] | None, jitter: float) -> int:
+    """How long a page task waits for `excess` more of its job's messages to be applied: at the rate the
+    job's messages were applied since the task's last wait (`look`: applied, at, delay), or twice that
+    wait if none was applied since (the processor is slow or down: back off), FIRST_WAIT_SECONDS the
+    first time; plus `jitter` (0 to 1) of WAIT_JITTER, so tasks waiting together come back apart.
+    Within 1 s and SQS's 900 s."""
+    if look is None:
+        seconds = float(FIRST_WAIT_SECONDS)
+    else:
+        drained, elapsed = applied - int(look["applied"]), now - float(look["at"])
+        if drained > 0 and elapsed > 0:
+            seconds = max(1, excess) / (drained / elapsed)
+        else:
+            seconds = 2.0 * float(look["delay"])
+    return max(1, min(MAX_DELAY_SECONDS, math.ceil(seconds * (1 + WAIT_JITTER * jitter))))
+
+
 def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
+    """The page's objects queued as replay messages, at most the job's window of them queued and not yet
+    applied (the module's docstring): a chunk is reserved on the job record with its cursor (one
+    transaction), then sent, then saved done; a task killed between finds its reservation in its cursor
+    and sends the chunk (again: copies change and count nothing) without reserving it twice."""
     prefix, start_after = run.spec["prefix"], run.spec["start_after"]
     workspace_id, job_id = run.job.workspace, run.job.job_id
     max_bytes = int(stores.settings.queue_message_bytes)
     version = int(run.job.params.get("mapping_version", 0))
-    cursor = run.task.cursor
-    if cursor is None:
+    window = window_of(run.job, stores.settings)
+    if run.task.cursor is None:
         keys, more = stores.archive.page(prefix, start_after)
         if not keys:
             run.save({"end": None, "done": None}, done=True)
@@ -145,31 +208,75 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
                 ]
             )
         run.save({"end": keys[-1], "done": start_after})
+    listed: list[str] | None = None  # listed once there is something to send: a wait lists nothing
+    ready: dict[str, list[str]] = {}  # the bodies of a chunk just reserved, by key
+
+    def remaining(after: str | None, end: str) -> list[str]:
+        nonlocal listed
+        if listed is None:
+            listed = [key for key in stores.archive.page(prefix, after)[0] if key <= end]
+        return [key for key in listed if after is None or key > after]
+
+    def bodies_of(keys: list[str]) -> tuple[list[bytes | None], dict[str, list[str]]]:
+        read = each_at_once([partial(stores.archive.read_lines, key) for key in keys], _readers)
+        return read, {
+            key: messages_of(key, data, workspace_id, job_id, max_bytes, version) if data else []
+            for key, data in zip(keys, read, strict=True)
+        }
+
+    while True:
         cursor = run.task.cursor
-    end, done = cursor["end"], cursor["done"]
-    listed, _ = stores.archive.page(prefix, done)
-    keys = [key for key in listed if key <= end]
-    for start in range(0, len(keys), CHUNK_OBJECTS):
+        end, done, look = cursor["end"], cursor["done"], cursor.get("look")
+        if sending := cursor.get("sending"):  # reserved: sent (again, after a kill), then saved
+            chunk = [key for key in remaining(done, end) if key <= sending]
+            if any(key not in ready for key in chunk):
+                ready = bodies_of(chunk)[1]
+            stores.queues.enqueue([body for key in chunk for body in ready[key]], replay_group(workspace_id))
+            run.save({"end": end, "done": sending, "look": look})
+            ready = {}
+            continue
+        if done == end or not (todo := remaining(done, end)):
+            break
         if run.out_of_time():
             return False
-        chunk = keys[start : start + CHUNK_OBJECTS]
-        read = each_at_once([partial(stores.archive.read_lines, key) for key in chunk], _readers)
-        bodies = [
-            body
-            for key, data in zip(chunk, read, strict=True)
-            if data
-            for body in messages_of(key, data, workspace_id, job_id, max_bytes, version)
-        ]
-        stores.queues.enqueue(bodies, replay_group(workspace_id))
-        done = chunk[-1]
-        run.save(
-            {"end": end, "done": done},
-            {
-                "objects_read": sum(1 for data in read if data is not None),
-                "events_read": sum(data.count(b"\n") for data in read if data),
-                "messages_sent": len(bodies),
-            },
+        counters = stores.jobs.job(job_id).counters
+        applied = counters["messages_applied"]
+        queued = max(0, counters["messages_sent"] - applied)
+        room = window - queued
+        want = min(len(todo), CHUNK_OBJECTS, (window + 1) // 2)
+        chosen: list[str] = []
+        if room >= want or not queued:
+            read, bodies = bodies_of(todo[: min(CHUNK_OBJECTS, max(1, room))])
+            for key in bodies:
+                if chosen and sum(len(bodies[k]) for k in [*chosen, key]) > room:
+                    break
+                chosen.append(key)
+            messages = sum(len(bodies[key]) for key in chosen)
+            if messages > room and queued:  # its first object alone fills more than the room left
+                chosen = []
+        if not chosen:  # the window is full: back once enough of it is applied
+            now = time.time()
+            delay = wait_seconds(queued - (window - want), applied, now, look, secrets.randbelow(1000) / 1000)
+            run.save({"end": end, "done": done, "look": {"applied": applied, "at": now, "delay": delay}})
+            raise TaskWaits(delay)
+        figures = {
+            "objects_read": sum(1 for data in read[: len(chosen)] if data is not None),
+            "events_read": sum(data.count(b"\n") for data in read[: len(chosen)] if data),
+            "messages_sent": messages,
+        }
+        reservation = stores.windows.reserve(
+            run.task,
+            cursor={"end": end, "done": done, "sending": chosen[-1], "look": look},
+            counters=figures,
+            # an object of more messages than the window goes alone, and only into an empty window
+            most_sent=max(applied + window - messages, -1 if queued else counters["messages_sent"]),
         )
+        if reservation.taken:
+            raise TaskTaken
+        if reservation.task is not None:
+            run.task = reservation.task
+            ready = {key: bodies[key] for key in chosen}
+        # refused: other page tasks of the job took the room first; the window is read again
     run.save({"end": end, "done": end}, done=True)
     return True
 
