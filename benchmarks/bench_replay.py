@@ -125,6 +125,7 @@ def main() -> int:
                     stack.aws_endpoint,
                 ).start()
             )
+        from segment_bridge.errors import ServiceUnavailable
         from segment_bridge.jobs.replay import plan_replay
         from segment_bridge.mapping import Mapping
         from segment_bridge.processor.unit import apply_batch
@@ -141,7 +142,13 @@ def main() -> int:
 
         started = time.perf_counter()
         for batch in store.archive.archived_batches(BASELINE, DAY.date()):  # f71d171's replay loop
-            apply_batch(BASELINE, batch, Mapping(), store)
+            for attempt in range(5):  # moto's server may time out on a loaded machine: apply it again
+                try:
+                    apply_batch(BASELINE, batch, Mapping(), store)  # idempotent
+                    break
+                except ServiceUnavailable:
+                    if attempt == 4:
+                        raise
         today = time.perf_counter() - started
 
         job = plan_replay(DEMO_WORKSPACE_ID, DAY.date(), DAY.date(), store, window=args.window)

@@ -2,13 +2,19 @@
 current mapping (docs/archive-jobs.md).
 
     plan_replay    the job: one `replay-days` task
-    replay-days    the day prefixes from --since to --until holding objects: one `replay-page` task each
-    replay-page    one page of keys of a day: plans the next page first, then reads its objects
-                   READ_THREADS at a time and sends their events to the IngestQueue as replay messages
-                   (Envelope.job set) in the workspace's own replay group (MessageGroupId
-                   `<workspace>/replay`): SQS's fair queue serves live messages of the workspace (group
-                   `<workspace>`) and of every other workspace without waiting behind the replay's backlog
+    replay-days    the day prefixes from --since to --until holding objects: the first day's first page
+    replay-page    one page of keys of a day, then the next page's or day's task (one page task at a
+                   time: `successor`): reads its objects READ_THREADS at a time and sends their events
+                   to the IngestQueue as replay messages (Envelope.job set) in the workspace's own
+                   replay group (MessageGroupId `<workspace>/replay`): SQS's fair queue serves live
+                   messages of the workspace (group `<workspace>`) and of every other workspace without
+                   waiting behind the replay's backlog
     finish_replay  every page queued: "applying", until the processor has applied every message ("done")
+
+The window: at most `window_of(job)` of the job's messages queued and not yet applied (messages_sent -
+messages_applied on its record). A page task reserves each chunk on the record before sending it
+(store/windows.py: conditional on the window, one transaction with its cursor), and one that finds too
+little room saves and waits with SQS's delay (engine.TaskWaits, `wait_seconds`): never in its invocation.
 
 The processor applies a replay message exactly once as it applies any message (idempotent writes, deletes
 respected) without archiving it again, and adds what it changed to the job once per message
@@ -121,17 +127,43 @@ def plan_replay(
 
 
 def replay_days(run: TaskRun, stores: ReplayStores) -> bool:
+    """The days from --since to --until holding objects: the first day's first page task, carrying the
+    later days (each page plans the next one: `successor`)."""
     since, until = run.job.params["since"], run.job.params["until"]
     days = [
         prefix
         for prefix in stores.archive.days("raw", run.job.workspace)
         if since <= prefix.rstrip("/").rsplit("date=", 1)[-1] <= until
     ]
-    run.plan(
-        [(task_id_of("page", day, None), "replay-page", {"prefix": day, "start_after": None}) for day in days]
-    )
+    if days:
+        run.plan([first_page(days)])
     run.save(len(days), done=True)
     return True
+
+
+def first_page(days: list[str]) -> tuple[str, str, dict[str, Any]]:
+    return (
+        task_id_of("page", days[0], None),
+        "replay-page",
+        {"prefix": days[0], "start_after": None, "later": days[1:]},
+    )
+
+
+def successor(spec: dict[str, Any], end: str | None, more: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """The task after a page's: the day's next page, else the next day's first, else none. One page task
+    of a replay runs at a time: its window, not the reading, bounds its speed (one task reads hundreds of
+    objects a second), and a full window keeps one task waiting, not one per page of the archive. (A
+    spec without `later`, planned before the chain, had every day and page planned already.)"""
+    later = list(spec.get("later", []))
+    if more and end is not None:
+        return [
+            (
+                task_id_of("page", spec["prefix"], end),
+                "replay-page",
+                {"prefix": spec["prefix"], "start_after": end, "later": later},
+            )
+        ]
+    return [first_page(later)] if later else []
 
 
 def messages_of(
@@ -195,19 +227,10 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
     if run.task.cursor is None:
         keys, more = stores.archive.page(prefix, start_after)
         if not keys:
+            run.plan(successor(run.spec, None, False))
             run.save({"end": None, "done": None}, done=True)
             return True
-        if more:
-            run.plan(
-                [
-                    (
-                        task_id_of("page", prefix, keys[-1]),
-                        "replay-page",
-                        {"prefix": prefix, "start_after": keys[-1]},
-                    )
-                ]
-            )
-        run.save({"end": keys[-1], "done": start_after})
+        run.save({"end": keys[-1], "done": start_after, "more": more})
     listed: list[str] | None = None  # listed once there is something to send: a wait lists nothing
     ready: dict[str, list[str]] = {}  # the bodies of a chunk just reserved, by key
 
@@ -232,7 +255,7 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
             if any(key not in ready for key in chunk):
                 ready = bodies_of(chunk)[1]
             stores.queues.enqueue([body for key in chunk for body in ready[key]], replay_group(workspace_id))
-            run.save({"end": end, "done": sending, "look": look})
+            run.save(cursor | {"done": sending, "sending": None})
             ready = {}
             continue
         if done == end or not (todo := remaining(done, end)):
@@ -245,6 +268,9 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
         room = window - queued
         want = min(len(todo), CHUNK_OBJECTS, (window + 1) // 2)
         chosen: list[str] = []
+        read: list[bytes | None] = []
+        bodies: dict[str, list[str]] = {}
+        messages = 0
         if room >= want or not queued:
             read, bodies = bodies_of(todo[: min(CHUNK_OBJECTS, max(1, room))])
             for key in bodies:
@@ -257,7 +283,7 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
         if not chosen:  # the window is full: back once enough of it is applied
             now = time.time()
             delay = wait_seconds(queued - (window - want), applied, now, look, secrets.randbelow(1000) / 1000)
-            run.save({"end": end, "done": done, "look": {"applied": applied, "at": now, "delay": delay}})
+            run.save(cursor | {"look": {"applied": applied, "at": now, "delay": delay}})
             raise TaskWaits(delay)
         figures = {
             "objects_read": sum(1 for data in read[: len(chosen)] if data is not None),
@@ -266,7 +292,7 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
         }
         reservation = stores.windows.reserve(
             run.task,
-            cursor={"end": end, "done": done, "sending": chosen[-1], "look": look},
+            cursor=cursor | {"sending": chosen[-1]},
             counters=figures,
             # an object of more messages than the window goes alone, and only into an empty window
             most_sent=max(applied + window - messages, -1 if queued else counters["messages_sent"]),
@@ -276,8 +302,9 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
         if reservation.task is not None:
             run.task = reservation.task
             ready = {key: bodies[key] for key in chosen}
-        # refused: other page tasks of the job took the room first; the window is read again
-    run.save({"end": end, "done": end}, done=True)
+        # refused: another page task of the job (planned before the chain) took the room first
+    run.plan(successor(run.spec, end, bool(run.task.cursor.get("more"))))  # before done: engine.py's 4.
+    run.save(run.task.cursor | {"done": end}, done=True)
     return True
 
 
