@@ -242,3 +242,25 @@ def test_two_reservations_at_the_window_edge_one_is_refused_and_the_refused_task
     assert jobs.job("j1").counters["messages_sent"] == 2
     again = windows.reserve(first, cursor={"sending": "k3"}, counters={"messages_sent": 1}, most_sent=2)
     assert again.taken  # the task moved on since it was read: another worker's
+
+
+def test_replay_takes_a_window_of_its_own_and_refuses_one_below_one_message(workspaces, sb):
+    """`replay WS --since D --window N` plans the job with its own window (its tasks use it instead of
+    the stack's REPLAY_WINDOW_MESSAGES, the template's 60 here); a window of 0 is refused with a usage
+    error, nothing planned."""
+    from segment_bridge.jobs.replay import plan_replay, window_of
+
+    archive(workspaces, days=1, objects_per_day=1, per_object=1)
+    day = DAY.date().isoformat()
+    refused = sb("replay", WS, "--since", day, "--until", day, "--window", "0", "--no-wait")
+    assert refused.status == 2
+    assert "--window" in refused.err
+    assert list(workspaces.jobs.jobs(kind="replay")) == []
+
+    answer = sb("replay", WS, "--since", day, "--until", day, "--window", "7", "--no-wait")
+    assert answer.status == 0
+    (job,) = workspaces.jobs.jobs(kind="replay")
+    assert job.job_id == json.loads(answer.out)["job_id"]
+    assert window_of(job, workspaces.settings) == 7
+    default = plan_replay(WS, DAY.date(), DAY.date(), workspaces)  # no window of its own
+    assert window_of(default, workspaces.settings) == workspaces.settings.replay_window_messages == 60
