@@ -14,7 +14,7 @@ current mapping (docs/archive-jobs.md).
 The window: at most `window_of(job)` of the job's messages queued and not yet applied (messages_sent -
 messages_applied on its record). A page task reserves each chunk on the record before sending it
 (store/windows.py: conditional on the window, one transaction with its cursor), and one that finds too
-little room saves and waits with SQS's delay (engine.TaskWaits, `wait_seconds`): never in its invocation.
+little room saves and waits with SQS's delay (engine.TaskWaits, `paced`): never in its invocation.
 
 The processor applies a replay message exactly once as it applies any message (idempotent writes, deletes
 respected) without archiving it again, and adds what it changed to the job once per message
@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import secrets
-import time
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -56,6 +55,8 @@ FIRST_WAIT_SECONDS = 1
 """A page task's first wait for room in its job's window (no drain rate measured yet)."""
 WAIT_JITTER = 0.25
 """Up to this share added to each wait, so page tasks of one job do not all come back at once."""
+WAIT_GROWTH = 1.5
+WAIT_SHRINK = 0.7
 
 
 class ArchivePages(Protocol):
@@ -197,21 +198,26 @@ def window_of(job: JobRecordView, settings: Any) -> int:
     return max(1, int(job.params.get("window") or settings.replay_window_messages))
 
 
-def wait_seconds(excess: int, applied: int, now: float, look: dict[str, Any] | None, jitter: float) -> int:
-    """How long a page task waits for `excess` more of its job's messages to be applied: at the rate the
-    job's messages were applied since the task's last wait (`look`: applied, at, delay), or twice that
-    wait if none was applied since (the processor is slow or down: back off), FIRST_WAIT_SECONDS the
-    first time; plus `jitter` (0 to 1) of WAIT_JITTER, so tasks waiting together come back apart.
-    Within 1 s and SQS's 900 s."""
-    if look is None:
-        seconds = float(FIRST_WAIT_SECONDS)
-    else:
-        drained, elapsed = applied - int(look["applied"]), now - float(look["at"])
-        if drained > 0 and elapsed > 0:
-            seconds = max(1, excess) / (drained / elapsed)
-        else:
-            seconds = 2.0 * float(look["delay"])
-    return max(1, min(MAX_DELAY_SECONDS, math.ceil(seconds * (1 + WAIT_JITTER * jitter))))
+def paced(look: dict[str, Any] | None, *, full: bool, empty: bool) -> dict[str, Any]:
+    """A page task's pacing (`look`, kept in its cursor) after a look at its window: the delay it waits
+    when the window is full, learnt from what it found when it came back: still full, the wait was too
+    short (WAIT_GROWTH times longer next time); already empty, the processor had drained it before the
+    task came back (WAIT_SHRINK times shorter); room but not empty, about right. FIRST_WAIT_SECONDS at
+    first; within 1 s and SQS's 900 s. (A rate measured between looks would count the processor's idle
+    time as work and lengthen every wait after a long one.)"""
+    delay = float(look["delay"]) if look else float(FIRST_WAIT_SECONDS)
+    if look and look.get("waited"):
+        if full:
+            delay *= WAIT_GROWTH
+        elif empty:
+            delay *= WAIT_SHRINK
+    return {"delay": max(1.0, min(float(MAX_DELAY_SECONDS), delay)), "waited": full}
+
+
+def wait_seconds(look: dict[str, Any], jitter: float) -> int:
+    """The SQS delay of a wait: the look's delay plus `jitter` (0 to 1) of WAIT_JITTER, so tasks waiting
+    together come back apart; 1 to 900 s."""
+    return max(1, min(MAX_DELAY_SECONDS, math.ceil(float(look["delay"]) * (1 + WAIT_JITTER * jitter))))
 
 
 def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
@@ -280,11 +286,10 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
             messages = sum(len(bodies[key]) for key in chosen)
             if messages > room and queued:  # its first object alone fills more than the room left
                 chosen = []
+        look = paced(look, full=not chosen, empty=not queued)
         if not chosen:  # the window is full: back once enough of it is applied
-            now = time.time()
-            delay = wait_seconds(queued - (window - want), applied, now, look, secrets.randbelow(1000) / 1000)
-            run.save(cursor | {"look": {"applied": applied, "at": now, "delay": delay}})
-            raise TaskWaits(delay)
+            run.save(cursor | {"look": look})
+            raise TaskWaits(wait_seconds(look, secrets.randbelow(1000) / 1000))
         figures = {
             "objects_read": sum(1 for data in read[: len(chosen)] if data is not None),
             "events_read": sum(data.count(b"\n") for data in read[: len(chosen)] if data),
@@ -292,7 +297,7 @@ def replay_page(run: TaskRun, stores: ReplayStores) -> bool:
         }
         reservation = stores.windows.reserve(
             run.task,
-            cursor=cursor | {"sending": chosen[-1]},
+            cursor=cursor | {"sending": chosen[-1], "look": look},
             counters=figures,
             # an object of more messages than the window goes alone, and only into an empty window
             most_sent=max(applied + window - messages, -1 if queued else counters["messages_sent"]),
