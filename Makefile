@@ -96,6 +96,7 @@ bench: setup                         ## benchmarks, each against a baseline meas
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_coldstart.py
 	$(PY) benchmarks/bench_archive.py
+	$(PY) benchmarks/bench_archive_fleet.py --workers 1,2,4
 
 soak: setup                          ## 5 minutes of sustained load on the local stack: nothing lost, memory flat
 	$(PY) benchmarks/bench_load.py --soak --seconds 300 --rate 150

@@ -3,6 +3,7 @@ restore, and the opt-in poll of the workspace's Segment regulations (docs/privac
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import uuid
@@ -28,9 +29,12 @@ from segment_bridge.envelope import pack
 from segment_bridge.errors import NotFound
 from segment_bridge.ingest.intake import prepare, serialise
 from segment_bridge.privacy.regulations import api_base, poll_workspace
-from segment_bridge.receipts import PURGED, Receipt, delete_event, request_fingerprint, requested_in
+from segment_bridge.receipts import Receipt, delete_event, request_fingerprint, requested_in
 from segment_bridge.timestamps import iso
 
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+"""A page of `deletions list` (DynamoDB reads at most 1 MB a call either way)."""
 COLUMNS = ("kind", "id", "state", "source", "received_at", "erased_at", "purged_at")
 
 
@@ -109,17 +113,65 @@ def _rows_text(rows: list[dict[str, Any]], empty: str) -> str:
     return table_text(rows, COLUMNS, empty)  # each cell terminal-safe (app.value_text)
 
 
+def _cursor_text(key: dict[str, str]) -> str:
+    """A page's end as one opaque word for `--next` (URL-safe base64 of its key)."""
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _cursor_key(text: str, workspace_id: str) -> dict[str, str]:
+    """The key `--next` names; a clear usage error for anything that is not one of this workspace's."""
+    refused = click.BadParameter(
+        "not a cursor of this workspace's list (copy it from the line a `deletions list` printed)",
+        param_hint="--next",
+    )
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError):
+        raise refused from None
+    if (
+        not isinstance(key, dict)
+        or sorted(key) != ["gsi1sk", "pk", "sk"]
+        or not all(isinstance(value, str) and value for value in key.values())
+        or not key["pk"].startswith(f"WS#{workspace_id}#")
+    ):
+        raise refused
+    return key
+
+
 @deletions.command("list")
 @click.argument("workspace_id")
 @click.option("--pending", is_flag=True, help="Only requests not yet purged from the archive.")
+@click.option(
+    "--limit",
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    type=click.IntRange(1, MAX_LIMIT),
+    help="The newest N requests.",
+)
+@click.option("--next", "after", metavar="CURSOR", help="Go on after the page that printed CURSOR.")
 @json_option
 @click.pass_context
-def deletions_list(ctx: click.Context, workspace_id: str, pending: bool, as_json: bool) -> None:
-    """The workspace's privacy requests, in the order received, with the state and time of each step."""
+def deletions_list(
+    ctx: click.Context, workspace_id: str, pending: bool, limit: int, after: str | None, as_json: bool
+) -> None:
+    """The workspace's privacy requests, the newest received first, with the state and time of each step;
+    a page of --limit at a time (the line below the page says how to see more)."""
     store = target_of(ctx).store
     store.get_workspace(workspace_id)
-    rows = [_row(r) for r in store.receipts.of_workspace(workspace_id) if not (pending and r.state == PURGED)]
-    show(as_json, rows, lambda: _rows_text(rows, "No privacy requests." if not pending else "None pending."))
+    start = None if after is None else _cursor_key(after, workspace_id)
+    found, key = store.receipts.newest_of_workspace(workspace_id, limit, after=start, pending=pending)
+    rows = [_row(r) for r in found]
+    cursor = None if key is None else _cursor_text(key)
+    more = None
+    if cursor is not None:
+        options = (" --pending" if pending else "") + (f" --limit {limit}" if limit != DEFAULT_LIMIT else "")
+        more = f"segment-bridge deletions list {workspace_id}{options} --next {cursor}"
+
+    def text() -> str:
+        listed = _rows_text(rows, "No privacy requests." if not pending else "None pending.")
+        return listed if more is None else f"{listed}\nMore: {terminal_text(more)}"
+
+    show(as_json, {"receipts": rows, "next": cursor, "more": more}, text)
 
 
 @deletions.command("show")
@@ -188,9 +240,9 @@ def deletions_token(
     """Opt in to Segment's regulations: store the workspace's Segment Public API token (Secrets Manager;
     never printed, never logged), or remove it with --unset. The RegulationsFunction then polls every hour."""
     target = target_of(ctx)
-    workspaces = target.store.workspaces
+    regulations = target.store.regulations
     if unset:
-        workspaces.unset_regulations_token(workspace_id)
+        regulations.unset_regulations_token(workspace_id)
         show(
             as_json,
             {"workspace_id": workspace_id, "polling": False},
@@ -201,14 +253,14 @@ def deletions_token(
         url = api_base(endpoint, target.settings.segment_endpoints)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--endpoint") from None
-    workspaces.get_workspace(workspace_id)
+    target.store.get_workspace(workspace_id)
     if token_stdin:
         token = str(sys.stdin.readline()).strip()
     else:
         token = str(click.prompt("Segment Public API token", hide_input=True)).strip()
     if not token:
         raise click.BadParameter("the token is empty")
-    workspaces.set_regulations_token(workspace_id, token, endpoint)
+    regulations.set_regulations_token(workspace_id, token, endpoint)
     data = {"workspace_id": workspace_id, "polling": True, "url": url, "token": masked(token)}
     show(as_json, data, f"{workspace_id} polls {url}/regulations every hour (token {masked(token)}).")
 
@@ -225,7 +277,7 @@ def deletions_poll(ctx: click.Context, workspace_id: str, as_json: bool) -> None
     store.get_workspace(workspace_id)
     done = poll_workspace(
         workspace_id,
-        workspaces=store.workspaces,
+        polls=store.regulations,
         queue=store.queues,
         receipts=store.receipts,
         policy=target.settings.segment_endpoints,

@@ -16,11 +16,51 @@ from segment_bridge.mapping import Mapping
 
 
 def read_document(path: Path) -> Any:
-    """A YAML or JSON file (JSON is YAML)."""
+    """A JSON or YAML file. JSON is read as JSON first: YAML refuses characters JSON allows (DEL, C1
+    controls) and reads a JSON escaped pair of surrogates (an emoji) as two lone surrogates. A lone
+    surrogate (an escape JSON allows but no text is) is refused, naming where it is."""
+    text = path.read_text(encoding="utf-8")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise InvalidPayload(f"{path} is not YAML or JSON: {error}") from None
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InvalidPayload(f"{path} is not YAML or JSON: {_one_line(str(error))}") from None
+    where = _not_text(document, ())
+    if where is not None:
+        raise InvalidPayload(f"{'.'.join(where) or 'value'}: a lone surrogate (\\ud800-\\udfff) is not text")
+    return document
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _not_text(value: Any, where: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Where the document holds a string that is not UTF-8 text (a lone surrogate), if anywhere."""
+    if isinstance(value, str):
+        return None if _encodes(value) else where
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            inside = (*where, str(key))  # named as it is: the error's output escapes it (app._report)
+            found = inside if not _encodes(str(key)) else _not_text(inner, inside)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for n, inner in enumerate(value):
+            found = _not_text(inner, (*where, str(n)))
+            if found is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_mapping(path: Path) -> Mapping:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from bridge_dev.cli.app import (
+    CONTROLS,
     cli,
     json_option,
     show,
@@ -60,9 +61,20 @@ def mapping_data(mapping: Mapping, **dump: Any) -> dict[str, Any]:
 
 
 def yaml_text(data: Any) -> str:
+    """YAML an operator can copy back into `mapping set`: a string holding a character the terminal
+    output escapes (CONTROLS: ESC, CR, NEL, the line separators, bidi controls) is written double-quoted,
+    where YAML reads `show`'s escapes (`\\x1b`, `\\u202e`) back as the characters they stand for."""
     import yaml
 
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip()
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = '"' if CONTROLS.search(value) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True).rstrip()
 
 
 @mapping.command("validate")

@@ -41,12 +41,12 @@ SAFETY_SECONDS = 5.0
 
 @lru_cache(maxsize=1)
 def destinations() -> TtlCache[str, Destination]:
-    return TtlCache(get_store().workspaces.segment_destination, ttl=get_settings().auth_cache_seconds)
+    return TtlCache(get_store().destinations.segment_destination, ttl=get_settings().auth_cache_seconds)
 
 
 @lru_cache(maxsize=1)
 def rules() -> TtlCache[str, list[ChangeRule | InvalidRule]]:
-    return TtlCache(lambda _: get_store().workspaces.change_rules(), ttl=get_settings().auth_cache_seconds)
+    return TtlCache(lambda _: get_store().rules.change_rules(), ttl=get_settings().auth_cache_seconds)
 
 
 @lru_cache(maxsize=1)

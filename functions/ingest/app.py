@@ -25,7 +25,7 @@ ROUTES = ("segment", "batch", "import", "identify", "track", "page", "screen", "
 @lru_cache(maxsize=1)
 def key_directory() -> CachedKeyDirectory:
     return CachedKeyDirectory(
-        get_store().workspaces.workspace_for_key_hash, ttl=get_settings().auth_cache_seconds
+        get_store().credentials.workspace_for_key_hash, ttl=get_settings().auth_cache_seconds
     )
 
 

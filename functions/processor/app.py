@@ -37,7 +37,7 @@ budget = TimeBudget()
 @lru_cache(maxsize=1)
 def mappings() -> CurrentMappings:
     """Each message's mapping: the stored version, checked at its start (docs/exactness.md)."""
-    return CurrentMappings(get_store().workspaces)
+    return CurrentMappings(get_store().mappings)
 
 
 @lru_cache(maxsize=1)

@@ -28,7 +28,7 @@ USAGE = "/v1/spaces/<workspace>/collections/users|accounts/profiles/<id_type>:<i
 @lru_cache(maxsize=1)
 def read_tokens() -> ReadTokens:
     return ReadTokens(
-        get_store().workspaces.workspace_for_read_token_hash, ttl=get_settings().auth_cache_seconds
+        get_store().credentials.workspace_for_read_token_hash, ttl=get_settings().auth_cache_seconds
     )
 
 

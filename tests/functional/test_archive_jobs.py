@@ -380,7 +380,7 @@ def test_offboarding_leaves_nothing_of_the_workspace_and_every_other_workspace_b
             max_bytes=262_144,
         )
         workspaces.parked.keep_dead_letter("ingest", DeadLetter(f"dl-{ws}", body, 5, DAY.isoformat(), "rh"))
-        workspaces.workspaces.set_regulations_token(ws, f"public-api-token-of-{ws}", "us")
+        workspaces.regulations.set_regulations_token(ws, f"public-api-token-of-{ws}", "us")
         request = Requested("U#user-42", DAY.isoformat(), DAY.isoformat(), "operator", f"req-{ws}")
         workspaces.receipts.received(ws, [request])
     list_for_purge(workspaces, WS, {"gone-1"})
@@ -482,3 +482,60 @@ def test_the_purge_of_parked_items_pages_from_its_cursor_with_workers_killed_at_
     removed = {k for k, v in before.items() if b'"gone-1"' in readable(v) and WS.encode() in readable(v)}
     assert len(removed) == 3
     assert after == {k: v for k, v in before.items() if k not in removed}
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_offboarding_reads_only_the_workspace_s_receipts_through_the_index_resuming_when_killed(
+    aws, workspaces, fleet, sb, seed, monkeypatch
+):
+    """The DeletionsTable is never scanned: the workspace's privacy receipts are found through the
+    by-workspace index (gsi1pk=WS#<ws>), a page at a time from the task's cursor. With pages of 3 items,
+    invocations cut short and a third of the workers killed at a random AWS call, every receipt of the
+    workspace is gone, every other workspace's receipt is byte-identical, and no item of the other
+    workspace is read from the table."""
+    from segment_bridge.receipts import Requested
+
+    monkeypatch.setattr("bridge_dev.cli.workspaces.quiet_seconds", lambda _: 0)
+    monkeypatch.setattr("segment_bridge.store.sweep.SCAN_PAGE_ITEMS", 3)
+    for ws, count in ((WS, 11), (OTHER, 40)):
+        requests = [
+            Requested(f"U#user-{n}", f"2026-01-0{1 + n % 9}T00:00:00Z", DAY.isoformat(), "operator", f"r{n}")
+            for n in range(count)
+        ]
+        workspaces.receipts.received(ws, requests)
+    others_before = [item for item in table_items(aws)["DeletionsTable"] if WS not in item]
+    assert len(others_before) == 40
+
+    assert sb("workspaces", "delete", WS, "--yes", "--no-wait").status == 0
+    workers = fleet(seed=seed, kill_rate=0.33)
+    calls: list[dict[str, Any]] = []
+    read: list[dict[str, Any]] = []
+    table = aws.tables["DeletionsTable"]
+
+    def seen(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        if params.get("TableName") == table and model.name in ("Scan", "Query"):
+            calls.append({"op": model.name, **params})
+            context["deletions_read"] = True
+
+    def answered(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if context.get("deletions_read"):
+            read.extend(parsed.get("Items", []))
+
+    dynamodb = workers.store.clients.dynamodb
+    dynamodb.meta.events.register("provide-client-params.dynamodb.*", seen)
+    dynamodb.meta.events.register("after-call.dynamodb.*", answered)
+    try:
+        workers.run()
+    finally:
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.*", seen)
+        dynamodb.meta.events.unregister("after-call.dynamodb.*", answered)
+
+    assert [c for c in calls if c["op"] == "Scan"] == []
+    assert {(c["IndexName"], json.dumps(c["ExpressionAttributeValues"])) for c in calls} == {
+        ("gsi1", json.dumps({":pk": {"S": f"WS#{WS}"}}))
+    }
+    assert len(read) >= 11  # a killed page is read again
+    assert all(stored["pk"]["S"].startswith(f"WS#{WS}#") for stored in read)
+    after = table_items(aws)["DeletionsTable"]
+    assert [item for item in after if WS in item] == []
+    assert after == others_before

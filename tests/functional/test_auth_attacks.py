@@ -33,7 +33,7 @@ from bridge_dev.events import (
 )
 from segment_bridge.ingest.auth import sign
 from segment_bridge.keys import hash_key, new_api_key
-from segment_bridge.store.workspaces import WorkspaceRepository
+from segment_bridge.store.credentials import CredentialRepository
 from tests.conftest import lambda_function
 from tests.functional.conftest import Delivery
 
@@ -372,7 +372,7 @@ def lookups(workspaces, monkeypatch) -> list[tuple[str, Any]]:
     monkeypatch.setenv("AUTH_CACHE_SECONDS", "0")
     get_settings.cache_clear()
     calls: list[tuple[str, Any]] = []
-    lookup, compare = WorkspaceRepository.workspace_for_key_hash, hmac.compare_digest
+    lookup, compare = CredentialRepository.workspace_for_key_hash, hmac.compare_digest
 
     def recording_lookup(self: Any, key_hash: str) -> Any:
         calls.append(("lookup", key_hash))
@@ -382,7 +382,7 @@ def lookups(workspaces, monkeypatch) -> list[tuple[str, Any]]:
         calls.append(("compare_digest", (a, b)))
         return compare(a, b)
 
-    monkeypatch.setattr(WorkspaceRepository, "workspace_for_key_hash", recording_lookup)
+    monkeypatch.setattr(CredentialRepository, "workspace_for_key_hash", recording_lookup)
     monkeypatch.setattr(hmac, "compare_digest", recording_compare)
     return calls
 

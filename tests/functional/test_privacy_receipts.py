@@ -112,7 +112,7 @@ def test_a_webhook_delete_is_received_then_erased_then_purged_and_its_receipt_ho
 ):
     post(ingest, [{"type": "delete", "userId": "user-1", "timestamp": T1}], "/v1/segment", "Segment.io/1.0")
     drain()
-    [erased] = sb("deletions", "list", WS, "--pending").json
+    [erased] = sb("deletions", "list", WS, "--pending").json["receipts"]
     assert (erased["state"], erased["source"]) == ("erased", "segment")
 
     purged = purge()
@@ -120,7 +120,7 @@ def test_a_webhook_delete_is_received_then_erased_then_purged_and_its_receipt_ho
     [receipt] = sb("deletions", "show", WS, "user-1").json
     assert receipt["state"] == "purged"
     assert receipt["received_at"] <= receipt["erased_at"] <= receipt["purged_at"].replace("+00:00", "Z")
-    assert sb("deletions", "list", WS, "--pending").json == []
+    assert sb("deletions", "list", WS, "--pending").json["receipts"] == []
     [item] = receipt_items(aws)
     assert set(item) == RECEIPT_ATTRIBUTES  # no trait, no email: the ids and the times
     assert "gone@example.com" not in json.dumps(item, default=str)
@@ -259,3 +259,91 @@ def test_an_id_is_shown_escaped_by_users_delete_and_deletions_and_tables_keep_th
         assert "user-\\x1b[2J\\x0d\\u202eevil\\x0aline" in run.out
     assert len(listed.out.rstrip("\n").split("\n")) == 2  # the header and the one receipt's line
     assert sb("deletions", "show", WS, HOSTILE_ID).json[0]["id"] == HOSTILE_ID  # JSON keeps it as it is
+
+
+@pytest.fixture
+def receipts_read(aws, boto_session):
+    """The receipts DynamoDB answers from the DeletionsTable, each call's Limit beside them."""
+    table = aws.tables["DeletionsTable"]
+    read: list[dict[str, Any]] = []
+
+    def asked(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if params.get("TableName") == table:
+            context["receipts_limit"] = params.get("Limit")
+
+    def answered(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if "receipts_limit" in context:
+            read.append({"limit": context["receipts_limit"], "items": len(parsed.get("Items", []))})
+
+    boto_session.events.register("provide-client-params.dynamodb.*", asked)
+    boto_session.events.register("after-call.dynamodb.*", answered)
+    yield read
+    boto_session.events.unregister("provide-client-params.dynamodb.*", asked)
+    boto_session.events.unregister("after-call.dynamodb.*", answered)
+
+
+def test_deletions_list_pages_newest_first_reading_only_what_it_shows(workspaces, sb, receipts_read):
+    """Given 120 receipts, `deletions list` shows the newest 50 by default and `--limit 7` the newest 7,
+    each page reading the receipts it shows and one more (Limit on the Query, never the whole index);
+    `--next` goes on where the page stopped, with no receipt twice and none left out, and the last page
+    says nothing of more, in the text and in --json alike."""
+    from segment_bridge.receipts import Requested
+
+    received = [f"2026-03-01T00:{n // 60:02d}:{n % 60:02d}.000Z" for n in range(120)]
+    workspaces.receipts.received(
+        WS, [Requested(f"U#user-{n}", T1, at, "operator", f"r{n}") for n, at in enumerate(received)]
+    )
+    newest = sorted(received, reverse=True)
+
+    page = sb("deletions", "list", WS).json
+    assert [r["received_at"] for r in page["receipts"]] == newest[:50]
+    assert receipts_read == [{"limit": 51, "items": 51}]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        receipts_read.clear()
+        args = ["deletions", "list", WS, "--limit", "7", *(["--next", cursor] if cursor else [])]
+        page = sb(*args).json
+        text = sb(*args, json_flag=False).out
+        seen += [r["received_at"] for r in page["receipts"]]
+        assert sum(call["items"] for call in receipts_read) <= 2 * 8
+        assert all(call["limit"] <= 8 for call in receipts_read)
+        cursor, pages = page["next"], pages + 1
+        if cursor is None:
+            assert page["more"] is None
+            assert "More:" not in text
+            break
+        assert page["more"] == f"segment-bridge deletions list {WS} --limit 7 --next {cursor}"
+        assert text.rstrip("\n").endswith(f"More: {page['more']}")
+    assert seen == newest
+    assert pages == 18  # 17 pages of 7 and one of 1
+
+
+def test_deletions_list_pending_pages_over_purged_receipts_and_a_bad_cursor_is_one_clear_line(workspaces, sb):
+    """--pending shows only receipts not yet purged, a full page at a time even where purged ones lie
+    between them; a --next that is not a cursor of this workspace's list is refused in one line."""
+    from segment_bridge.receipts import Requested
+
+    requests = [
+        Requested(f"U#user-{n}", T1, f"2026-03-01T00:00:{n:02d}.000Z", "operator", f"r{n}") for n in range(12)
+    ]
+    workspaces.receipts.received(WS, requests)
+    purged = {f"U#user-{n}" for n in range(12) if n % 3}
+    workspaces.receipts.erased(WS, [r for r in requests if r.key in purged])
+    assert workspaces.receipts.purged(WS, dict.fromkeys(purged, T1)) == 8
+
+    first = sb("deletions", "list", WS, "--pending", "--limit", "3").json
+    assert [r["id"] for r in first["receipts"]] == ["user-9", "user-6", "user-3"]
+    rest = sb("deletions", "list", WS, "--pending", "--limit", "3", "--next", first["next"]).json
+    assert ([r["id"] for r in rest["receipts"]], rest["next"]) == (["user-0"], None)
+
+    for bad in ("nope", first["next"][:-3], "e30", "W10"):
+        refused = sb("deletions", "list", WS, "--next", bad, json_flag=False)
+        assert refused.status != 0
+        assert "--next" in refused.err
+        assert len(refused.err.strip().splitlines()) == 1
+    other = sb("deletions", "list", "ws_signed", "--next", first["next"], json_flag=False)
+    assert other.status != 0
+    assert "--next" in other.err

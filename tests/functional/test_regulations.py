@@ -55,29 +55,39 @@ def queued_subjects(queue) -> list[tuple[str, str]]:
 EXPECTED = [("reg-1", "user-1"), ("reg-1", "user-2"), ("reg-2", "user-3"), ("reg-6", "user-6")]
 
 
+def hourly(function, run_jobs, workspaces) -> dict[str, int]:
+    """One hourly run as AWS runs it: the RegulationsFunction plans, the JobsFunction polls. The run's
+    job's counts."""
+    planned = function.invoke({})
+    run_jobs()
+    if planned["job_id"] is None:
+        return {}
+    return workspaces.jobs.job(planned["job_id"]).counters
+
+
 def test_each_deleting_regulation_is_queued_once_across_pages_and_runs(
-    local_endpoints, sb, sensitive, monkeypatch, queue
+    local_endpoints, sb, sensitive, monkeypatch, queue, run_jobs, workspaces
 ):
     with standin() as api:
         opt_in(sb, sensitive, api, monkeypatch)
         function = lambda_function("RegulationsFunction")
         with_pages = __import__("segment_bridge.privacy.regulations", fromlist=["PAGE_COUNT"])
         monkeypatch.setattr(with_pages, "PAGE_COUNT", 2)  # three pages of the stand-in's six
-        first = function.invoke({})
+        first = hourly(function, run_jobs, workspaces)
         assert queued_subjects(queue) == EXPECTED
         assert first["deletes_queued"] == 4
-        assert first["listed"] == 6
+        assert first["regulations_listed"] == 6
         assert len(api.requests) == 3
         assert all(r["pagination.count"] == "2" for r in api.requests)
 
-        again = function.invoke({})  # the same list again: nothing new
+        again = hourly(function, run_jobs, workspaces)  # the same list again: nothing new
         assert again["deletes_queued"] == 0
         assert queue.messages() == []
         api.regulations.append(regulation("reg-7", ["user-7"], CREATED.format(7)))
-        assert function.invoke({})["deletes_queued"] == 1
+        assert hourly(function, run_jobs, workspaces)["deletes_queued"] == 1
         assert queued_subjects(queue) == [("reg-7", "user-7")]
 
-    receipts = sb("deletions", "list", WS).json
+    receipts = sb("deletions", "list", WS).json["receipts"]
     assert sorted((r["request_id"], r["id"], r["source"], r["state"]) for r in receipts) == [
         (reg, user, "regulation", "received") for reg, user in [*EXPECTED, ("reg-7", "user-7")]
     ]
@@ -89,7 +99,7 @@ def test_a_cursor_lost_after_queueing_does_not_queue_a_regulation_twice(
 ):
     with standin() as api:
         opt_in(sb, sensitive, api, monkeypatch)
-        monkeypatch.setattr(type(workspaces.workspaces), "save_regulations_cursor", lambda *args: None)
+        monkeypatch.setattr(type(workspaces.regulations), "save_regulations_cursor", lambda *args: None)
         assert sb("deletions", "poll", WS).json["deletes_queued"] == 4
         assert queued_subjects(queue) == EXPECTED
         again = sb("deletions", "poll", WS).json  # the cursor never moved: every regulation listed again
@@ -109,7 +119,7 @@ def test_a_429_is_waited_out_as_segment_says_and_every_page_is_read(
 
 
 def test_a_refused_token_is_an_operator_visible_error_and_the_token_is_never_shown(
-    local_endpoints, sb, sensitive, monkeypatch, queue, caplog
+    local_endpoints, sb, sensitive, monkeypatch, queue, caplog, run_jobs, workspaces
 ):
     with standin() as api:
         opt_in(sb, sensitive, api, monkeypatch, token="sgp_wrong-token-000000000000000")
@@ -119,20 +129,97 @@ def test_a_refused_token_is_an_operator_visible_error_and_the_token_is_never_sho
         assert "deletions token" in refused.error["message"]
 
         function = lambda_function("RegulationsFunction")
-        with pytest.raises(Exception, match="refused the workspace's token"):
-            function.invoke({})
+        assert hourly(function, run_jobs, workspaces)["polls_refused"] == 1
         assert any(getattr(r, "workspace_id", None) == WS for r in caplog.records)
+        with pytest.raises(Exception, match="refused 1 workspace token"):  # the next run fails: the alarm
+            function.invoke({})
         assert api.refused_unauthorized == 2
+        run_jobs()
+        assert api.refused_unauthorized == 3  # and the workspace is polled again meanwhile
         assert queue.messages() == []
 
 
-def test_unset_stops_the_polling_and_deletes_the_token(local_endpoints, sb, sensitive, monkeypatch):
+def test_unset_stops_the_polling_and_deletes_the_token(
+    local_endpoints, sb, sensitive, monkeypatch, run_jobs, workspaces
+):
     with standin() as api:
         opt_in(sb, sensitive, api, monkeypatch)
         assert sb("deletions", "token", WS, "--unset").json == {"workspace_id": WS, "polling": False}
         assert sb("deletions", "poll", WS).error["code"] == "not_found"
         assert lambda_function("RegulationsFunction").invoke({})["workspaces"] == 0
+        assert run_jobs() == 0
         assert api.requests == []
+
+
+def test_the_hourly_run_only_plans_and_a_slow_workspace_does_not_hold_up_the_others(
+    local_endpoints, sb, sensitive, monkeypatch, queue, workspaces
+):
+    """The RegulationsFunction calls Segment not at all: it plans one poll task per polling workspace on
+    the JobsQueue. A worker whose time runs out in the middle of a workspace's listing (three pages)
+    stops before its next request and sends the task again; the other workspace is polled meanwhile by
+    another worker, and when the slow one's task runs again it lists again and queues nothing twice.
+    Each workspace's deletes are queued exactly once, and the job ends done with its tasks removed."""
+    import json
+
+    import boto3
+
+    from bridge_dev.events import SIGNED_WORKSPACE_ID as OTHER
+    from segment_bridge.jobs.engine import run_task
+    from segment_bridge.jobs.fleet import FINISHERS, KINDS
+
+    with standin() as api:
+        opt_in(sb, sensitive, api, monkeypatch)
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO(TOKEN + "\n"))
+        assert sb("deletions", "token", OTHER, "--endpoint", api.url, "--token-stdin").status == 0
+        monkeypatch.setattr("segment_bridge.privacy.regulations.PAGE_COUNT", 2)  # three pages each
+
+        planned = lambda_function("RegulationsFunction").invoke({})
+        assert api.requests == []  # nothing polled in the scheduled run
+        assert planned["workspaces"] == 2
+        job = workspaces.jobs.job(planned["job_id"])
+        assert (job.kind, job.counters["tasks_total"]) == ("regulations", 2)
+
+        sqs, url = boto3.client("sqs"), workspaces.jobs.queue_url
+        runs: list[tuple[str, str]] = []
+        for n in range(10):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", [])
+            if not got:
+                break
+            task = workspaces.jobs.task(job.job_id, json.loads(got[0]["Body"])["task"])
+            limit = len(api.requests) + 2 if n == 0 else None  # the first worker: out of time after 2 pages
+
+            def out_of_time(limit: int | None = limit) -> bool:
+                return limit is not None and len(api.requests) >= limit
+
+            outcome = run_task(
+                got[0]["Body"],
+                workspaces.jobs,
+                workspaces,
+                out_of_time,
+                KINDS,
+                FINISHERS,
+            )
+            runs.append((task.spec["workspace"] if task else "?", outcome.status))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+
+    slow = runs[0][0]
+    assert runs == [(slow, "continues"), (({WS, OTHER} - {slow}).pop(), "done"), (slow, "done")]
+    per_workspace: dict[str, list[tuple[str, str]]] = {}
+    for body in queue.messages():
+        envelope, events = __import__("segment_bridge.envelope", fromlist=["unpack"]).unpack(body)
+        per_workspace.setdefault(envelope.workspaceId, []).extend(
+            (envelope.requestId, e["userId"]) for e in events
+        )
+    assert {ws: sorted(found) for ws, found in per_workspace.items()} == {WS: EXPECTED, OTHER: EXPECTED}
+    record = workspaces.jobs.job(job.job_id)
+    assert (record.state, record.counters["deletes_queued"]) == ("done", 8)
+    assert workspaces.jobs.task(job.job_id, task_id_of_poll(slow)) is None  # the tasks are gone
+
+
+def task_id_of_poll(workspace_id: str) -> str:
+    from segment_bridge.jobs.engine import task_id_of
+
+    return task_id_of("poll", workspace_id)
 
 
 def test_the_function_reports_the_age_of_the_oldest_unfinished_request(workspaces):

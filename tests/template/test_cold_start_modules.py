@@ -18,7 +18,6 @@ from tests.conftest import ROOT
 
 SHARED = {
     "segment_bridge",
-    "segment_bridge.keys",  # the store's workspace repository (key hashes)
     "segment_bridge.cache",
     "segment_bridge.concurrency",  # the store's batch calls in flight together
     "segment_bridge.errors",
@@ -28,12 +27,12 @@ SHARED = {
     "segment_bridge.store",
     "segment_bridge.store.aws",
     "segment_bridge.store.queues",
-    "segment_bridge.store.workspaces",
 }
 LOADED = {
     "IngestFunction": SHARED
     | {
         "segment_bridge.ingest",
+        "segment_bridge.keys",  # key hashing
         "segment_bridge.ingest.auth",
         "segment_bridge.ingest.body",
         "segment_bridge.ingest.delivery",
@@ -86,6 +85,7 @@ LOADED = {
     "ReaderFunction": SHARED
     | {
         "segment_bridge.read",
+        "segment_bridge.keys",  # read tokens' hashing
         "segment_bridge.read.api",
         "segment_bridge.read.auth",
         "segment_bridge.read.client",

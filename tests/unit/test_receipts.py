@@ -149,7 +149,7 @@ def test_every_deleting_regulation_is_queued_once_however_often_it_is_listed(his
             fakes.cursor,
             queue=fakes,
             receipts=fakes,
-            workspaces=fakes,
+            polls=fakes,
             max_bytes=262_144,
             now=NOW,
         )

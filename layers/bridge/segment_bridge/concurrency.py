@@ -12,6 +12,22 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def pool_of(name: str, threads: int) -> Callable[[], ThreadPoolExecutor]:
+    """The pool named `name` (`threads` workers), made on first use and shared by every caller of the
+    name in the process: what `each_at_once` takes. A warm Lambda container keeps it between
+    invocations."""
+
+    def made() -> ThreadPoolExecutor:
+        with _pools_lock:
+            if name not in _pools:
+                _pools[name] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+            return _pools[name]
+
+    return made
 
 
 def each_at_once(work: list[Callable[[], T]], pool: Callable[[], ThreadPoolExecutor]) -> list[T]:

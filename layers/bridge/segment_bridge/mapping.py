@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final, Literal
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from segment_bridge.identity import MergeProtection
 
@@ -59,6 +59,9 @@ DEFAULT_CHANNELS: dict[Channel, str] = {
     "iospush_apns": "apnsIospush",
 }
 DEFAULT_PREFERENCES: dict[Preference, str] = {"language": "language"}
+MAX_MAPPING_BYTES = 300 * 1024
+"""A mapping is stored whole in one WorkspacesTable item (store/mappings.py): DynamoDB's 400 KB item
+less room for its key and other attributes."""
 
 
 class Mapping(BaseModel):
@@ -94,6 +97,21 @@ class Mapping(BaseModel):
         data it keeps, never whether a user's deletion is honoured. Stored mappings that left it out
         are read with it, so no processor skips a delete under them."""
         return types | {"delete"}
+
+    @model_validator(mode="after")
+    def _fits_one_item(self) -> Mapping:
+        """Refused, naming its largest field, if it could not be stored in one item."""
+        size = len(self.model_dump_json(exclude={"version"}).encode())
+        if size > MAX_MAPPING_BYTES:
+            largest = max(
+                (name for name in type(self).model_fields if name != "version"),
+                key=lambda name: len(self.model_dump_json(include={name}).encode()),
+            )
+            raise ValueError(
+                f"{largest}: too large, the mapping would take {size:,} bytes stored, more than "
+                f"{MAX_MAPPING_BYTES:,} (this is its largest field)"
+            )
+        return self
 
     def applies_to(self, event_type: str) -> bool:
         return event_type == "delete" or event_type in self.event_types

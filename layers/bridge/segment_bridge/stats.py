@@ -2,7 +2,7 @@
 
 Each function adds its own figures, at most one write per request (ingest), queue message (processor)
 or stream batch and workspace (emitter): an UpdateItem ADD on the workspace's STATS#<YYYY-MM-DD> item
-(store/workspaces.py). Counting is best effort and at least once: a count that cannot be written is
+(store/counts.py). Counting is best effort and at least once: a count that cannot be written is
 dropped with a warning (it never fails or retries the work it counts), and work done twice (a request
 Segment retries, a message redelivered) is counted twice.
 """

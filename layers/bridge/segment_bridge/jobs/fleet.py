@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from segment_bridge.jobs import offboard, purge, replay
+from segment_bridge.jobs import offboard, purge, regulations, replay
 from segment_bridge.jobs.engine import Finish, Kind
 
 KINDS: Mapping[str, Kind] = {
@@ -15,12 +15,15 @@ KINDS: Mapping[str, Kind] = {
     "replay-page": replay.replay_page,
     "offboard-scan": offboard.offboard_scan,
     "offboard-outbox": offboard.offboard_outbox,
+    "offboard-receipts": offboard.offboard_receipts,
     "offboard-prefix": offboard.offboard_prefix,
     "offboard-parked": offboard.offboard_parked,
     "offboard-secret": offboard.offboard_secret,
+    "regulations-poll": regulations.regulations_poll,
 }
 FINISHERS: Mapping[str, Finish] = {
     "purge": purge.finish_purge,
     "replay": replay.finish_replay,
     "offboard": offboard.finish_offboard,
+    "regulations": regulations.finish_regulations,
 }

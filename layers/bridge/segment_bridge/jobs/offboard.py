@@ -5,11 +5,12 @@ Secrets Manager, ending with a receipt (`segment-bridge workspaces delete WS`; d
                        finds it, the processor applies none of its messages), then the job: its record
                        (workspace: the SHA-256 of the id; the id itself only in params, removed at the
                        end) and its tasks, visible after `quiet_seconds` (what was in flight is done)
-    offboard-scan      one Scan segment of a table (ProfilesTable, EventsTable, WorkspacesTable,
-                       DeletionsTable: the workspace's privacy receipts) from its
+    offboard-scan      one Scan segment of a table (ProfilesTable, EventsTable, WorkspacesTable) from its
                        cursor, the workspace's items deleted (the workspace's own item stays, as the mark,
                        until the end; its jobs with their tasks)
     offboard-outbox    the workspace's OutboxTable items (a Query of pk=WS#<ws>), page by page
+    offboard-receipts  the workspace's privacy receipts (DeletionsTable, a Query of its by-workspace index
+                       gsi1pk=WS#<ws>), page by page: only the workspace's receipts are read
     offboard-prefix    raw/, rejected/, unapplied/ of the workspace: pages of keys, DeleteObjects
     offboard-parked    one queue's parked/ items that are the workspace's, removed (purge.walk_parked)
     offboard-secret    its secrets (Segment write key, Segment Public API token), deleted without a
@@ -25,9 +26,11 @@ nothing harmful; counts are of deletes made, a repeat after a kill may count a p
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,9 +58,15 @@ MAX_DELAY_SECONDS = 900
 class Offboarding(Protocol):
     """store.workspaces: the mark, the last delete, the secrets' names."""
 
-    def begin_offboarding(self, workspace_id: str, job_id: str) -> str: ...
+    def begin_offboarding(self, workspace_id: str, job_id: str) -> tuple[str, list[str]]: ...
     def forget_workspace(self, workspace_id: str) -> None: ...
     def secret_names(self, workspace_id: str) -> list[str]: ...
+
+
+class Revocation(Protocol):
+    """store.credentials."""
+
+    def revoke_key(self, workspace_id: str, kid: str) -> None: ...
 
 
 class Sweep(Protocol):
@@ -68,6 +77,9 @@ class Sweep(Protocol):
         self, table: str, workspace_id: str, segment: int, segments: int, start: str | None
     ) -> tuple[list[dict[str, Any]], str | None]: ...
     def outbox_page(
+        self, workspace_id: str, start: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+    def receipts_page(
         self, workspace_id: str, start: str | None
     ) -> tuple[list[dict[str, Any]], str | None]: ...
     def delete(self, table: str, keys: list[dict[str, Any]]) -> None: ...
@@ -86,6 +98,8 @@ class OffboardJobs(JobStore, Protocol):
 class OffboardStores(Protocol):
     @property
     def workspaces(self) -> Offboarding: ...
+    @property
+    def credentials(self) -> Revocation: ...
     @property
     def sweep(self) -> Sweep: ...
     @property
@@ -110,7 +124,10 @@ def quiet_seconds(auth_cache_seconds: float) -> int:
 def plan_offboard(workspace_id: str, stores: OffboardStores, *, quiet: int) -> JobRecordView:
     """Mark the workspace, revoke its keys, plan the job (the module's docstring). Run again for a
     workspace already offboarding, it plans the same job's tasks again (those planned stay as they are)."""
-    job_id = stores.workspaces.begin_offboarding(workspace_id, new_job_id("offboard"))
+    job_id, live_keys = stores.workspaces.begin_offboarding(workspace_id, new_job_id("offboard"))
+    for kid in live_keys:  # their KEY# items deleted: a container that has not cached a key finds none
+        with contextlib.suppress(NotFound):  # revoked meanwhile
+            stores.credentials.revoke_key(workspace_id, kid)
     try:
         job: JobRecordView = stores.jobs.job(job_id)
     except NotFound:
@@ -123,6 +140,7 @@ def plan_offboard(workspace_id: str, stores: OffboardStores, *, quiet: int) -> J
         for n in range(SCAN_SEGMENTS)
     ]
     tasks.append((task_id_of("outbox"), "offboard-outbox", {}))
+    tasks.append((task_id_of("receipts"), "offboard-receipts", {}))
     tasks += [(task_id_of("prefix", kind), "offboard-prefix", {"kind": kind}) for kind in ARCHIVE_KINDS]
     tasks += [(task_id_of("parked", queue), "offboard-parked", {"queue": queue}) for queue in PARKED_QUEUES]
     tasks.append((task_id_of("secret"), "offboard-secret", {}))
@@ -158,13 +176,27 @@ def offboard_scan(run: TaskRun, stores: OffboardStores) -> bool:
 
 
 def offboard_outbox(run: TaskRun, stores: OffboardStores) -> bool:
+    return _query_pages(run, stores.sweep, "OutboxTable", stores.sweep.outbox_page)
+
+
+def offboard_receipts(run: TaskRun, stores: OffboardStores) -> bool:
+    return _query_pages(run, stores.sweep, "DeletionsTable", stores.sweep.receipts_page)
+
+
+def _query_pages(
+    run: TaskRun,
+    sweep: Sweep,
+    table: str,
+    page: Callable[[str, str | None], tuple[list[dict[str, Any]], str | None]],
+) -> bool:
+    """The workspace's items of a table a Query finds, page by page from the task's cursor, deleted."""
     workspace_id = _workspace(run)
     cursor = run.task.cursor
     while True:
         if run.out_of_time():
             return False
-        found, cursor = stores.sweep.outbox_page(workspace_id, cursor)
-        stores.sweep.delete("OutboxTable", found)
+        found, cursor = page(workspace_id, cursor)
+        sweep.delete(table, found)
         run.save(cursor, {"items_deleted": len(found)}, done=cursor is None)
         if cursor is None:
             return True

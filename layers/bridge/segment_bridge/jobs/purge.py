@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, Protocol
 
-from segment_bridge.concurrency import each_at_once
+from segment_bridge.concurrency import each_at_once, pool_of
 from segment_bridge.jobs.engine import (
     JobRecordView,
     JobStore,
     TaskRun,
     all_tasks_done,
     new_job_id,
+    plan_tasks,
     task_id_of,
 )
 from segment_bridge.privacy.ports import ReceiptBook
@@ -55,8 +55,9 @@ READ_THREADS = 16
 """Objects read at once by one worker: S3's latency (20-50 ms a GET) overlaps; the decompressing and
 scanning is CPU (bench_archive.py measured the per-worker rate)."""
 DAYS_PER_SAVE = 50
-PARKED_PREFIX = "parked/"
 """Page tasks a `purge-days` task plans between two saves."""
+PARKED_PREFIX = "parked/"
+_readers = pool_of("purge-read", READ_THREADS)
 
 
 class ArchivePages(Protocol):
@@ -81,11 +82,6 @@ class PurgeStores(Protocol):
     def jobs(self) -> JobStore: ...
     @property
     def receipts(self) -> ReceiptBook: ...
-
-
-@lru_cache(maxsize=1)
-def _readers() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="purge-read")
 
 
 @dataclass(frozen=True)
@@ -131,7 +127,7 @@ def plan_purge(
         (task_id_of("days", kind), "purge-days", {"kind": kind}) for kind in ARCHIVE_KINDS
     ]
     tasks += [(task_id_of("parked", queue), "purge-parked", {"queue": queue}) for queue in PARKED_QUEUES]
-    stores.jobs.add_tasks(job_id, tasks)
+    plan_tasks(stores.jobs, job_id, tasks)
     result: JobRecordView = job
     return result
 

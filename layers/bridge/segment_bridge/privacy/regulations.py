@@ -60,6 +60,11 @@ class TokenRefused(BridgeError):
     status = 401
 
 
+class PollOutOfTime(Exception):  # a state, not a failure
+    """The invocation's time is nearly over: the poll stops before its next request or wait (the cursor
+    stays where it was; the next attempt lists again, and what this one queued has its receipts)."""
+
+
 class PublicApiUnavailable(ServiceUnavailable):
     """Segment's Public API did not answer usefully (5xx, still rate-limited, unreadable): the next run
     retries."""
@@ -145,6 +150,7 @@ class PublicApiClient:
     http: Http = field(default_factory=RequestsHttp)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    out_of_time: Callable[[], bool] = lambda: False
 
     def regulations(self) -> Iterator[Regulation]:
         """Every regulation the workspace lists, page by page."""
@@ -166,14 +172,21 @@ class PublicApiClient:
             if not cursor:
                 return
             if answer.headers.get("x-ratelimit-remaining") == "0":  # the window is spent: wait for the next
-                self.sleep(wait_seconds(Answer(429, answer.headers, b""), self.clock()))
+                self._wait(wait_seconds(Answer(429, answer.headers, b""), self.clock()))
+
+    def _wait(self, seconds: float) -> None:
+        if self.out_of_time():
+            raise PollOutOfTime
+        self.sleep(seconds)
 
     def _get(self, path: str, params: dict[str, str]) -> Answer:
         headers = {"Authorization": f"Bearer {self.token}", "Accept": ACCEPT}
         for _ in range(RATE_LIMIT_ATTEMPTS):
+            if self.out_of_time():
+                raise PollOutOfTime
             answer = self.http.get(self.base_url + path, params, headers)
             if answer.status == 429:
-                self.sleep(wait_seconds(answer, self.clock()))
+                self._wait(wait_seconds(answer, self.clock()))
                 continue
             if answer.status in (401, 403):
                 raise TokenRefused(
@@ -269,13 +282,15 @@ def poll(
     *,
     queue: Queue,
     receipts: ReceiptReads,
-    workspaces: Cursor,
+    polls: Cursor,
     max_bytes: int,
     now: datetime,
+    done: Polled | None = None,
 ) -> Polled:
     """Queue the deletes of the regulations created since `cursor` (less OVERLAP) that have no receipt
-    yet, write their receipts, then move the cursor to the latest createdAt listed."""
-    done = Polled()
+    yet, write their receipts, then move the cursor to the latest createdAt listed. `done` (if given)
+    is counted into as it goes, so a poll stopped part way says what it queued."""
+    done = Polled() if done is None else done
     since = iso(parse(cursor) - OVERLAP) if cursor else None
     latest = cursor
     received_at = iso(now)
@@ -312,12 +327,12 @@ def poll(
         if latest is None or created > latest:
             latest = created
     if latest is not None and latest != cursor:
-        workspaces.save_regulations_cursor(workspace_id, latest)
+        polls.save_regulations_cursor(workspace_id, latest)
     return done
 
 
 class RegulationSettings(Cursor, Protocol):
-    """store.workspaces: the opt-in's endpoint and cursor, and the token (a secret)."""
+    """store.regulations: the opt-in's endpoint and cursor, and the token (a secret)."""
 
     def regulations_settings(self, workspace_id: str) -> dict[str, Any] | None: ...
     def regulations_token(self, workspace_id: str) -> str | None: ...
@@ -326,7 +341,7 @@ class RegulationSettings(Cursor, Protocol):
 def poll_workspace(
     workspace_id: str,
     *,
-    workspaces: RegulationSettings,
+    polls: RegulationSettings,
     queue: Queue,
     receipts: ReceiptReads,
     policy: EndpointPolicy,
@@ -334,16 +349,23 @@ def poll_workspace(
     http: Http | None = None,
     sleep: Callable[[float], None] = time.sleep,
     now: datetime | None = None,
+    out_of_time: Callable[[], bool] = lambda: False,
+    done: Polled | None = None,
 ) -> Polled | None:
-    """One workspace's run (the RegulationsFunction's, or `segment-bridge deletions poll`); None if it
-    has no token. Raises TokenRefused for a token Segment refuses, PublicApiUnavailable when its API does
-    not answer (the cursor then stays where it was)."""
-    settings = workspaces.regulations_settings(workspace_id)
-    token = workspaces.regulations_token(workspace_id) if settings is not None else None
+    """One workspace's run (a `regulations-poll` task's, jobs/regulations.py, or `segment-bridge
+    deletions poll`); None if it has no token. Raises TokenRefused for a token Segment refuses,
+    PublicApiUnavailable when its API does not answer, PollOutOfTime when `out_of_time` says so before a
+    request or a wait (the cursor then stays where it was)."""
+    settings = polls.regulations_settings(workspace_id)
+    token = polls.regulations_token(workspace_id) if settings is not None else None
     if settings is None or not token:
         return None
     client = PublicApiClient(
-        api_base(str(settings["endpoint"]), policy), token, http or RequestsHttp(), sleep
+        api_base(str(settings["endpoint"]), policy),
+        token,
+        http or RequestsHttp(),
+        sleep,
+        out_of_time=out_of_time,
     )
     return poll(
         workspace_id,
@@ -351,9 +373,10 @@ def poll_workspace(
         settings.get("cursor"),
         queue=queue,
         receipts=receipts,
-        workspaces=workspaces,
+        polls=polls,
         max_bytes=max_bytes,
         now=now or datetime.now(UTC),
+        done=done,
     )
 
 

@@ -17,7 +17,7 @@ MAX_KEPT = 10_000
 
 
 class StoredMappings(Protocol):
-    """store.workspaces: the mapping and, cheaply, its version."""
+    """store.mappings: the mapping and, cheaply, its version."""
 
     def get_mapping(self, workspace_id: str) -> Mapping: ...
     def mapping_version(self, workspace_id: str) -> int: ...

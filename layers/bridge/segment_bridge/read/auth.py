@@ -1,7 +1,7 @@
 """The read API's authentication: a workspace's read token, passed as Segment's Profile API takes its
 access token (HTTP Basic, the token as the user name and no password; `Bearer <token>` works too).
 
-Read tokens are not API keys: they are stored apart (store/workspaces.py, `READ#<sha256>`), so ingest never
+Read tokens are not API keys: they are stored apart (store/credentials.py, `READ#<sha256>`), so ingest never
 finds one and this API never finds a write key. Every failure (no token, a write key, another workspace's
 token, a revoked or malformed one) is the same 401, which says nothing of what exists.
 """

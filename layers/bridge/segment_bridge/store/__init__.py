@@ -1,8 +1,13 @@
 """The store: every boto3 call of Segment Bridge, in one small repository per kind of thing stored.
 
     aws.py         lazy clients, (de)serialisation, batch and query calls, AWS errors -> ours
-    workspaces.py  WorkspacesTable (workspaces, key hashes, shared secret, mapping versions, change rules)
-                   and Secrets Manager (each workspace's Segment write key, its opt-in Public API token)
+    workspaces.py  WorkspacesTable's workspaces (names, offboarding state) and what its repositories share
+    credentials.py API keys and read tokens (as hashes), the shared secret
+    mappings.py    each workspace's mapping, by version
+    destinations.py  each workspace's Segment destination (its write key in Secrets Manager)
+    regulations.py the opt-in poll of Segment's regulations (cursor; Public API token in Secrets Manager)
+    rules.py       the deployment's change rules
+    counts.py      each workspace's daily counts
     profiles.py    ProfilesTable's profiles, and ProfileRepository over the four below (Store.profiles)
     history.py     EventsTable (per-entity event history) and ProfilesTable's group memberships
     links.py       ProfilesTable's identity links and the ids a user's deletion took
@@ -39,7 +44,6 @@ import boto3
 from segment_bridge.settings import Settings, get_settings
 from segment_bridge.store.aws import Clients, Sleep
 from segment_bridge.store.queues import DeadLetter
-from segment_bridge.store.workspaces import IssuedKey, Workspace
 
 if TYPE_CHECKING:
     from segment_bridge.destinations import ChangeRule, Destination, InvalidRule
@@ -47,19 +51,25 @@ if TYPE_CHECKING:
     from segment_bridge.mapping import Mapping
     from segment_bridge.profiles import Profile
     from segment_bridge.store.archive import Archive
+    from segment_bridge.store.counts import CountRepository
+    from segment_bridge.store.credentials import CredentialRepository, IssuedKey
+    from segment_bridge.store.destinations import DestinationRepository
     from segment_bridge.store.jobs import JobRepository
+    from segment_bridge.store.mappings import MappingRepository
     from segment_bridge.store.outbox import Outbox
     from segment_bridge.store.parked import Parked
     from segment_bridge.store.profiles import ProfileRepository
     from segment_bridge.store.queues import Queues
     from segment_bridge.store.reading import ReadRepository
     from segment_bridge.store.receipts import ReceiptRepository
+    from segment_bridge.store.regulations import RegulationsRepository
     from segment_bridge.store.retries import RetryQueue
+    from segment_bridge.store.rules import RuleRepository
     from segment_bridge.store.sweep import WorkspaceSweep
     from segment_bridge.store.windows import JobWindows
-    from segment_bridge.store.workspaces import WorkspaceRepository
+    from segment_bridge.store.workspaces import Workspace, WorkspaceRepository
 
-__all__ = ["DeadLetter", "IssuedKey", "Store", "Workspace", "get_store"]
+__all__ = ["DeadLetter", "Store", "get_store"]
 
 
 @dataclass
@@ -85,6 +95,42 @@ class Store:
         from segment_bridge.store.workspaces import WorkspaceRepository
 
         return WorkspaceRepository(self.settings, self.clients)
+
+    @cached_property
+    def credentials(self) -> CredentialRepository:
+        from segment_bridge.store.credentials import CredentialRepository
+
+        return CredentialRepository(self.settings, self.clients)
+
+    @cached_property
+    def mappings(self) -> MappingRepository:
+        from segment_bridge.store.mappings import MappingRepository
+
+        return MappingRepository(self.settings, self.clients)
+
+    @cached_property
+    def destinations(self) -> DestinationRepository:
+        from segment_bridge.store.destinations import DestinationRepository
+
+        return DestinationRepository(self.settings, self.clients)
+
+    @cached_property
+    def regulations(self) -> RegulationsRepository:
+        from segment_bridge.store.regulations import RegulationsRepository
+
+        return RegulationsRepository(self.settings, self.clients)
+
+    @cached_property
+    def rules(self) -> RuleRepository:
+        from segment_bridge.store.rules import RuleRepository
+
+        return RuleRepository(self.settings, self.clients)
+
+    @cached_property
+    def counts(self) -> CountRepository:
+        from segment_bridge.store.counts import CountRepository
+
+        return CountRepository(self.settings, self.clients)
 
     @cached_property
     def profiles(self) -> ProfileRepository:
@@ -164,7 +210,7 @@ class Store:
     # --- workspaces, keys, mappings, destinations, rules -----------------------------------------
 
     def workspace_for_key_hash(self, key_hash: str) -> WorkspaceAuth | None:
-        return self.workspaces.workspace_for_key_hash(key_hash)
+        return self.credentials.workspace_for_key_hash(key_hash)
 
     def workspace_open(self, workspace_id: str) -> bool:
         return self.workspaces.is_open(workspace_id)
@@ -187,46 +233,46 @@ class Store:
         return self.workspaces.list_workspaces()
 
     def issue_key(self, workspace_id: str, api_key: str) -> IssuedKey:
-        return self.workspaces.issue_key(workspace_id, api_key)
+        return self.credentials.issue_key(workspace_id, api_key)
 
     def revoke_key(self, workspace_id: str, kid: str) -> None:
-        self.workspaces.revoke_key(workspace_id, kid)
+        self.credentials.revoke_key(workspace_id, kid)
 
     def set_shared_secret(self, workspace_id: str, secret: str | None) -> None:
-        self.workspaces.set_shared_secret(workspace_id, secret)
+        self.credentials.set_shared_secret(workspace_id, secret)
 
     def issue_read_token(self, workspace_id: str, token: str) -> IssuedKey:
-        return self.workspaces.issue_read_token(workspace_id, token)
+        return self.credentials.issue_read_token(workspace_id, token)
 
     def revoke_read_token(self, workspace_id: str, token_id: str) -> None:
-        self.workspaces.revoke_read_token(workspace_id, token_id)
+        self.credentials.revoke_read_token(workspace_id, token_id)
 
     def get_mapping(self, workspace_id: str) -> Mapping:
-        return self.workspaces.get_mapping(workspace_id)
+        return self.mappings.get_mapping(workspace_id)
 
     def set_mapping(self, workspace_id: str, mapping: Mapping) -> Mapping:
-        return self.workspaces.set_mapping(workspace_id, mapping)
+        return self.mappings.set_mapping(workspace_id, mapping)
 
     def set_segment_destination(self, workspace_id: str, write_key: str, endpoint: str = "us") -> None:
-        self.workspaces.set_segment_destination(workspace_id, write_key, endpoint)
+        self.destinations.set_segment_destination(workspace_id, write_key, endpoint)
 
     def segment_destination(self, workspace_id: str) -> Destination | None:
-        return self.workspaces.segment_destination(workspace_id)
+        return self.destinations.segment_destination(workspace_id)
 
     def put_change_rule(self, rule: ChangeRule) -> None:
-        self.workspaces.put_change_rule(rule)
+        self.rules.put_change_rule(rule)
 
     def delete_change_rule(self, name: str) -> None:
-        self.workspaces.delete_change_rule(name)
+        self.rules.delete_change_rule(name)
 
     def change_rules(self) -> list[ChangeRule | InvalidRule]:
-        return self.workspaces.change_rules()
+        return self.rules.change_rules()
 
     def add_daily_counts(self, workspace_id: str, day: date, counts: dict[str, int]) -> None:
-        self.workspaces.add_daily_counts(workspace_id, day, counts)
+        self.counts.add_daily_counts(workspace_id, day, counts)
 
     def daily_counts(self, workspace_id: str, first: date, last: date) -> dict[str, dict[str, int]]:
-        return self.workspaces.daily_counts(workspace_id, first, last)
+        return self.counts.daily_counts(workspace_id, first, last)
 
     # --- profiles and history ------------------------------------------------------------------
 

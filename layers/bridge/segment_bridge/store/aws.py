@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from segment_bridge.concurrency import each_at_once
-from segment_bridge.errors import BridgeError, ConditionFailed, ServiceUnavailable, Unstorable
+from segment_bridge.errors import BridgeError, ConditionFailed, NotFound, ServiceUnavailable, Unstorable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -286,3 +286,22 @@ def query(
     with aws_errors(failure):
         pages = client.get_paginator("query").paginate(**arguments)
         return [plain(found) for page in pages for found in page.get("Items", [])]
+
+
+def put_secret(clients: Clients, name: str, value: str, failure: str) -> None:
+    """Secrets Manager's secret `name` holds `value` from now on (made if it is not there yet)."""
+    try:
+        with aws_errors(failure, refused={"ResourceNotFoundException": NotFound(name)}):
+            clients.secrets.put_secret_value(SecretId=name, SecretString=value)
+    except NotFound:
+        with aws_errors(failure):
+            clients.secrets.create_secret(Name=name, SecretString=value)
+
+
+def get_secret(clients: Clients, name: str, failure: str) -> str | None:
+    """Secrets Manager's secret `name`; None if there is none."""
+    try:
+        with aws_errors(failure, refused={"ResourceNotFoundException": NotFound(failure)}):
+            return str(clients.secrets.get_secret_value(SecretId=name)["SecretString"])
+    except NotFound:
+        return None

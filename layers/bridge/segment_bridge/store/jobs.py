@@ -6,8 +6,9 @@ WorkspacesTable items
                                        state (running | applying | done | failed), params (gzip JSON),
                                        tasks_total, tasks_done, objects_read, objects_changed, events_read,
                                        events_changed, messages_sent, messages_applied, profiles_changed,
-                                       history_written, items_deleted (numbers, added to with
-                                       UpdateItem ADD),
+                                       history_written, items_deleted, receipts_purged,
+                                       regulations_listed, deletes_queued, polls_refused, polls_failed
+                                       (numbers, added to with UpdateItem ADD),
                                        updated_at, finished_at?, receipt? (JSON)
     pk=JOB#<job_id>  sk=TASK#<task_id> kind, spec (JSON), step, cursor?, pending? (JSON), state (open | done)
     pk=JOB#<job_id>  sk=APPLIED#<name> a replay message the processor applied (its figures counted once)
@@ -23,12 +24,15 @@ import gzip
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segment_bridge.errors import ConditionFailed, Conflict, NotFound
 from segment_bridge.settings import Settings
 from segment_bridge.store.aws import Clients, aws_errors, item, now, plain, query
 from segment_bridge.store.queues import sqs_batches
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 COUNTERS = (
     "tasks_total",
@@ -43,6 +47,10 @@ COUNTERS = (
     "history_written",
     "items_deleted",
     "receipts_purged",
+    "regulations_listed",
+    "deletes_queued",
+    "polls_refused",
+    "polls_failed",
 )
 READ_FAILURE = "Jobs cannot be read right now."
 WRITE_FAILURE = "A job's progress could not be recorded."
@@ -198,25 +206,17 @@ class JobRepository:
 
     def delete_job(self, job_id: str) -> int:
         """Remove the job's record, tasks and receipts of applied messages; how many items."""
-        keys = [
-            {"pk": found["pk"], "sk": found["sk"]}
-            for found in query(
-                self.clients.dynamodb, self.table, "pk = :pk", {":pk": f"JOB#{job_id}"}, failure=READ_FAILURE
-            )
-        ] + [{"pk": "JOBS", "sk": f"JOB#{job_id}"}]
-        with aws_errors(WRITE_FAILURE):
-            for key in keys:
-                self.clients.dynamodb.delete_item(TableName=self.table, Key=item(key))
-        return len(keys)
+        return self.delete_tasks(job_id) + self._delete([{"pk": "JOBS", "sk": f"JOB#{job_id}"}])
 
     def delete_tasks(self, job_id: str) -> int:
-        """Remove the job's tasks (an offboarding's hold cursors naming the workspace's keys); how many."""
-        keys = [
-            {"pk": found["pk"], "sk": found["sk"]}
-            for found in query(
-                self.clients.dynamodb, self.table, "pk = :pk", {":pk": f"JOB#{job_id}"}, failure=READ_FAILURE
-            )
-        ]
+        """Remove the job's tasks and receipts (an offboarding's hold cursors naming the workspace's
+        keys); how many items."""
+        found = query(
+            self.clients.dynamodb, self.table, "pk = :pk", {":pk": f"JOB#{job_id}"}, failure=READ_FAILURE
+        )
+        return self._delete([{"pk": stored["pk"], "sk": stored["sk"]} for stored in found])
+
+    def _delete(self, keys: list[dict[str, Any]]) -> int:
         with aws_errors(WRITE_FAILURE):
             for key in keys:
                 self.clients.dynamodb.delete_item(TableName=self.table, Key=item(key))
@@ -229,38 +229,16 @@ class JobRepository:
         (its message is sent again: a task that is done does nothing). How many were new."""
         new = 0
         for task_id, kind, spec in tasks:
-            expression, values = _add({"tasks_total": 1})
+            planned = {
+                "pk": f"JOB#{job_id}",
+                "sk": f"TASK#{task_id}",
+                "kind": kind,
+                "spec": json.dumps(spec, separators=(",", ":")),
+                "step": 0,
+                "state": "open",
+            }
             try:
-                with aws_errors(WRITE_FAILURE):
-                    self.clients.dynamodb.transact_write_items(
-                        TransactItems=[
-                            {
-                                "Put": {
-                                    "TableName": self.table,
-                                    "Item": item(
-                                        {
-                                            "pk": f"JOB#{job_id}",
-                                            "sk": f"TASK#{task_id}",
-                                            "kind": kind,
-                                            "spec": json.dumps(spec, separators=(",", ":")),
-                                            "step": 0,
-                                            "state": "open",
-                                        }
-                                    ),
-                                    "ConditionExpression": "attribute_not_exists(pk)",
-                                }
-                            },
-                            {
-                                "Update": {
-                                    "TableName": self.table,
-                                    "Key": _job_key(job_id),
-                                    "UpdateExpression": expression,
-                                    "ConditionExpression": "attribute_exists(pk)",
-                                    "ExpressionAttributeValues": item(values),
-                                }
-                            },
-                        ]
-                    )
+                self._counted(job_id, {"tasks_total": 1}, _put_new(self.table, planned))
                 new += 1
             except ConditionFailed:
                 pass  # planned already (a planner or a page task run again)
@@ -311,7 +289,6 @@ class JobRepository:
         """Move the task on from the step it was read at, and add `counters` (+1 tasks_done when `done`)
         to the job, in one transaction; None if another worker moved it first."""
         counted = dict(counters) | ({"tasks_done": 1} if done else {})
-        expression, values = _add(counted)
         task_values: dict[str, Any] = {
             ":step": task.step,
             ":next": task.step + 1,
@@ -324,31 +301,18 @@ class JobRepository:
             task_values[":pending"] = json.dumps(pending, separators=(",", ":"))
         else:
             task_expression += " REMOVE pending"
+        moved: TransactWriteItemTypeDef = {
+            "Update": {
+                "TableName": self.table,
+                "Key": _task_key(task.job_id, task.task_id),
+                "UpdateExpression": task_expression,
+                "ConditionExpression": "step = :step",
+                "ExpressionAttributeNames": {"#cursor": "cursor", "#state": "state"},
+                "ExpressionAttributeValues": item(task_values),
+            }
+        }
         try:
-            with aws_errors(WRITE_FAILURE):
-                self.clients.dynamodb.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": _task_key(task.job_id, task.task_id),
-                                "UpdateExpression": task_expression,
-                                "ConditionExpression": "step = :step",
-                                "ExpressionAttributeNames": {"#cursor": "cursor", "#state": "state"},
-                                "ExpressionAttributeValues": item(task_values),
-                            }
-                        },
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": _job_key(task.job_id),
-                                "UpdateExpression": expression,
-                                "ConditionExpression": "attribute_exists(pk)",
-                                "ExpressionAttributeValues": item(values),
-                            }
-                        },
-                    ]
-                )
+            self._counted(task.job_id, counted, moved)
         except ConditionFailed:
             return None
         return TaskState(
@@ -358,29 +322,9 @@ class JobRepository:
     def count_applied(self, job_id: str, name: str, counters: Mapping[str, int]) -> bool:
         """A replay message applied: its figures added to the job once (a receipt item per message name,
         so a redelivered or duplicated message is not counted again). False if counted already."""
-        expression, values = _add(counters)
+        receipt = {"pk": f"JOB#{job_id}", "sk": f"APPLIED#{name}"}
         try:
-            with aws_errors(WRITE_FAILURE):
-                self.clients.dynamodb.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.table,
-                                "Item": item({"pk": f"JOB#{job_id}", "sk": f"APPLIED#{name}"}),
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": _job_key(job_id),
-                                "UpdateExpression": expression,
-                                "ConditionExpression": "attribute_exists(pk)",
-                                "ExpressionAttributeValues": item(values),
-                            }
-                        },
-                    ]
-                )
+            self._counted(job_id, counters, _put_new(self.table, receipt))
         except ConditionFailed:
             return False
         return True
@@ -400,3 +344,30 @@ class JobRepository:
         except ConditionFailed:
             return False
         return True
+
+    def _counted(self, job_id: str, counters: Mapping[str, int], action: TransactWriteItemTypeDef) -> None:
+        """`action` (a task's or a receipt's write) and `counters` added to the job, in one transaction;
+        ConditionFailed if the action's condition fails or the job is gone."""
+        expression, values = _add(counters)
+        with aws_errors(WRITE_FAILURE):
+            self.clients.dynamodb.transact_write_items(
+                TransactItems=[
+                    action,
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _job_key(job_id),
+                            "UpdateExpression": expression,
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeValues": item(values),
+                        }
+                    },
+                ]
+            )
+
+
+def _put_new(table: str, values: dict[str, Any]) -> TransactWriteItemTypeDef:
+    """A transaction's Put of an item that must not exist yet."""
+    return {
+        "Put": {"TableName": table, "Item": item(values), "ConditionExpression": "attribute_not_exists(pk)"}
+    }

@@ -1,5 +1,5 @@
 """What the read model reads (segment_bridge/read/): profiles, tombstones, links, memberships and history,
-read-only. Item shapes: store/profiles.py (ProfilesTable, EventsTable); the mapping: store/workspaces.py.
+read-only. Item shapes: store/profiles.py (ProfilesTable, EventsTable); the mapping: store/mappings.py.
 
 Only the calls the ReaderFunction's role allows: BatchGetItem and Query on the ProfilesTable (and its
 gsi1) and the EventsTable, GetItem on the WorkspacesTable (the mapping; read tokens are the workspace

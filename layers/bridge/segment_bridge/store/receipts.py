@@ -171,6 +171,39 @@ class ReceiptRepository:
         )
         return [_receipt(stored) for stored in found]
 
+    def newest_of_workspace(
+        self, workspace_id: str, limit: int, *, after: dict[str, str] | None = None, pending: bool = False
+    ) -> tuple[list[Receipt], dict[str, str] | None]:
+        """Up to `limit` of the workspace's receipts, the newest received first, from `after` (the key a
+        previous page returned); only those not yet purged if `pending`. The key to go on from (None
+        when there are no more). Reads `limit` + 1 receipts (the one past the page says there is more),
+        plus, with `pending`, the purged ones it passes over."""
+        arguments: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": item({":pk": f"WS#{workspace_id}"}),
+            "ScanIndexForward": False,
+        }
+        if pending:
+            arguments["FilterExpression"] = "attribute_exists(open_pk)"
+        start = None if after is None else item({"gsi1pk": f"WS#{workspace_id}", **after})
+        found: list[dict[str, Any]] = []
+        while len(found) <= limit:
+            if start is not None:
+                arguments["ExclusiveStartKey"] = start
+            with aws_errors(READ_FAILURE):
+                answer = self.clients.dynamodb.query(**arguments, Limit=limit + 1 - len(found))
+            found += [plain(stored) for stored in answer.get("Items", [])]
+            start = answer.get("LastEvaluatedKey")
+            if start is None:
+                break
+        shown = found[:limit]
+        more = len(found) > limit
+        last = shown[-1] if shown else None
+        cursor = None if not more or last is None else {k: str(last[k]) for k in ("gsi1sk", "pk", "sk")}
+        return [_receipt(stored) for stored in shown], cursor
+
     def oldest_unfinished(self) -> Receipt | None:
         """The deployment's oldest receipt not yet purged (by the time it was received), if any."""
         with aws_errors(READ_FAILURE):

@@ -1,13 +1,16 @@
 """What an offboarding removes: every item of one workspace in every table, page by page, and its secrets
 (jobs/offboard.py; docs/archive-jobs.md).
 
-Which items are the workspace's (the key shapes of store/workspaces.py, store/profiles.py, store/jobs.py
-and the outbox contract):
-    ProfilesTable, EventsTable   pk begins with WS#<ws>#
-    DeletionsTable               pk begins with WS#<ws># (privacy requests' receipts: store/receipts.py)
+Which items are the workspace's (the key shapes of store/workspaces.py and its neighbours,
+store/profiles.py, store/jobs.py, store/receipts.py and the outbox contract):
+    ProfilesTable, EventsTable   pk begins with WS#<ws># (no key or index lists a workspace's
+                                 partitions: an index would cost a write on every profile and history
+                                 write, for a read made once per workspace's life)
     WorkspacesTable              pk = WS#<ws> (workspace, mapping, daily counts), KEY# items whose
                                  workspace_id is <ws>, JOBS items whose workspace is <ws> (their
                                  JOB#<id> tasks and receipts go with them)
+    DeletionsTable               gsi1pk = WS#<ws> (privacy requests' receipts by workspace: a Query of the
+                                 index, page by page; only the workspace's receipts are read)
     OutboxTable                  pk = WS#<ws> (a Query)
 A table no key identifies by workspace is read by parallel Scan segments, each a task with its cursor
 (LastEvaluatedKey): the whole table is read once (~0.5 read unit per 4 KB), its workspace's items deleted.
@@ -49,7 +52,14 @@ class WorkspaceSweep:
             "ProfilesTable": s.profiles_table,
             "EventsTable": s.events_table,
             "WorkspacesTable": s.workspaces_table,
-            "DeletionsTable": s.deletions_table,
+        }
+
+    def _names(self) -> dict[str, str]:
+        """Every table an offboarding deletes from (a job planned before the DeletionsTable was read
+        through its index still has Scan segments of it: they run as planned)."""
+        return self.tables() | {
+            "DeletionsTable": self.settings.deletions_table,
+            "OutboxTable": self.settings.outbox_table,
         }
 
     def scan_page(
@@ -57,7 +67,7 @@ class WorkspaceSweep:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of a Scan segment: the workspace's items in it (plain), and the cursor after it (JSON
         of LastEvaluatedKey; None when the segment is read to its end)."""
-        name = self.tables()[table]
+        name = self._names()[table]
         values = {":prefix": f"WS#{workspace_id}#"}
         if name == self.settings.workspaces_table:
             values |= {":ws": f"WS#{workspace_id}", ":id": workspace_id, ":jobs": "JOBS"}
@@ -78,9 +88,29 @@ class WorkspaceSweep:
 
     def outbox_page(self, workspace_id: str, start: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the workspace's outbox items (keys only) and the cursor after it."""
-        arguments: dict[str, Any] = {
-            "TableName": self.settings.outbox_table,
-            "KeyConditionExpression": "pk = :pk",
+        return self._query_page(
+            {"TableName": self.settings.outbox_table, "KeyConditionExpression": "pk = :pk"},
+            workspace_id,
+            start,
+        )
+
+    def receipts_page(self, workspace_id: str, start: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the workspace's privacy receipts (their table keys, read through the by-workspace
+        index gsi1) and the cursor after it."""
+        return self._query_page(
+            {
+                "TableName": self.settings.deletions_table,
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :pk",
+            },
+            workspace_id,
+            start,
+        )
+
+    def _query_page(
+        self, query: dict[str, Any], workspace_id: str, start: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        arguments: dict[str, Any] = query | {
             "ExpressionAttributeValues": item({":pk": f"WS#{workspace_id}"}),
             "ProjectionExpression": "pk, sk",
             "Limit": SCAN_PAGE_ITEMS,
@@ -93,8 +123,8 @@ class WorkspaceSweep:
         return [plain(stored) for stored in found.get("Items", [])], json.dumps(plain(last)) if last else None
 
     def delete(self, table: str, keys: list[dict[str, Any]]) -> None:
-        """Delete items by key (pk, sk) from a table named as in template.yaml (or OutboxTable)."""
-        name = self.settings.outbox_table if table == "OutboxTable" else self.tables()[table]
+        """Delete items by key (pk, sk) from a table named as in template.yaml."""
+        name = self._names()[table]
         requests = [
             (name, {"DeleteRequest": {"Key": item({"pk": key["pk"], "sk": key["sk"]})}}) for key in keys
         ]
