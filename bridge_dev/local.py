@@ -56,6 +56,10 @@ DEFAULT_PORT = 3000  # sam local start-api's
 LOCAL_JOB_WORKERS = 2
 """JobsFunction pollers on the local stack (the template's MaximumConcurrency is for AWS; locally each
 worker is a thread of one process on the machine's cores)."""
+LOCAL_REPLAY_WINDOW = 1
+"""The local stack's ReplayWindow (REPLAY_WINDOW_MESSAGES; the template's default, 60, is for AWS's 120
+ProcessorFunction environments): here the ProcessorFunction is one environment, so a replay keeps one
+message queued at a time and a live message waits behind at most that one (docs/archive-jobs.md)."""
 WEBHOOK_PATH = "/v1/segment"
 SAMPLE_EVENT = EVENTS_DIR / "ingest_webhook_batch.json"
 
@@ -202,11 +206,14 @@ def start(
         _check_port_free(port, "--port")
         # The embedded AWS's credentials and endpoint (nothing of the shell's AWS_* variables), then the
         # template's environment for the resources made there. EMF metrics would print a JSON document
-        # per request; the functions' logs stay.
+        # per request; the functions' logs stay. The replay window is the local stack's own.
         environment.enter_context(lambda_environment({}, aws=aws_environment(aws_endpoint)))
         resources = create_resources(endpoint_url=aws_endpoint)
         environment.enter_context(
-            lambda_environment(resources.environment() | {"POWERTOOLS_METRICS_DISABLED": "true"})
+            lambda_environment(
+                resources.environment()
+                | {"POWERTOOLS_METRICS_DISABLED": "true", "REPLAY_WINDOW_MESSAGES": str(LOCAL_REPLAY_WINDOW)}
+            )
         )
         seed_demo_workspaces(get_store())
 

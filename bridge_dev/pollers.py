@@ -7,7 +7,8 @@ destination) so the local stack behaves as the deployed one:
   (moto) moves them to the dead-letter queue. Messages with a MessageGroupId are served as an SQS fair
   queue serves them: the pollers of a queue share what they have received (up to LOOKAHEAD messages)
   and hand over a batch taken in turn from each group, so one group's backlog does not hold up the
-  others (moto's standard queue is first in, first out).
+  others (moto's standard queue is first in, first out); a noisy group (more than NOISY_SHARE of the
+  functions' recent processing time, SQS's processing-time share) is served after the quiet ones.
 - Streams: read each shard in order, gather records until BatchSize of them or until
   MaximumBatchingWindowInSeconds has passed since the first, invoke with them; on reported failures retry
   from the first failed record (up to MaximumRetryAttempts), then send an on-failure record (as Lambda
@@ -71,12 +72,48 @@ class Poller:
 
 
 class Received:
-    """What a queue's pollers have received and not yet handed over, shared between them."""
+    """What a queue's pollers have received and not yet handed over, shared between them, and the recent
+    processing time of each message group (decayed with a half-life of BUSY_HALF_LIFE_SECONDS)."""
 
-    def __init__(self) -> None:
+    BUSY_HALF_LIFE_SECONDS = 60.0
+    NOISY_SHARE = 0.1
+    """SQS fair queues mark a tenant noisy past 10% of the consumers' recent processing time, and then
+    deliver the quiet tenants' messages first whenever there are any (the SQS Developer Guide, "How
+    Amazon SQS fair queues work"); its other measure (10% of the messages in flight, at least 30) is not
+    emulated."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.Lock()
         self.messages: list[dict[str, Any]] = []
         self.pollers = 0
+        self.clock = clock
+        self.busy: dict[str, float] = {}
+        self._busy_at = clock()
+
+    def _decay(self) -> None:
+        now = self.clock()
+        factor = 0.5 ** ((now - self._busy_at) / self.BUSY_HALF_LIFE_SECONDS)
+        decayed = {group: seconds * factor for group, seconds in self.busy.items()}
+        self.busy = {group: seconds for group, seconds in decayed.items() if seconds > 0.001}
+        self._busy_at = now
+
+    def charge(self, groups: list[str], seconds: float) -> None:
+        """An invocation of these messages' groups (one entry per message) took `seconds`."""
+        with self.lock:
+            self._decay()
+            for group in groups:
+                self.busy[group] = self.busy.get(group, 0.0) + seconds / len(groups)
+
+    def noisy(self, group: str) -> bool:
+        """Called with the lock held."""
+        self._decay()
+        total = sum(self.busy.values())
+        return total > 0 and self.busy.get(group, 0.0) > self.NOISY_SHARE * total
+
+
+def group_of(message: dict[str, Any]) -> str:
+    """A received message's MessageGroupId; its own id if it has none (a group of its own, as SQS says)."""
+    return str(message.get("Attributes", {}).get("MessageGroupId") or message["MessageId"])
 
 
 class SqsPoller(Poller):
@@ -120,8 +157,9 @@ class SqsPoller(Poller):
 
     def _take_fair_batch(self) -> list[dict[str, Any]]:
         """Receive until LOOKAHEAD messages are held (without waiting when some are), then take up to
-        BatchSize of them, one from each MessageGroupId in turn (groups in the order of their oldest
-        message; messages without a group are a group each, as SQS treats them)."""
+        BatchSize of them, one from each MessageGroupId in turn (quiet groups first, then noisy ones,
+        each in the order of their oldest message; messages without a group are a group each, as SQS
+        treats them)."""
         with self._shared.lock:
             if self._stop.is_set():  # stopping: what is held stays for the queue's other pollers
                 return []
@@ -136,10 +174,10 @@ class SqsPoller(Poller):
                 held.extend(dict(message) for message in got)
                 if len(got) < 10:
                     break
-            groups: dict[str, list[dict[str, Any]]] = {}
+            found: dict[str, list[dict[str, Any]]] = {}
             for message in held:
-                group = message.get("Attributes", {}).get("MessageGroupId") or message["MessageId"]
-                groups.setdefault(group, []).append(message)
+                found.setdefault(group_of(message), []).append(message)
+            groups = dict(sorted(found.items(), key=lambda entry: self._shared.noisy(entry[0])))
             batch: list[dict[str, Any]] = []
             while len(batch) < min(self._batch_size, 10) and any(groups.values()):
                 for queued in groups.values():
@@ -154,12 +192,15 @@ class SqsPoller(Poller):
         if not messages:
             return self.IDLE_SECONDS
         event = lambda_sqs_event(self._arn, messages)
+        started = time.monotonic()
         try:
             response = self._invoke(event, str(uuid.uuid4()))
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         except Exception:  # the whole invocation failed: every message stays on the queue
             LOGGER.exception("the function the queue feeds failed")
             failed = {m["MessageId"] for m in messages}
+        finally:
+            self._shared.charge([group_of(m) for m in messages], time.monotonic() - started)
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             self._sqs.delete_message_batch(

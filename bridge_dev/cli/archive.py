@@ -45,6 +45,11 @@ def replay_group() -> None:
 @click.option("--until", help="Last UTC day (YYYY-MM-DD); default today.")
 @click.option("--dry-run", is_flag=True, help="Count what would change; write nothing (runs here).")
 @click.option("--wait/--no-wait", default=True, help="Follow the job until it ends (default) or return.")
+@click.option(
+    "--window",
+    type=click.IntRange(1, 1000),
+    help="At most this many of its messages queued and not yet applied (default: the stack's ReplayWindow).",
+)
 @json_option
 @click.pass_context
 def replay_command(
@@ -54,6 +59,7 @@ def replay_command(
     until: str | None,
     dry_run: bool,
     wait: bool,
+    window: int | None,
     as_json: bool,
 ) -> None:
     target = target_of(ctx)
@@ -84,7 +90,7 @@ def replay_command(
             f"and add {figures['history_written']} history items; {figures['skipped']} events skipped.",
         )
         return
-    job = plan_replay(workspace_id, first, last, store, mapping_version=current.version)
+    job = plan_replay(workspace_id, first, last, store, mapping_version=current.version, window=window)
     record = follow(target, job.job_id) if wait else store.jobs.job(job.job_id)
     show(as_json, job_data(record) | {"mapping_version": current.version}, lambda: replay_text(record))
 

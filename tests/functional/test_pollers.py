@@ -65,3 +65,30 @@ def test_without_a_batching_window_records_go_as_soon_as_they_are_read(aws):
     assert poller.poll_once() == 0.0
     assert batches == [["EVT#1"]]
     assert poller.poll_once() == 0.2  # nothing new: idle
+
+
+def test_a_noisy_message_group_is_served_after_the_quiet_ones_as_an_sqs_fair_queue_serves_it(aws):
+    """SQS fair queues deliver a quiet tenant's messages first once another tenant has taken more than
+    10% of the consumers' recent processing time: a live message queued behind a replay's is in the
+    first batch, first; before the replay has been busy, the oldest group goes first."""
+    from bridge_dev.pollers import SqsPoller
+
+    sqs = boto3.client("sqs")
+    url, arn = aws.queue_urls["IngestQueue"], aws.queue_arns["IngestQueue"]
+
+    def send(group: str, body: str) -> None:
+        sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group)
+
+    poller = SqsPoller(lambda event, request_id: {"batchItemFailures": []}, url, arn, 2, None)
+    try:
+        for n in range(3):
+            send("ws_demo/replay", f"replay-{n}")
+        send("ws_demo", "live-0")
+        assert [m["Body"] for m in poller._take_fair_batch()] == ["replay-0", "live-0"]  # nobody busy yet
+
+        poller._shared.charge(["ws_demo/replay", "ws_demo/replay"], 20.0)  # the replay's invocation
+        poller._shared.charge(["ws_demo"], 1.0)
+        send("ws_demo", "live-1")
+        assert [m["Body"] for m in poller._take_fair_batch()] == ["live-1", "replay-1"]
+    finally:
+        SqsPoller._received.pop(url, None)

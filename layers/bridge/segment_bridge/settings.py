@@ -42,6 +42,8 @@ class Settings(BaseModel):
     """How long after it was written an event Segment has not taken is retried (SQS keeps 14 days)."""
     segment_requests_per_second: float = Field(alias="SEGMENT_REQUESTS_PER_SECOND", default=50, gt=0)
     segment_events_per_second: float = Field(alias="SEGMENT_EVENTS_PER_SECOND", default=1000, gt=0)
+    replay_window_messages: int = Field(alias="REPLAY_WINDOW_MESSAGES", default=60, ge=1)
+    """A replay job's messages queued and not yet applied, at most (template parameter ReplayWindow)."""
     segment_endpoints: EndpointPolicy = Field(alias="SEGMENT_ENDPOINTS", default="public")
     """public: https to public addresses; private: also private/link-local (a proxy in a VPC); local:
     also plain http to loopback (a Segment stand-in: tests and the local stack)."""

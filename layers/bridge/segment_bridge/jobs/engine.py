@@ -16,7 +16,10 @@ How a task loses nothing and repeats nothing harmful:
    JobsDLQ is for AWS failing); a task is done when it saves `done`, and a page task plans the next
    page's task before it saves `done`, so tasks_done == tasks_total only once every page is done;
 4. the message that finds its task done asks the job's kind to finish (idempotent too), so a worker
-   killed between the last save and the end is finished by the redelivery.
+   killed between the last save and the end is finished by the redelivery;
+5. a task that must wait for something outside it (a replay's window of queued messages, replay.py)
+   saves, raises TaskWaits and the message is sent again with SQS's own delay (at most 900 s): nothing
+   spins or sleeps in an invocation, and the wait spends none of the message's maxReceiveCount.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from segment_bridge.errors import NotFound, ServiceUnavailable
 
 OutOfTime = Callable[[], bool]
 TASK_RESERVE_SECONDS = 30
+MAX_DELAY_SECONDS = 900
+"""SQS's longest DelaySeconds: the longest a waiting task is away."""
 """A task stops starting new work with this much of its invocation left: one chunk of objects (read,
 rewritten, saved) takes well under it at S3's latencies."""
 SAVE_ATTEMPTS = 10
@@ -107,6 +112,14 @@ class TaskTaken(Exception):  # a state, not a failure
     """Another worker saved this task's progress first: this one stops (its work is theirs)."""
 
 
+class TaskWaits(Exception):  # a state, not a failure
+    """The task saved its cursor and cannot go on yet: its message comes back after `seconds`."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"back in {seconds} s")
+        self.seconds = max(0, min(MAX_DELAY_SECONDS, int(seconds)))
+
+
 def new_job_id(kind: str) -> str:
     """Sortable by creation time (the CLI lists newest first), unique."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{kind}-{secrets.token_hex(4)}"
@@ -173,7 +186,8 @@ def plan_tasks(jobs: JobStore, job_id: str, tasks: list[tuple[str, str, dict[str
 
 
 Kind = Callable[[TaskRun, Any], bool]
-"""A task kind: runs the task from its cursor; True once it saved `done`, False if out of time."""
+"""A task kind: runs the task from its cursor; True once it saved `done`, False if out of time; raises
+TaskWaits (its cursor saved) to be run again later."""
 Finish = Callable[[JobStore, JobRecordView, Any], None]
 """A job kind's end: called by every message that finds its task done (idempotent)."""
 
@@ -183,8 +197,8 @@ class Outcome:
     """What one task message did (for logs: no ids of people, no events)."""
 
     status: str
-    """"done", "continues" (out of time, sent again), "taken" (another worker has it), "over" (the job
-    ended or is gone), "unknown" (no such task)."""
+    """"done", "continues" (out of time, sent again), "waits" (sent again with a delay: TaskWaits),
+    "taken" (another worker has it), "over" (the job ended or is gone), "unknown" (no such task)."""
     kind: str = ""
 
 
@@ -216,6 +230,9 @@ def run_task(
             finished = kinds[task.kind](run, stores)
         except TaskTaken:
             return Outcome("taken", task.kind)
+        except TaskWaits as waits:
+            jobs.send([body], waits.seconds)
+            return Outcome("waits", task.kind)
         if not finished:
             jobs.send([body])
             return Outcome("continues", task.kind)

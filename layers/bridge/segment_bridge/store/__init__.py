@@ -21,6 +21,7 @@
     outbox.py      OutboxTable (what the product sends to Segment) and its stream
     receipts.py    DeletionsTable (privacy requests' receipts)
     jobs.py        archive jobs' records and tasks (WorkspacesTable) and the JobsQueue's task messages
+    windows.py     a replay job's window: messages reserved on its record within a bound
     sweep.py       every item of one workspace in every table, page by page, and its secret (offboarding)
     retries.py     OutboundRetryQueue (what Segment has not taken yet, until its next attempt)
 
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from segment_bridge.store.retries import RetryQueue
     from segment_bridge.store.rules import RuleRepository
     from segment_bridge.store.sweep import WorkspaceSweep
+    from segment_bridge.store.windows import JobWindows
     from segment_bridge.store.workspaces import Workspace, WorkspaceRepository
 
 __all__ = ["DeadLetter", "Store", "get_store"]
@@ -183,6 +185,12 @@ class Store:
         from segment_bridge.store.jobs import JobRepository
 
         return JobRepository(self.settings, self.clients)
+
+    @cached_property
+    def windows(self) -> JobWindows:
+        from segment_bridge.store.windows import JobWindows
+
+        return JobWindows(self.settings, self.clients)
 
     @cached_property
     def sweep(self) -> WorkspaceSweep:
