@@ -2,7 +2,8 @@
 has finished: nothing is still writing when the caller hears of the first error.
 
     each_at_once  callables run together on a pool, their results in order
-    lazy_pool     a named pool of N threads, made on its first use and the same one after"""
+    pool_of       a named pool of N threads, made on its first use (never at import) and the same one
+                  after, for every caller of the name"""
 
 from __future__ import annotations
 
@@ -39,19 +40,3 @@ def each_at_once(work: list[Callable[[], T]], pool: Callable[[], ThreadPoolExecu
     futures: list[Future[T]] = [pool().submit(job) for job in work]
     wait(futures)
     return [future.result() for future in futures]
-
-
-def lazy_pool(threads: int, name: str) -> Callable[[], ThreadPoolExecutor]:
-    """A pool of `threads` threads named `name`-N, for each_at_once: made on the first call (never at
-    import: a module-level `lazy_pool(...)` costs nothing until used), the same pool on every call after,
-    made once even when threads ask for it first together."""
-    made: list[ThreadPoolExecutor] = []
-    lock = threading.Lock()
-
-    def pool() -> ThreadPoolExecutor:
-        with lock:
-            if not made:
-                made.append(ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name))
-            return made[0]
-
-    return pool

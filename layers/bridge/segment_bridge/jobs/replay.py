@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any, Protocol
 
-from segment_bridge.concurrency import each_at_once, lazy_pool
+from segment_bridge.concurrency import each_at_once, pool_of
 from segment_bridge.envelope import pack, replay_group
 from segment_bridge.jobs.engine import (
     MAX_DELAY_SECONDS,
@@ -99,7 +99,7 @@ class ReplayStores(Protocol):
     def settings(self) -> Any: ...
 
 
-_readers = lazy_pool(READ_THREADS, "replay-read")
+_readers = pool_of("replay-read", READ_THREADS)
 
 
 def plan_replay(
