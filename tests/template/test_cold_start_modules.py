@@ -90,6 +90,7 @@ LOADED = {
         "segment_bridge.read.auth",
         "segment_bridge.read.client",
         "segment_bridge.read.model",
+        "segment_bridge.read.paging",
         "segment_bridge.store.reading",
         "segment_bridge.store.profiles",  # how a stored profile item reads (store/reading.py uses it)
         "segment_bridge.store.history",  # ... and what store/profiles.py is made of

@@ -11,14 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from segment_bridge.errors import BridgeError
-from segment_bridge.read.model import (
-    USER_ID_TYPES,
-    IdType,
-    Page,
-    Reader,
-    UserView,
-    paged,
-)
+from segment_bridge.read.model import USER_ID_TYPES, IdType, Reader, UserView
+from segment_bridge.read.paging import Page, paged
 
 COLLECTIONS: dict[str, tuple[IdType, ...]] = {"users": USER_ID_TYPES, "accounts": ("group_id",)}
 FACETS = ("traits", "external_ids", "events", "links", "metadata")

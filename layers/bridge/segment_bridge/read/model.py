@@ -18,18 +18,14 @@ Pure: `Reader` works over a `ReadSource` (store/reading.py), so it is tested wit
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
-from segment_bridge.errors import BridgeError, NotFound
+from segment_bridge.errors import NotFound
 from segment_bridge.identity import MergeProtection
 from segment_bridge.profiles import Profile
-from segment_bridge.timestamps import time_key
+from segment_bridge.read.paging import HistorySource, Page, history_page
 
 IdType = Literal["user_id", "anonymous_id", "group_id"]
 Tombstone = tuple[str, bool]
@@ -40,33 +36,24 @@ ID_TYPE_OF: dict[str, IdType] = {"U": "user_id", "A": "anonymous_id", "G": "grou
 NOT_FOUND = "Profile was not found."
 
 
-class InvalidCursor(BridgeError):
-    status, code = 400, "invalid_cursor"
+Entities = dict[str, tuple[Profile | None, Tombstone | None]]
+"""Entity key -> its profile and tombstone, as read."""
 
 
-class ReadSource(Protocol):
+class ReadSource(HistorySource, Protocol):
     def entities(
         self, workspace_id: str, keys: list[str], links: list[str], *, brief: bool = False
-    ) -> tuple[dict[str, tuple[Profile | None, Tombstone | None]], dict[str, str]]: ...
+    ) -> tuple[Entities, dict[str, str]]: ...
+
+    def entities_and_linked(
+        self, workspace_id: str, keys: list[str], links: list[str], user_id: str
+    ) -> tuple[Entities, dict[str, str], list[str]]:
+        """`entities(keys, links)` and `linked_ids(user_id)` together (one round trip, not two)."""
+        ...
 
     def linked_ids(self, workspace_id: str, user_id: str) -> list[str]: ...
 
     def group_members(self, workspace_id: str, group_id: str) -> list[str]: ...
-
-    def history_slices(
-        self,
-        workspace_id: str,
-        slices: list[tuple[str, str | None, bool]],
-        *,
-        want: int,
-        newest_first: bool,
-        include: frozenset[str] | None = None,
-        exclude: frozenset[str] = frozenset(),
-    ) -> dict[str, list[tuple[str, str]]]: ...
-
-    def history_items(
-        self, workspace_id: str, wanted: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], dict[str, Any]]: ...
 
     def protection(self, workspace_id: str) -> MergeProtection: ...
 
@@ -79,62 +66,6 @@ def visible(profile: Profile | None, tombstone: Tombstone | None) -> Profile | N
     if not erased or (profile.first_seen or "") <= deleted_at:
         return None
     return profile
-
-
-# --- paging ----------------------------------------------------------------------------------------
-
-T = TypeVar("T")
-CURSOR_VERSION = 1
-
-
-def encode_cursor(position: Sequence[str]) -> str:
-    raw = json.dumps([CURSOR_VERSION, *position], separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, width: int) -> tuple[str, ...]:
-    """The position a cursor names; InvalidCursor for anything this model did not write."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw.decode())
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidCursor("The cursor is not one this API gave.") from None
-    if (
-        not isinstance(values, list)
-        or len(values) != width + 1
-        or values[0] != CURSOR_VERSION
-        or not all(isinstance(value, str) for value in values[1:])
-    ):
-        raise InvalidCursor("The cursor is not one this API gave.")
-    return tuple(values[1:])
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next: str | None
-    """The cursor of the next page; None on the last."""
-
-
-def paged(
-    items: list[T],
-    key: Callable[[T], tuple[str, ...]],
-    width: int,
-    limit: int,
-    after: str | None,
-    *,
-    newest_first: bool = False,
-) -> Page[T]:
-    """`limit` items after the cursor `after`, in `key` order (`width` strings; descending if
-    `newest_first`). The cursor is a position, not an offset: items added meanwhile never repeat or skip
-    what was read."""
-    ordered = sorted(items, key=key, reverse=newest_first)
-    if after is not None:
-        position = decode_cursor(after, width)
-        ordered = [i for i in ordered if (key(i) < position if newest_first else key(i) > position)]
-    page = ordered[:limit]
-    more = len(ordered) > limit
-    return Page(page, encode_cursor(key(page[-1])) if more and page else None)
 
 
 # --- views ---------------------------------------------------------------------------------------
@@ -170,6 +101,8 @@ class UserView:
     """U or A."""
     id: str
     profile: Profile
+    read_links: list[str] | None = field(default=None, repr=False)
+    """The stored links naming this user, if read with its profile (else read on first use)."""
 
     @property
     def key(self) -> str:
@@ -178,7 +111,11 @@ class UserView:
     @cached_property
     def stored_links(self) -> set[str]:
         """The previousIds whose stored link names this user."""
-        return set(self.reader.source.linked_ids(self.workspace_id, self.id)) if self.kind == "U" else set()
+        if self.kind != "U":
+            return set()
+        if self.read_links is not None:
+            return set(self.read_links)
+        return set(self.reader.source.linked_ids(self.workspace_id, self.id))
 
     @cached_property
     def linked(self) -> list[str]:
@@ -199,6 +136,10 @@ class UserView:
     def linked_keys(self) -> list[str]:
         """The entity keys linked ids' own data is under: A#<id>, and U#<id> for another user id."""
         return [key for linked in self.linked for key in _keys_of(linked, self.id)]
+
+    def seen_linked_keys(self) -> list[str]:
+        """The linked entity keys with a profile a reader may see (those whose history is read)."""
+        return [key for key in self.linked_keys() if key in self.linked_profiles]
 
     @cached_property
     def linked_profiles(self) -> dict[str, Profile]:
@@ -262,7 +203,11 @@ class Reader:
         if id_type not in USER_ID_TYPES:
             raise ValueError(f"not a user id type: {id_type}")
         own = f"{KIND_OF[id_type]}#{value}"
-        found, links = self.source.entities(workspace_id, [own], [value])
+        read_links: list[str] | None = None
+        if id_type == "user_id":  # most often the user itself: its links are read in the same round trip
+            found, links, read_links = self.source.entities_and_linked(workspace_id, [own], [value], value)
+        else:
+            found, links = self.source.entities(workspace_id, [own], [value])
         target = links.get(value)
         if target is not None and not (id_type == "user_id" and target == value):
             user_key = f"U#{target}"
@@ -275,7 +220,7 @@ class Reader:
         profile = visible(*found.get(own, (None, None)))
         if profile is None:
             raise NotFound(NOT_FOUND)
-        return UserView(self, workspace_id, own[0], value, profile)
+        return UserView(self, workspace_id, own[0], value, profile, read_links)
 
     def group(self, workspace_id: str, group_id: str, *, members: bool = True) -> GroupView:
         key = f"G#{group_id}"
@@ -297,57 +242,32 @@ class Reader:
         exclude: frozenset[str] = frozenset(),
         newest_first: bool = True,
     ) -> Page[HistoryEvent]:
-        """A page of the user's history (newest first by default), with its linked ids' if `linked`;
-        `include`/`exclude` filter by event name.
-
-        The history's order is (time_key, entity key): time_key is `<timestamp>#<messageId>`, the
-        EventsTable's `by_time` index's sort key, so each entity's history is read in that order, `limit`
-        + 1 entries past the cursor at most, and merged. The cursor is the last item's position
-        (timestamp, messageId, entity key): past it, an entity before the cursor's in that order starts
-        at the cursor's time_key (ties), the others after it."""
-        keys = [user.key] + (user.linked_keys() if linked else [])
-        start: str | None = None
-        at_entity = ""
-        if after is not None:
-            timestamp, message_id, at_entity = decode_cursor(after, 3)
-            start = time_key(timestamp, message_id)
-        slices = [
-            (key, start, start is not None and (key < at_entity if newest_first else key > at_entity))
-            for key in keys
-        ]
-        found = self.source.history_slices(
+        """A page of the user's history (newest first by default), with its linked ids' if `linked` (those
+        a reader may see); `include`/`exclude` filter by event name. Order and cursor: paging.py."""
+        keys = [user.key] + (user.seen_linked_keys() if linked else [])
+        page = history_page(
+            self.source,
             user.workspace_id,
-            slices,
-            want=limit + 1,
-            newest_first=newest_first,
+            keys,
+            limit=limit,
+            after=after,
             include=include,
             exclude=exclude,
+            newest_first=newest_first,
         )
-        merged = sorted(
-            ((position, key, name) for key, entries in found.items() for position, name in entries),
-            key=lambda entry: (entry[0], entry[1]),
-            reverse=newest_first,
-        )
-        page = [(*position.split("#", 1), key, name) for position, key, name in merged[:limit]]
-        more = len(merged) > limit
-        stored = self.source.history_items(user.workspace_id, [(e[2], e[1]) for e in page])
-        events = []
-        for timestamp, message_id, entity, name in page:
-            item = stored.get((entity, message_id))
-            if item is None:  # expired (TTL) or erased between the two reads
-                continue
-            events.append(
-                HistoryEvent(
-                    entity=entity,
-                    message_id=message_id,
-                    name=str(item.get("name", name)),
-                    type=str(item.get("type", "")),
-                    timestamp=str(item.get("timestamp", timestamp)),
-                    received_at=item.get("received_at"),
-                    properties=dict(item.get("properties") or {}),
-                )
+        events = [
+            HistoryEvent(
+                entity=entity,
+                message_id=message_id,
+                name=str(item.get("name", name)),
+                type=str(item.get("type", "")),
+                timestamp=str(item.get("timestamp", timestamp)),
+                received_at=item.get("received_at"),
+                properties=dict(item.get("properties") or {}),
             )
-        return Page(events, encode_cursor(page[-1][:3]) if more and page else None)
+            for (timestamp, message_id, entity, name), item in page.items
+        ]
+        return Page(events, page.next)
 
 
 # --- what the CLI shows ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from segment_bridge.concurrency import each_at_once, pool_of
 from segment_bridge.profiles import Profile
 from segment_bridge.store.aws import Clients, Sleep, all_at_once, aws_errors, batch_get, item, plain
 from segment_bridge.store.history import HISTORY_BY_TIME
@@ -36,6 +37,8 @@ VIEW_ATTRIBUTES = (
 """A profile as a view shows it (store.profiles._profile reads these; pending, versions never)."""
 BRIEF_ATTRIBUTES = (*KEY_ATTRIBUTES, "counts", "first_seen")
 """A linked id's profile: whether a reader may see it (first_seen) and its counts."""
+_together = pool_of("read-together", 2)
+"""Two reads of one request in flight at once (their own pool: batch_get's calls use the batch pool)."""
 HistorySlice = tuple[str, str | None, bool]
 """(entity key, the time_key it starts from or None for its first, whether that time_key is included)."""
 
@@ -97,6 +100,20 @@ class ReadRepository:
                 (str(stone["deleted_at"]), stone.get("status") != "erasing") if stone else None,
             )
         return out, linked
+
+    def entities_and_linked(
+        self, workspace_id: str, keys: list[str], links: list[str], user_id: str
+    ) -> tuple[dict[str, tuple[Profile | None, tuple[str, bool] | None]], dict[str, str], list[str]]:
+        """`entities(keys, links)` and `linked_ids(user_id)`, the two calls in flight together."""
+        both: list[Any] = each_at_once(
+            [
+                partial(self.entities, workspace_id, keys, links),
+                partial(self.linked_ids, workspace_id, user_id),
+            ],
+            _together,
+        )
+        (found, linked), ids = both
+        return found, linked, ids
 
     def linked_ids(self, workspace_id: str, user_id: str) -> list[str]:
         """The previousIds whose stored link names the user (gsi1's LINK# entries: keys only)."""
